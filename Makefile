@@ -1,0 +1,178 @@
+# porthole: plain GNU Makefile.
+#
+#   make                 build portholed, portholectl, porthole-uffd into build/default
+#   make asan|tsan|static   the same, sanitized or fully static, into build/<variant>
+#   make check           everything CI runs: unit tests under ASan+UBSan, integration
+#                        tests (network namespaces, needs root), valgrind run, fuzz smoke
+#   make unit            unit tests of the current VARIANT
+#   make fuzz            build libFuzzer harnesses (clang) and run each FUZZ_SECONDS
+#   make bench|bench-quick|vmtest|install
+#
+# Every variant builds into its own directory ($(O)), so variants never mix
+# objects and several builds can run side by side.
+
+VERSION   := 0.1.0
+VARIANT   ?= default
+O         ?= build/$(VARIANT)
+CC        ?= cc
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+FUZZ_SECONDS ?= 60
+
+LLHTTP_DIR     ?= /usr/share/llhttp
+LLHTTP_INCLUDE ?= /usr/share/include/llhttp
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Wno-format-nonliteral -Wvla
+CPPFLAGS += -D_GNU_SOURCE -DPH_VERSION=\"$(VERSION)\" -Isrc/lib -Isrc/daemon -Isrc/uffd \
+            -Isrc/ctl -I$(LLHTTP_INCLUDE)
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c17 $(WARN) -fno-common -pthread -MMD -MP
+LDFLAGS  += -pthread
+LDLIBS   +=
+
+ifeq ($(VARIANT),asan)
+  CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(VARIANT),tsan)
+  CFLAGS  += -O1 -fsanitize=thread -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=thread
+endif
+ifeq ($(VARIANT),static)
+  LDFLAGS += -static
+endif
+
+# llhttp is generated C; it is compiled with its own, quieter flags.
+LLHTTP_CFLAGS := -O2 -g -std=c99 -w -fno-common
+
+LIB_SRC    := $(wildcard src/lib/*.c)
+DAEMON_SRC := $(filter-out src/daemon/main.c,$(wildcard src/daemon/*.c))
+CTL_SRC    := $(filter-out src/ctl/main.c,$(wildcard src/ctl/*.c))
+UFFD_SRC   := $(filter-out src/uffd/main.c,$(wildcard src/uffd/*.c))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+HELPER_SRC := $(wildcard tests/helpers/*.c)
+
+obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
+
+LIB        := $(O)/libporthole.a
+DAEMON_LIB := $(O)/libportholed.a
+CTL_LIB    := $(O)/libportholectl.a
+UFFD_LIB   := $(O)/libporthole-uffd.a
+LLHTTP_OBJ := $(O)/obj/llhttp/api.o $(O)/obj/llhttp/http.o $(O)/obj/llhttp/llhttp.o
+
+PROGS := $(O)/portholed $(O)/portholectl $(O)/porthole-uffd
+UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRC))
+HELPER_BINS := $(patsubst tests/helpers/%.c,$(O)/helpers/%,$(HELPER_SRC))
+
+.PHONY: all asan tsan static check unit integration valgrind fuzz fuzz-build bench \
+        bench-quick vmtest install uninstall clean
+
+all: $(PROGS) $(HELPER_BINS)
+
+asan tsan static:
+	$(MAKE) VARIANT=$@ all
+
+$(O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(O)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -I$(LLHTTP_INCLUDE) $(LLHTTP_CFLAGS) $(filter -fsanitize=%,$(CFLAGS)) -c -o $@ $<
+
+$(LIB): $(call obj,$(LIB_SRC))
+$(DAEMON_LIB): $(call obj,$(DAEMON_SRC)) $(LLHTTP_OBJ)
+$(CTL_LIB): $(call obj,$(CTL_SRC))
+$(UFFD_LIB): $(call obj,$(UFFD_SRC))
+$(O)/%.a:
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+# The static variant links jansson statically too; nothing here uses NSS.
+$(O)/portholed: $(call obj,src/daemon/main.c) $(DAEMON_LIB) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(O)/portholectl: $(call obj,src/ctl/main.c) $(CTL_LIB) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ -ljansson $(LDLIBS)
+$(O)/porthole-uffd: $(call obj,src/uffd/main.c) $(UFFD_LIB) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ -ljansson $(LDLIBS)
+
+# Unit tests link only the libraries their prefix names, so one area's
+# half-finished file never breaks another area's tests:
+#   test_http*, test_api*, test_daemon*: daemon; test_ctl*: portholectl;
+#   test_uffd*: porthole-uffd; anything else: the port library alone.
+$(O)/tests/test_http%: $(O)/obj/tests/unit/test_http%.o $(DAEMON_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -ljansson $(LDLIBS)
+$(O)/tests/test_api%: $(O)/obj/tests/unit/test_api%.o $(DAEMON_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -ljansson $(LDLIBS)
+$(O)/tests/test_daemon%: $(O)/obj/tests/unit/test_daemon%.o $(DAEMON_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -ljansson $(LDLIBS)
+$(O)/tests/test_ctl%: $(O)/obj/tests/unit/test_ctl%.o $(CTL_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -ljansson $(LDLIBS)
+$(O)/tests/test_uffd%: $(O)/obj/tests/unit/test_uffd%.o $(UFFD_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -ljansson $(LDLIBS)
+$(O)/tests/test_%: $(O)/obj/tests/unit/test_%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+$(O)/helpers/%: $(call obj,tests/helpers/%.c) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -ljansson $(LDLIBS)
+
+# Unit tests print cmocka's summaries; tests/run-unit adds the total line.
+unit: $(UNIT_BINS)
+	@tests/run-unit $(UNIT_BINS)
+
+integration: all
+	@PH_BUILD=$(O) tests/integration/run
+
+valgrind: all
+	@PH_BUILD=$(O) tests/integration/run valgrind
+
+fuzz-build:
+	$(MAKE) -f fuzz/fuzz.mk O=build/fuzz
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run build/fuzz
+
+# check: what CI runs, in order; tests/check prints the final summary line.
+check:
+	@tests/check
+
+bench: all
+	@PH_BUILD=$(O) bench/run full
+bench-quick: all
+	@PH_BUILD=$(O) bench/run quick
+
+vmtest:
+	$(MAKE) VARIANT=static all
+	@PH_BUILD=build/static tests/vm/run
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 \
+	           $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 0755 $(O)/portholed $(DESTDIR)$(PREFIX)/sbin/portholed
+	install -m 0755 $(O)/portholectl $(DESTDIR)$(PREFIX)/bin/portholectl
+	install -m 0755 $(O)/porthole-uffd $(DESTDIR)$(PREFIX)/bin/porthole-uffd
+	install -m 0644 man/portholed.8 $(DESTDIR)$(PREFIX)/share/man/man8/portholed.8
+	install -m 0644 man/portholectl.1 $(DESTDIR)$(PREFIX)/share/man/man1/portholectl.1
+	install -m 0644 man/porthole-uffd.1 $(DESTDIR)$(PREFIX)/share/man/man1/porthole-uffd.1
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' dist/portholed.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/portholed.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/portholed.service
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/portholed $(DESTDIR)$(PREFIX)/bin/portholectl \
+	      $(DESTDIR)$(PREFIX)/bin/porthole-uffd $(DESTDIR)$(PREFIX)/share/man/man8/portholed.8 \
+	      $(DESTDIR)$(PREFIX)/share/man/man1/portholectl.1 \
+	      $(DESTDIR)$(PREFIX)/share/man/man1/porthole-uffd.1 \
+	      $(DESTDIR)$(PREFIX)/lib/systemd/system/portholed.service
+
+clean:
+	rm -rf build
+
+-include $(shell find $(O)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: MIT
+/* config.c - portholed's command line: defaults, flags, validation
+ *
+ * Every flag is checked here, before anything starts: an invalid value is
+ * reported in one line that names the flag, and the daemon exits with 2.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "parse.h"
+
+enum {
+	OPT_EXTERNAL = 256, OPT_SCAN, OPT_ALLOW, OPT_DENY, OPT_MAXCONN, OPT_LOGFMT, OPT_LOGLVL,
+	OPT_CGROUP, OPT_VERSION, OPT_HELP, OPT_LISTEN, OPT_TOKEN, OPT_KA_IDLE, OPT_KA_INTVL,
+	OPT_KA_CNT, OPT_HEAD_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_MAX_API, OPT_PIPE, OPT_BACKLOG,
+	OPT_SSE_PING,
+};
+
+static const struct option options[] = {
+	{ "external-addr", required_argument, NULL, OPT_EXTERNAL },
+	{ "scan-interval", required_argument, NULL, OPT_SCAN },
+	{ "allow", required_argument, NULL, OPT_ALLOW },
+	{ "deny", required_argument, NULL, OPT_DENY },
+	{ "max-connections", required_argument, NULL, OPT_MAXCONN },
+	{ "log-format", required_argument, NULL, OPT_LOGFMT },
+	{ "log-level", required_argument, NULL, OPT_LOGLVL },
+	{ "cgroup", required_argument, NULL, OPT_CGROUP },
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "token-file", required_argument, NULL, OPT_TOKEN },
+	{ "keepalive-idle", required_argument, NULL, OPT_KA_IDLE },
+	{ "keepalive-interval", required_argument, NULL, OPT_KA_INTVL },
+	{ "keepalive-count", required_argument, NULL, OPT_KA_CNT },
+	{ "head-timeout", required_argument, NULL, OPT_HEAD_TO },
+	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TO },
+	{ "write-timeout", required_argument, NULL, OPT_WRITE_TO },
+	{ "max-api-connections", required_argument, NULL, OPT_MAX_API },
+	{ "sse-ping", required_argument, NULL, OPT_SSE_PING },
+	{ "pipe-size", required_argument, NULL, OPT_PIPE },
+	{ "backlog", required_argument, NULL, OPT_BACKLOG },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ 0 },
+};
+
+static const char usage_text[] =
+	"Usage: portholed [OPTION]...\n"
+	"Expose loopback-only TCP listeners on the external address and relay connections.\n"
+	"\n"
+	"Ports:\n"
+	"  --external-addr IP       address to expose ports on (default: first IPv4 address\n"
+	"                           of the default route's interface, detected until found)\n"
+	"  --scan-interval MS       milliseconds between listener scans (default 50)\n"
+	"  --allow PORTS            expose only these ports, e.g. 22,5000-5999\n"
+	"  --deny PORTS             never expose these ports (wins over --allow)\n"
+	"  --max-connections N      relayed connections at once (default 65536)\n"
+	"  --keepalive-idle S       TCP keepalive idle time of relayed legs (default 30)\n"
+	"  --keepalive-interval S   keepalive probe interval (default 10)\n"
+	"  --keepalive-count N      keepalive probes before the peer is dead (default 3)\n"
+	"  --backlog N              listen backlog of external listeners (default 4096)\n"
+	"  --pipe-size BYTES        relay pipe size per direction (default: kernel's, 64 KiB)\n"
+	"Control API:\n"
+	"  --listen ADDR:PORT       HTTP control API address (default 0.0.0.0:49982)\n"
+	"  --token-file FILE        require 'Authorization: Bearer <token>' (not for /health)\n"
+	"  --head-timeout DUR       request head deadline from its first byte (default 5s)\n"
+	"  --idle-timeout DUR       keep-alive idle timeout (default 640s)\n"
+	"  --write-timeout DUR      drop a client that does not read its response (default 30s)\n"
+	"  --max-api-connections N  API connections at once, 503 beyond (default 256)\n"
+	"  --sse-ping DUR           interval of event-stream pings (default 15s)\n"
+	"Process:\n"
+	"  --cgroup DIR             move into this cgroup v2 directory at start\n"
+	"  --log-format json|text   log format on stderr (default json)\n"
+	"  --log-level L            debug, info, warn or error (default info)\n"
+	"  --version                print the version and exit\n"
+	"  --help                   print this help and exit\n"
+	"DUR: 500ms, 5s, 2m, 1h (a bare number is seconds). Exit status: 0 stopped by\n"
+	"SIGTERM/SIGINT, 1 runtime failure, 2 invalid usage.\n";
+
+int ph_token_read(const char *path, char *buf, size_t size, size_t *len)
+{
+	ssize_t n;
+	size_t l;
+	int fd, ret = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size);
+	if (n < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if ((size_t)n >= size) {
+		ret = -EFBIG;
+		goto out;
+	}
+	l = (size_t)n;
+	while (l && (buf[l - 1] == '\n' || buf[l - 1] == '\r' || buf[l - 1] == ' '))
+		l--;
+	buf[l] = '\0';
+	/* RFC 6750 token68 characters only, so it can never smuggle a header */
+	for (size_t i = 0; i < l; i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		if (!isalnum(c) && !strchr("-._~+/=", c)) {
+			ret = -EINVAL;
+			goto out;
+		}
+	}
+	if (!l)
+		ret = -EINVAL;
+	*len = l;
+out:
+	close(fd);
+	return ret;
+}
+
+static void defaults(struct ph_daemon_config *cfg)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&cfg->listen;
+
+	memset(cfg, 0, sizeof(*cfg));
+	ph_config_defaults(&cfg->ports);
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(49982);
+	cfg->listen_len = sizeof(*sin);
+	strcpy(cfg->listen_str, "0.0.0.0:49982");
+	cfg->http = (struct ph_http_limits){
+		.head_timeout_ms = 5000,
+		.idle_timeout_ms = 640000,
+		.write_timeout_ms = 30000,
+		.max_conns = 256,
+		.max_head = 16384,
+		.max_body = 65536,
+		.sse_ping_ms = 15000,
+		.sse_queue = 1024,
+	};
+	cfg->log_format = PH_LOG_JSON;
+	cfg->log_level = PH_LOG_INFO;
+}
+
+static const char *opt_name(int val)
+{
+	for (const struct option *o = options; o->name; o++)
+		if (o->val == val)
+			return o->name;
+	return "?";
+}
+
+#define BAD(what) do { fprintf(err, "portholed: invalid --%s '%s': %s\n", \
+			       opt_name(opt), optarg, (what)); \
+		return PH_CONFIG_USAGE; } while (0)
+
+enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int argc, char **argv,
+					     FILE *out, FILE *err)
+{
+	char why[128];
+	uint64_t v;
+	int opt, ret;
+
+	defaults(cfg);
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_EXTERNAL:
+			if (inet_pton(AF_INET, optarg, &cfg->ports.external) != 1 ||
+			    !cfg->ports.external.s_addr)
+				BAD("expected an IPv4 address");
+			break;
+		case OPT_SCAN:
+			if (ph_parse_uint(optarg, 1, 60000, &v))
+				BAD("expected milliseconds, 1 to 60000");
+			cfg->ports.scan_interval_ms = (unsigned)v;
+			break;
+		case OPT_ALLOW:
+		case OPT_DENY:
+			if (ph_portset_parse(opt == OPT_ALLOW ? &cfg->ports.allow : &cfg->ports.deny,
+					     optarg, why, sizeof(why)))
+				BAD(why);
+			break;
+		case OPT_MAXCONN:
+			if (ph_parse_uint(optarg, 1, 1000000, &v))
+				BAD("expected a number, 1 to 1000000");
+			cfg->ports.max_connections = (unsigned)v;
+			break;
+		case OPT_LOGFMT:
+			if (ph_log_parse_format(optarg, &cfg->log_format))
+				BAD("expected json or text");
+			break;
+		case OPT_LOGLVL:
+			if (ph_log_parse_level(optarg, &cfg->log_level))
+				BAD("expected debug, info, warn or error");
+			break;
+		case OPT_CGROUP:
+			if (!*optarg)
+				BAD("empty path");
+			cfg->cgroup_dir = optarg;
+			break;
+		case OPT_LISTEN:
+			if (strlen(optarg) >= sizeof(cfg->listen_str) ||
+			    ph_parse_hostport(optarg, &cfg->listen, &cfg->listen_len, 1))
+				BAD("expected ADDR:PORT with a numeric address");
+			strcpy(cfg->listen_str, optarg);
+			break;
+		case OPT_TOKEN:
+			ret = ph_token_read(optarg, cfg->token, sizeof(cfg->token), &cfg->token_len);
+			if (ret)
+				BAD(ret == -EINVAL ? "empty, or not a token68 bearer token" :
+				    ret == -EFBIG ? "token too long" : ph_strerror(ret));
+			break;
+		case OPT_KA_IDLE:
+		case OPT_KA_INTVL:
+			if (ph_parse_uint(optarg, 1, 32767, &v))
+				BAD("expected seconds, 1 to 32767");
+			*(opt == OPT_KA_IDLE ? &cfg->ports.keepalive.idle_s :
+					       &cfg->ports.keepalive.interval_s) = (unsigned)v;
+			break;
+		case OPT_KA_CNT:
+			if (ph_parse_uint(optarg, 1, 127, &v))
+				BAD("expected a count, 1 to 127");
+			cfg->ports.keepalive.count = (unsigned)v;
+			break;
+		case OPT_HEAD_TO:
+		case OPT_IDLE_TO:
+		case OPT_WRITE_TO:
+		case OPT_SSE_PING:
+			if (ph_parse_duration_ms(optarg, &v) || !v)
+				BAD("expected a duration such as 500ms, 5s or 2m");
+			*(opt == OPT_HEAD_TO ? &cfg->http.head_timeout_ms :
+			  opt == OPT_IDLE_TO ? &cfg->http.idle_timeout_ms :
+			  opt == OPT_WRITE_TO ? &cfg->http.write_timeout_ms :
+						&cfg->http.sse_ping_ms) = v;
+			break;
+		case OPT_MAX_API:
+			if (ph_parse_uint(optarg, 1, 65536, &v))
+				BAD("expected a number, 1 to 65536");
+			cfg->http.max_conns = (unsigned)v;
+			break;
+		case OPT_PIPE:
+			if (ph_parse_uint(optarg, 4096, 1 << 24, &v))
+				BAD("expected bytes, 4096 to 16777216");
+			cfg->ports.pipe_size = (unsigned)v;
+			break;
+		case OPT_BACKLOG:
+			if (ph_parse_uint(optarg, 1, 65535, &v))
+				BAD("expected a number, 1 to 65535");
+			cfg->ports.backlog = (unsigned)v;
+			break;
+		case OPT_VERSION:
+			fprintf(out, "portholed %s\n", PH_VERSION);
+			return PH_CONFIG_EXIT_OK;
+		case OPT_HELP:
+			fputs(usage_text, out);
+			return PH_CONFIG_EXIT_OK;
+		case ':':
+			fprintf(err, "portholed: option '%s' needs a value\n", argv[optind - 1]);
+			return PH_CONFIG_USAGE;
+		default:
+			fprintf(err, "portholed: unknown option '%s' (see --help)\n", argv[optind - 1]);
+			return PH_CONFIG_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(err, "portholed: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return PH_CONFIG_USAGE;
+	}
+	return PH_CONFIG_RUN;
+}

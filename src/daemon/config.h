@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/* config.h - portholed's settings and command-line parsing */
+#ifndef PH_DAEMON_CONFIG_H
+#define PH_DAEMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "porthole.h"
+
+#define PH_TOKEN_MAX 512
+
+/**
+ * struct ph_http_limits - deadlines and limits of the HTTP control API
+ * @head_timeout_ms:	a request head must be complete this long after its first byte
+ * @idle_timeout_ms:	keep-alive connection with no request in progress
+ * @write_timeout_ms:	a response (or SSE stream) the client does not read is dropped
+ * @max_conns:		API connections at once; more get 503 and are closed
+ * @max_head:		request head bytes (431 beyond)
+ * @max_body:		request body bytes (413 beyond)
+ * @sse_ping_ms:	interval of ": ping" comments on event streams
+ * @sse_queue:		events queued per event-stream client before it loses some
+ */
+struct ph_http_limits {
+	uint64_t head_timeout_ms;
+	uint64_t idle_timeout_ms;
+	uint64_t write_timeout_ms;
+	unsigned max_conns;
+	size_t max_head;
+	size_t max_body;
+	uint64_t sse_ping_ms;
+	size_t sse_queue;
+};
+
+/**
+ * struct ph_daemon_config - everything portholed is told on its command line
+ * @ports:	the port subsystem's settings
+ * @listen:	control API address (--listen, default 0.0.0.0:49982)
+ * @listen_len:	its length
+ * @listen_str:	as given, for logs
+ * @token:	bearer token read from --token-file (NUL-terminated); empty: no auth
+ * @token_len:	its length
+ * @http:	API deadlines and limits
+ * @log_format, @log_level: logging
+ * @cgroup_dir:	cgroup v2 directory to move into at start, NULL for none
+ */
+struct ph_daemon_config {
+	struct ph_config ports;
+	struct sockaddr_storage listen;
+	socklen_t listen_len;
+	char listen_str[64];
+	char token[PH_TOKEN_MAX];
+	size_t token_len;
+	struct ph_http_limits http;
+	enum ph_log_format log_format;
+	enum ph_log_level log_level;
+	const char *cgroup_dir;
+};
+
+enum ph_config_result { PH_CONFIG_RUN, PH_CONFIG_EXIT_OK, PH_CONFIG_USAGE };
+
+/**
+ * ph_daemon_config_parse() - defaults, then the command line
+ * @cfg:	result
+ * @argc, @argv: arguments
+ * @out:	where --help and --version print
+ * @err:	where errors are printed (one line naming the flag)
+ *
+ * Return: PH_CONFIG_RUN; PH_CONFIG_EXIT_OK after --help/--version;
+ * PH_CONFIG_USAGE for an invalid flag or value (exit status 2)
+ */
+enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int argc, char **argv,
+					     FILE *out, FILE *err);
+
+/* Read and validate a bearer token file. Return: 0 or -errno (-EINVAL: empty/bad) */
+int ph_token_read(const char *path, char *buf, size_t size, size_t *len);
+
+#endif /* PH_DAEMON_CONFIG_H */

@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: MIT
+/* main.c - portholed: process setup, then the port subsystem and the control API
+ *
+ * Theory of Operation
+ * ===================
+ * Two threads. The port subsystem (src/lib, ph_ports_*) runs its own worker
+ * thread: scans, external listeners, relays. This main thread runs the
+ * daemon's event loop: the HTTP control API (api.c), event streams, and the
+ * signalfd that turns SIGTERM/SIGINT into a clean stop. Setup is linear with
+ * one cleanup path; every failure before serving exits 1 with a log line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "porthole.h"
+
+struct daemon {
+	struct ph_loop loop;
+	struct ph_io sig_io;
+	int sigfd;
+	int exit_signal;
+};
+
+static void on_signal(struct ph_loop *loop, struct ph_io *io, uint32_t events)
+{
+	struct daemon *d = ph_container_of(io, struct daemon, sig_io);
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+		d->exit_signal = (int)si.ssi_signo;
+		ph_loop_break(loop);
+	}
+}
+
+/* Relayed connections need 6 descriptors each; take all the kernel allows. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			ph_warn("cannot raise the descriptor limit", PH_FERR(errno));
+	}
+}
+
+/**
+ * join_cgroup() - move this process into a cgroup v2 directory
+ * @dir:	the cgroup directory (must exist, with a cgroup.procs file)
+ *
+ * Return: 0 or -errno
+ */
+static int join_cgroup(const char *dir)
+{
+	char path[4096], pid[32];
+	int fd, n, ret = 0;
+
+	if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (write(fd, pid, (size_t)n) != n)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct ph_daemon_config cfg;
+	struct ph_ports *ports = NULL;
+	struct ph_api *api = NULL;
+	struct daemon d = { .sigfd = -1 };
+	sigset_t mask;
+	int ret, status = 1;
+
+	switch (ph_daemon_config_parse(&cfg, argc, argv, stdout, stderr)) {
+	case PH_CONFIG_RUN:
+		break;
+	case PH_CONFIG_EXIT_OK:
+		return 0;
+	case PH_CONFIG_USAGE:
+		return 2;
+	}
+	ph_log_setup(cfg.log_format, cfg.log_level);
+
+	if (cfg.cgroup_dir) {
+		ret = join_cgroup(cfg.cgroup_dir);
+		if (ret) {
+			ph_error("cannot join cgroup", PH_FS("cgroup", cfg.cgroup_dir), PH_FERR(ret));
+			return 1;
+		}
+	}
+	raise_nofile();
+
+	/* Signals: SIGPIPE is answered by EPIPE; SIGTERM/SIGINT arrive on a
+	 * signalfd. Blocked before any thread starts, so all threads inherit. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (d.sigfd < 0) {
+		ph_error("signalfd failed", PH_FERR(errno));
+		return 1;
+	}
+
+	ret = ph_loop_init(&d.loop, NULL, NULL);
+	if (ret) {
+		ph_error("cannot create the event loop", PH_FERR(ret));
+		goto out_sigfd;
+	}
+	ret = ph_loop_add(&d.loop, &d.sig_io, d.sigfd, EPOLLIN, on_signal);
+	if (ret)
+		goto out_loop;
+
+	ports = ph_ports_new(&cfg.ports);
+	if (!ports) {
+		ph_error("cannot create the port subsystem", PH_FERR(errno));
+		goto out_loop;
+	}
+	ret = ph_api_new(&api, &d.loop, &cfg, ports);
+	if (ret) {
+		ph_error("cannot start the control API", PH_FS("listen", cfg.listen_str), PH_FERR(ret));
+		goto out_ports;
+	}
+	ph_ports_add_own_inode(ports, ph_api_listen_inode(api));
+
+	ret = ph_ports_start(ports);
+	if (ret) {
+		ph_error("cannot start the port subsystem", PH_FERR(ret));
+		goto out_api;
+	}
+	ph_info("portholed started", PH_FS("version", PH_VERSION), PH_FS("listen", cfg.listen_str),
+		PH_FU("scan_interval_ms", cfg.ports.scan_interval_ms));
+
+	ret = ph_loop_run(&d.loop);
+	if (ret)
+		ph_error("event loop failed", PH_FERR(ret));
+	else
+		status = 0;
+	ph_info("portholed stopping", PH_FS("signal", d.exit_signal ? strsignal(d.exit_signal) : "none"));
+	ph_ports_stop(ports);
+out_api:
+	ph_api_free(api);
+out_ports:
+	ph_ports_free(ports);
+out_loop:
+	ph_loop_del(&d.loop, &d.sig_io);
+	ph_loop_fini(&d.loop);
+out_sigfd:
+	close(d.sigfd);
+	return status;
+}

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/* discovery.h - enumerate TCP listeners: netlink sock_diag, with /proc/net/tcp fallback */
+#ifndef PH_DISCOVERY_H
+#define PH_DISCOVERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "listener.h"
+
+/* --- sock_diag (sockdiag.c) ------------------------------------------- */
+
+/* Open a NETLINK_SOCK_DIAG socket. Return: fd or -errno */
+int ph_sockdiag_open(void);
+
+/**
+ * ph_sockdiag_dump() - one complete LISTEN dump of one family
+ * @fd:		from ph_sockdiag_open()
+ * @family:	AF_INET or AF_INET6
+ * @seq:	sequence number to use (replies with another seq are ignored)
+ * @out:	listeners are appended
+ *
+ * Return: 0; -EINTR when the kernel flagged the dump NLM_F_DUMP_INTR (the
+ * caller retries); -errno from NLMSG_ERROR or the socket; -EPROTO for a
+ * malformed or truncated reply. On error @out may hold a partial result
+ * which the caller must discard.
+ */
+int ph_sockdiag_dump(int fd, int family, uint32_t seq, struct ph_scan *out);
+
+/**
+ * ph_sockdiag_parse() - parse one datagram of a sock_diag dump reply
+ * @buf, @len:	the datagram as received
+ * @seq:	expected sequence number
+ * @out:	listeners are appended
+ *
+ * Pure function (unit-tested on captured and hand-made messages).
+ * Return: 1 when NLMSG_DONE was seen, 0 when more datagrams follow,
+ * -EINTR on NLM_F_DUMP_INTR, -errno from NLMSG_ERROR, -EPROTO if malformed.
+ */
+int ph_sockdiag_parse(const void *buf, size_t len, uint32_t seq, struct ph_scan *out);
+
+/* --- /proc/net/tcp (proctcp.c) ---------------------------------------- */
+
+/**
+ * ph_proctcp_parse_line() - parse one line of /proc/net/tcp or tcp6
+ * @line:	NUL-terminated line (trailing newline allowed)
+ * @family:	AF_INET for tcp, AF_INET6 for tcp6
+ * @out:	filled when the line is a LISTEN socket
+ *
+ * Return: 1 for a listener, 0 for a valid line that is not one (other
+ * state, or the header line), -EINVAL when malformed.
+ */
+int ph_proctcp_parse_line(const char *line, int family, struct ph_listener *out);
+
+/**
+ * ph_proctcp_read() - parse a whole /proc/net/tcp{,6} file
+ * @path:	file to read
+ * @family:	AF_INET or AF_INET6
+ * @out:	listeners are appended
+ *
+ * Return: 0, -errno when unreadable, -EINVAL when any line is malformed
+ * (a half-parsed file is never taken as a result).
+ */
+int ph_proctcp_read(const char *path, int family, struct ph_scan *out);
+
+/* --- scanner facade (scanner.c) ---------------------------------------- */
+
+/**
+ * struct ph_scanner - picks sock_diag, falls back to /proc once for good
+ * @diag_fd:	netlink socket, -1 when not in use
+ * @seq:	next netlink sequence number
+ * @use_proc:	sock_diag unavailable (or disabled): parse /proc instead
+ * @proc_root:	"/proc" unless a test points it elsewhere
+ */
+struct ph_scanner {
+	int diag_fd;
+	uint32_t seq;
+	bool use_proc;
+	const char *proc_root;
+};
+
+/**
+ * ph_scanner_init() - prepare a scanner
+ * @s:		scanner
+ * @force_proc:	skip sock_diag (tests, and kernels without it)
+ *
+ * Return: 0 or -errno (only allocation-type failures; a missing sock_diag
+ * selects the fallback instead)
+ */
+int ph_scanner_init(struct ph_scanner *s, bool force_proc);
+
+/**
+ * ph_scanner_run() - enumerate all TCP listeners of this network namespace
+ * @s:		scanner
+ * @out:	cleared, then filled with IPv4 and IPv6 listeners
+ *
+ * Retries an interrupted dump a few times. Return: 0, or -errno: the scan
+ * failed and @out is not a valid picture of the namespace (never "no ports").
+ */
+int ph_scanner_run(struct ph_scanner *s, struct ph_scan *out);
+void ph_scanner_fini(struct ph_scanner *s);
+const char *ph_scanner_method(const struct ph_scanner *s); /* "sock_diag" or "proc" */
+
+#endif /* PH_DISCOVERY_H */

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: MIT
+/* netutil.c - small socket helpers and external address detection */
+#include "netutil.h"
+
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "porthole.h"
+
+int ph_sock_keepalive(int fd, const struct ph_keepalive *ka)
+{
+	int one = 1, idle = (int)ka->idle_s, intvl = (int)ka->interval_s, cnt = (int)ka->count;
+	unsigned int user_timeout = (ka->idle_s + ka->interval_s * ka->count) * 1000u;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout)))
+		return -errno;
+	return 0;
+}
+
+void ph_sock_set_rst(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+void ph_sock_abort(int fd)
+{
+	if (fd < 0)
+		return;
+	ph_sock_set_rst(fd);
+	close(fd);
+}
+
+uint64_t ph_sock_inode(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return 0;
+	return (uint64_t)st.st_ino;
+}
+
+socklen_t ph_sockaddr_from(struct sockaddr_storage *ss, const struct in6_addr *addr, uint16_t port)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (IN6_IS_ADDR_V4MAPPED(addr)) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		memcpy(&sin->sin_addr, &addr->s6_addr[12], 4);
+		return sizeof(*sin);
+	}
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(port);
+	sin6->sin6_addr = *addr;
+	return sizeof(*sin6);
+}
+
+/*
+ * /proc/net/route lists the main table: "Iface Destination Gateway Flags ..."
+ * with hex fields; the default route has Destination and Mask 00000000.
+ * getifaddrs() then gives the interface's addresses (it uses rtnetlink, not
+ * NSS, so it works in static binaries).
+ */
+int ph_default_ipv4(struct in_addr *out, const char *route_path)
+{
+	char line[512], ifname[IF_NAMESIZE + 1] = "";
+	struct ifaddrs *ifa, *i;
+	unsigned dst, gw, flags, mask;
+	int metric, best_metric = -1, ret = -ENOENT;
+	FILE *f;
+
+	f = fopen(route_path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char name[64];
+		int refcnt, use;
+
+		if (sscanf(line, "%63s %x %x %x %d %d %d %x", name, &dst, &gw, &flags, &refcnt, &use,
+			   &metric, &mask) != 8)
+			continue;
+		if (dst || mask || !(flags & 0x1 /* RTF_UP */) || strlen(name) > IF_NAMESIZE)
+			continue;
+		if (best_metric < 0 || metric < best_metric) {
+			best_metric = metric;
+			strcpy(ifname, name);
+		}
+	}
+	fclose(f);
+	if (!ifname[0])
+		return -ENOENT;
+	if (getifaddrs(&ifa))
+		return -errno;
+	for (i = ifa; i; i = i->ifa_next) {
+		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && !strcmp(i->ifa_name, ifname)) {
+			*out = ((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr;
+			ret = 0;
+			break;
+		}
+	}
+	freeifaddrs(ifa);
+	return ret;
+}

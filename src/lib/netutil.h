@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/* netutil.h - small socket helpers shared by the relay, the listeners and the daemon */
+#ifndef PH_NETUTIL_H
+#define PH_NETUTIL_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct ph_keepalive;
+
+/* Enable TCP keepalive with these timings, plus a matching TCP_USER_TIMEOUT so
+ * a peer that vanished with data in flight is reaped in the same time.
+ * Return: 0 or -errno */
+int ph_sock_keepalive(int fd, const struct ph_keepalive *ka);
+
+/* SO_LINGER {1, 0}: the next close() sends RST instead of FIN */
+void ph_sock_set_rst(int fd);
+
+/* close() with RST; -1 is ignored */
+void ph_sock_abort(int fd);
+
+/* Socket inode of @fd (its st_ino), 0 on error */
+uint64_t ph_sock_inode(int fd);
+
+/**
+ * ph_default_ipv4() - first IPv4 address of the interface holding the default route
+ * @out:	result
+ * @route_path:	"/proc/net/route" (tests point it elsewhere)
+ *
+ * Return: 0, -ENOENT when there is no default route or it has no IPv4 address
+ */
+int ph_default_ipv4(struct in_addr *out, const char *route_path);
+
+/* Fill a sockaddr for a v4-mapped or IPv6 address and port. Return: its length */
+socklen_t ph_sockaddr_from(struct sockaddr_storage *ss, const struct in6_addr *addr, uint16_t port);
+
+#endif /* PH_NETUTIL_H */

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/* porthole.h - the port subsystem: discovery, exposure, relay, lifecycle (public API) */
+#ifndef PH_PORTHOLE_H
+#define PH_PORTHOLE_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "events.h"
+#include "portset.h"
+
+#define PH_MAX_OWN_INODES 16
+#define PH_SCAN_HIST_BUCKETS 12
+
+/**
+ * struct ph_keepalive - TCP keepalive applied to both legs of a relay
+ */
+struct ph_keepalive {
+	unsigned idle_s;	/* TCP_KEEPIDLE, default 30 */
+	unsigned interval_s;	/* TCP_KEEPINTVL, default 10 */
+	unsigned count;		/* TCP_KEEPCNT, default 3 */
+};
+
+/**
+ * struct ph_config - settings of the port subsystem (ph_config_defaults() first)
+ * @external:		external IPv4 address; INADDR_ANY: detect from the default route
+ * @scan_interval_ms:	time between scans (default 50)
+ * @allow, @deny:	port filters (see rules.h)
+ * @max_connections:	relayed connections at once; beyond it new clients are
+ *			left in the kernel backlog (default 65536)
+ * @backlog:		listen() backlog of external listeners (default 4096)
+ * @keepalive:		TCP keepalive of relayed connections
+ * @pipe_size:		F_SETPIPE_SZ of relay pipes, 0 = kernel default (64 KiB);
+ *			bounds the bytes buffered per direction
+ * @force_copy:		relay with recv/send instead of splice (tests)
+ * @force_proc:		discover through /proc instead of sock_diag (tests)
+ * @own_inodes:		sockets of the embedding program (control port) never exposed
+ */
+struct ph_config {
+	struct in_addr external;
+	unsigned scan_interval_ms;
+	struct ph_portset allow;
+	struct ph_portset deny;
+	unsigned max_connections;
+	unsigned backlog;
+	struct ph_keepalive keepalive;
+	unsigned pipe_size;
+	bool force_copy;
+	bool force_proc;
+	uint64_t own_inodes[PH_MAX_OWN_INODES];
+	size_t n_own_inodes;
+};
+
+void ph_config_defaults(struct ph_config *cfg);
+
+/**
+ * struct ph_stats - counters for metrics; live for the subsystem's whole life
+ * (across start/stop cycles). All fields are updated with relaxed atomics.
+ */
+struct ph_stats {
+	_Atomic uint64_t scans;
+	_Atomic uint64_t scan_errors;
+	_Atomic uint64_t scan_ns_sum;
+	/* scan durations: bucket i counts scans <= ph_scan_hist_bounds_us[i] */
+	_Atomic uint64_t scan_hist[PH_SCAN_HIST_BUCKETS];
+	_Atomic uint64_t conns_active;
+	_Atomic uint64_t conns_total;
+	_Atomic uint64_t conns_refused;		/* backend refused or unreachable */
+	_Atomic uint64_t conns_reset;		/* ended by a reset on either leg */
+	_Atomic uint64_t bytes_to_service;	/* client -> loopback service */
+	_Atomic uint64_t bytes_to_client;	/* loopback service -> client */
+	_Atomic uint64_t accept_pauses;		/* EMFILE/ENFILE/ENOBUFS back-offs */
+	_Atomic uint64_t bind_conflicts;	/* ports entering CONFLICT */
+};
+
+extern const unsigned ph_scan_hist_bounds_us[PH_SCAN_HIST_BUCKETS];
+
+/**
+ * struct ph_port_list - a copy of the port table (ph_ports_list())
+ * @external:	external address text, "" when unknown
+ * @ports:	one entry per port, sorted
+ * @n:		entries
+ */
+struct ph_port_list {
+	char external[INET_ADDRSTRLEN];
+	struct ph_port_info *ports;
+	size_t n;
+};
+
+void ph_port_list_free(struct ph_port_list *l);
+
+struct ph_ports;
+
+/**
+ * ph_ports_new() - create a stopped subsystem
+ * @cfg:	configuration (copied)
+ *
+ * Return: handle, or NULL with errno set
+ */
+struct ph_ports *ph_ports_new(const struct ph_config *cfg);
+
+/* Stops it if running, then frees everything (the bus too). */
+void ph_ports_free(struct ph_ports *p);
+
+/*
+ * Lifecycle. Safe from any thread, concurrently, any number of times:
+ * start when running and stop when stopped are no-ops (return 0).
+ * stop returns once the worker thread has exited and every socket, pipe and
+ * allocation of that cycle is released. They must not be called from the
+ * worker thread itself (event subscribers run on their own threads).
+ * Return: 0 or -errno
+ */
+int ph_ports_start(struct ph_ports *p);
+int ph_ports_stop(struct ph_ports *p);
+int ph_ports_restart(struct ph_ports *p);
+bool ph_ports_running(struct ph_ports *p);
+
+/**
+ * ph_ports_quiesce() - get ready for a VM snapshot
+ * @p:		subsystem
+ *
+ * Resets every relayed connection (both legs, RST), stops scanning and
+ * accepting; the external listeners stay open so that, after a restore,
+ * the kernel queues new connections at once. Idempotent.
+ * Return: 0, or -ESRCH when not running
+ */
+int ph_ports_quiesce(struct ph_ports *p);
+
+/**
+ * ph_ports_resume() - recover after a restore (or cancel a quiesce)
+ * @p:		subsystem
+ *
+ * Closes every connection that existed at quiesce time, rescans at once,
+ * accepts what queued. Exactly once per quiesce, whoever calls.
+ * Return: 1 when this call resumed, 0 when not quiesced, -errno on error
+ */
+int ph_ports_resume(struct ph_ports *p);
+bool ph_ports_quiesced(struct ph_ports *p);
+
+/**
+ * ph_ports_list() - copy the current port table
+ * @p:		subsystem
+ * @out:	filled; free with ph_port_list_free()
+ *
+ * Return: 0 or -ENOMEM. When stopped, the list is empty.
+ */
+int ph_ports_list(struct ph_ports *p, struct ph_port_list *out);
+
+struct ph_bus *ph_ports_bus(struct ph_ports *p);
+struct ph_stats *ph_ports_stats(struct ph_ports *p);
+
+/* Add a socket of the embedding program that must never be exposed. */
+int ph_ports_add_own_inode(struct ph_ports *p, uint64_t inode);
+
+#endif /* PH_PORTHOLE_H */

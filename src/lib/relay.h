@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/* relay.h - relayed TCP connections: client <-> loopback service, splice through pipes */
+#ifndef PH_RELAY_H
+#define PH_RELAY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "loop.h"
+
+struct ph_config;
+struct ph_stats;
+struct ph_relay;
+
+/**
+ * struct ph_relay_owner - what a relay counts itself against (a port entry)
+ * @conns:	relays open now; read by other threads
+ * @detached:	the owner left its table; free it through @release at zero
+ * @release:	called when @detached and the last relay closed
+ */
+struct ph_relay_owner {
+	_Atomic uint32_t conns;
+	bool detached;
+	void (*release)(struct ph_relay_owner *o);
+};
+
+#define PH_RELAY_PIPE_POOL 64
+
+/**
+ * struct ph_relay_ctx - all relays of one worker loop
+ * @loop:	the loop they run on
+ * @cfg:	keepalive, pipe size, copy mode
+ * @stats:	counters
+ * @head:	list of open relays
+ * @count:	open relays
+ * @epoch:	tag given to new relays (ph_relay_abort_all() selects by it)
+ * @on_closed:	called after a relay closed (e.g. to resume accepting); may be NULL
+ * @pool:	spare empty pipes, so a new connection costs no pipe2() calls
+ */
+struct ph_relay_ctx {
+	struct ph_loop *loop;
+	const struct ph_config *cfg;
+	struct ph_stats *stats;
+	struct ph_relay *head;
+	size_t count;
+	uint64_t epoch;
+	void (*on_closed)(struct ph_relay_ctx *ctx);
+	int pool[PH_RELAY_PIPE_POOL][2];
+	size_t npool;
+	size_t pipe_cap;
+};
+
+void ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const struct ph_config *cfg,
+		       struct ph_stats *stats);
+/* Resets every relay and frees the pipe pool */
+void ph_relay_ctx_fini(struct ph_relay_ctx *ctx);
+
+/**
+ * ph_relay_start() - relay an accepted client to a loopback service
+ * @ctx:	context
+ * @client_fd:	accepted, non-blocking socket; always consumed (closed on error)
+ * @target:	service address
+ * @tlen:	its length
+ * @owner:	counted while the relay lives
+ *
+ * The client gets an RST at once when the service refuses.
+ * Return: 0, or -errno (the client was reset)
+ */
+int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockaddr *target,
+		   socklen_t tlen, struct ph_relay_owner *owner);
+
+/**
+ * ph_relay_abort_all() - reset relays whose epoch is below @before_epoch
+ * @ctx:	context
+ * @before_epoch: UINT64_MAX for all
+ *
+ * Both legs are closed with RST. Return: number of relays reset
+ */
+size_t ph_relay_abort_all(struct ph_relay_ctx *ctx, uint64_t before_epoch);
+
+#endif /* PH_RELAY_H */

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/* rules.h - which listeners to expose: pure functions from a scan to decisions */
+#ifndef PH_RULES_H
+#define PH_RULES_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "listener.h"
+#include "portset.h"
+
+enum ph_decision_kind {
+	PH_DECIDE_EXPOSE,	/* loopback-only: open EXTERNAL:port and relay */
+	PH_DECIDE_EXCLUDED,	/* loopback-only, but --allow/--deny rule it out */
+	PH_DECIDE_PUBLIC,	/* already reachable on the external address */
+};
+
+/**
+ * struct ph_decision - what to do with one port (one per port, sorted by port)
+ * @port:	TCP port
+ * @kind:	see enum ph_decision_kind
+ * @family:	family of the reported listener (AF_INET / AF_INET6); for
+ *		EXPOSE also the family to connect() with
+ * @addr:	reported listener address; for EXPOSE the connect target
+ *		(v4-mapped for IPv4). 127.0.0.1 is preferred over other 127/8
+ *		addresses, and IPv4 loopback over ::1
+ * @inode:	inode of that listener (changes when the service restarts)
+ * @uid:	its owner
+ */
+struct ph_decision {
+	struct in6_addr addr;
+	uint64_t inode;
+	uint32_t uid;
+	uint16_t port;
+	uint8_t family;
+	enum ph_decision_kind kind;
+};
+
+/**
+ * struct ph_rules_input - everything a decision depends on
+ * @scan:	listeners of the namespace
+ * @external:	external IPv4 address; INADDR_ANY (0) when not known yet
+ * @allow:	when @allow->set, only these ports may be exposed (may be NULL)
+ * @deny:	never expose these (may be NULL); deny wins over allow
+ * @own_inodes:	sockets of the daemon itself (control port, external listeners)
+ * @n_own:	number of @own_inodes (need not be sorted)
+ */
+struct ph_rules_input {
+	const struct ph_scan *scan;
+	struct in_addr external;
+	const struct ph_portset *allow;
+	const struct ph_portset *deny;
+	const uint64_t *own_inodes;
+	size_t n_own;
+};
+
+/**
+ * ph_rules_decide() - compute one decision per relevant port
+ * @in:		inputs
+ * @out:	malloc'ed array sorted by port (caller frees); NULL when empty
+ * @n:		its length
+ *
+ * A port is listed when a non-own listener on it is loopback-only (EXPOSE or
+ * EXCLUDED) or covers the external address (PUBLIC: 0.0.0.0, :: without
+ * IPV6_V6ONLY, or the external address itself, v4 or v4-mapped; PUBLIC wins).
+ * Listeners on other specific addresses are ignored. Return: 0 or -ENOMEM
+ */
+int ph_rules_decide(const struct ph_rules_input *in, struct ph_decision **out, size_t *n);
+
+enum ph_change_kind {
+	PH_CHANGE_ADDED,	/* port appears in the new set */
+	PH_CHANGE_REMOVED,	/* port gone from the new set */
+	PH_CHANGE_UPDATED,	/* kind, family or target address differ */
+	PH_CHANGE_RESTARTED,	/* same decision, new inode (service restarted) */
+};
+
+/**
+ * struct ph_change - one difference between two decision sets
+ * @old:	previous decision (NULL for ADDED)
+ * @new:	current decision (NULL for REMOVED)
+ */
+struct ph_change {
+	enum ph_change_kind kind;
+	const struct ph_decision *old;
+	const struct ph_decision *new;
+};
+
+typedef void (*ph_change_fn)(void *arg, const struct ph_change *c);
+
+/**
+ * ph_rules_diff() - report every difference between two sorted decision sets
+ * @a, @na:	previous set (sorted by port)
+ * @b, @nb:	current set (sorted by port)
+ * @fn, @arg:	called once per change, in port order
+ *
+ * Return: number of changes reported
+ */
+size_t ph_rules_diff(const struct ph_decision *a, size_t na, const struct ph_decision *b,
+		     size_t nb, ph_change_fn fn, void *arg);
+
+#endif /* PH_RULES_H */
