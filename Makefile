@@ -5,7 +5,8 @@
 #   make check           everything CI runs: unit tests under ASan+UBSan, integration
 #                        tests (network namespaces, needs root), valgrind run, fuzz smoke
 #   make unit            unit tests of the current VARIANT
-#   make fuzz            build libFuzzer harnesses (clang) and run each FUZZ_SECONDS
+#   make fuzz            build libFuzzer harnesses (clang); run each FUZZ_SECONDS (20),
+#                        the HTTP one FUZZ_SECONDS_HTTP (60)
 #   make bench|bench-quick|vmtest|install
 #
 # Every variant builds into its own directory ($(O)), so variants never mix
@@ -17,7 +18,8 @@ O         ?= build/$(VARIANT)
 CC        ?= cc
 PREFIX    ?= /usr/local
 DESTDIR   ?=
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 20
+FUZZ_SECONDS_HTTP ?= 60
 
 LLHTTP_DIR     ?= /usr/share/llhttp
 LLHTTP_INCLUDE ?= /usr/share/include/llhttp
@@ -138,7 +140,7 @@ valgrind: all
 fuzz-build:
 	$(MAKE) -f fuzz/fuzz.mk O=build/fuzz
 fuzz: fuzz-build
-	@FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run build/fuzz
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SECONDS_http=$(FUZZ_SECONDS_HTTP) fuzz/run build/fuzz
 
 # check: what CI runs, in order; tests/check prints the final summary line.
 check:
@@ -176,3 +178,4 @@ clean:
 	rm -rf build
 
 -include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
+.SECONDARY:

@@ -14,7 +14,7 @@ struct ph_api;
  * @out:	the API instance
  * @loop:	the daemon's main event loop (the API runs on its thread)
  * @cfg:	daemon configuration (kept by reference; must outlive the API)
- * @ports:	the port subsystem (for /ports, /snapshot/*, events, metrics)
+ * @ports:	the port subsystem (for /ports, the snapshot endpoints, events, metrics)
  *
  * Return: 0 or -errno (e.g. -EADDRINUSE), logged by the caller
  */

@@ -20,7 +20,7 @@ enum {
 	OPT_EXTERNAL = 256, OPT_SCAN, OPT_ALLOW, OPT_DENY, OPT_MAXCONN, OPT_LOGFMT, OPT_LOGLVL,
 	OPT_CGROUP, OPT_VERSION, OPT_HELP, OPT_LISTEN, OPT_TOKEN, OPT_KA_IDLE, OPT_KA_INTVL,
 	OPT_KA_CNT, OPT_HEAD_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_MAX_API, OPT_PIPE, OPT_BACKLOG,
-	OPT_SSE_PING,
+	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY,
 };
 
 static const struct option options[] = {
@@ -44,6 +44,8 @@ static const struct option options[] = {
 	{ "sse-ping", required_argument, NULL, OPT_SSE_PING },
 	{ "pipe-size", required_argument, NULL, OPT_PIPE },
 	{ "backlog", required_argument, NULL, OPT_BACKLOG },
+	{ "discovery", required_argument, NULL, OPT_DISCOVERY },
+	{ "relay", required_argument, NULL, OPT_RELAY },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ 0 },
@@ -65,6 +67,10 @@ static const char usage_text[] =
 	"  --keepalive-count N      keepalive probes before the peer is dead (default 3)\n"
 	"  --backlog N              listen backlog of external listeners (default 4096)\n"
 	"  --pipe-size BYTES        relay pipe size per direction (default: kernel's, 64 KiB)\n"
+	"  --discovery auto|proc    auto: sock_diag, /proc/net/tcp if unavailable (default);\n"
+	"                           proc: always parse /proc (slower; for old kernels, tests)\n"
+	"  --relay splice|copy      splice: zero-copy, recv/send where splice is refused\n"
+	"                           (default); copy: recv/send through a buffer (tests)\n"
 	"Control API:\n"
 	"  --listen ADDR:PORT       HTTP control API address (default 0.0.0.0:49982)\n"
 	"  --token-file FILE        require 'Authorization: Bearer <token>' (not for /health)\n"
@@ -252,6 +258,16 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 			if (ph_parse_uint(optarg, 1, 65535, &v))
 				BAD("expected a number, 1 to 65535");
 			cfg->ports.backlog = (unsigned)v;
+			break;
+		case OPT_DISCOVERY:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "proc"))
+				BAD("expected auto or proc");
+			cfg->ports.force_proc = !strcmp(optarg, "proc");
+			break;
+		case OPT_RELAY:
+			if (strcmp(optarg, "splice") && strcmp(optarg, "copy"))
+				BAD("expected splice or copy");
+			cfg->ports.force_copy = !strcmp(optarg, "copy");
 			break;
 		case OPT_VERSION:
 			fprintf(out, "portholed %s\n", PH_VERSION);

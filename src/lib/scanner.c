@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+/* scanner.c - one call that lists every TCP listener: sock_diag, or /proc when it is missing
+ *
+ * Theory of Operation
+ *
+ * ph_scanner_init() opens a sock_diag socket and runs one probe dump of each
+ * family. If the kernel lacks sock_diag (socket() fails with
+ * EPROTONOSUPPORT, the inet_diag handler is missing: ENOENT, an LSM denies
+ * it: EACCES/EPERM, ...), the scanner switches to /proc/net/tcp{,6} for
+ * good and says so once. Any other probe failure is not taken as "missing":
+ * it is a transient error that the next scan reports.
+ *
+ * ph_scanner_run() produces a complete picture or fails: an interrupted dump
+ * (NLM_F_DUMP_INTR) is retried a few times, then the scan fails with
+ * -EAGAIN; any other error fails it at once. After a failed dump the netlink
+ * socket is replaced, because the kernel may still be in the middle of that
+ * dump and would refuse the next request on the same socket (EBUSY, which is
+ * therefore retried on the fresh socket) or feed us its leftovers. Missing IPv6 (no tcp6 file, EAFNOSUPPORT) just means no
+ * IPv6 listeners.
+ */
+#include "discovery.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Tries of one family's dump while the kernel flags it interrupted */
+#define SCAN_ATTEMPTS 3
+
+/* Errors that mean "this kernel has no usable sock_diag" */
+static bool diag_unavailable(int err)
+{
+	switch (-err) {
+	case EPROTONOSUPPORT:
+	case EAFNOSUPPORT:
+	case ESOCKTNOSUPPORT:
+	case ENOENT:
+	case EOPNOTSUPP:
+	case ENOSYS:
+	case EACCES:
+	case EPERM:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void close_diag(struct ph_scanner *s)
+{
+	if (s->diag_fd >= 0)
+		close(s->diag_fd);
+	s->diag_fd = -1;
+}
+
+/**
+ * dump_family() - complete dump of one family, retried while interrupted
+ * @s:		scanner (its socket is reopened after a failure)
+ * @family:	AF_INET or AF_INET6
+ * @out:	listeners are appended; unchanged on failure
+ *
+ * Return: 0, -EAGAIN when every attempt was interrupted, or -errno
+ */
+static int dump_family(struct ph_scanner *s, int family, struct ph_scan *out)
+{
+	size_t mark = out->len;
+	int ret = -EAGAIN;
+
+	for (int i = 0; i < SCAN_ATTEMPTS; i++) {
+		if (s->diag_fd < 0) {
+			int fd = ph_sockdiag_open();
+
+			if (fd < 0)
+				return fd;
+			s->diag_fd = fd;
+		}
+		ret = ph_sockdiag_dump(s->diag_fd, family, s->seq++, out);
+		if (!ret)
+			return 0;
+		out->len = mark;
+		/* Refused before any dump started: the socket stays clean */
+		if (ret == -EAFNOSUPPORT && family == AF_INET6)
+			return 0;
+		close_diag(s);
+		/* EBUSY: a dump was left unfinished on the old socket; the
+		 * new one is clean */
+		if (ret != -EINTR && ret != -EBUSY)
+			return ret;
+	}
+	return -EAGAIN;
+}
+
+static int run_diag(struct ph_scanner *s, struct ph_scan *out)
+{
+	int ret = dump_family(s, AF_INET, out);
+
+	if (ret)
+		return ret;
+	return dump_family(s, AF_INET6, out);
+}
+
+static int run_proc(const struct ph_scanner *s, struct ph_scan *out)
+{
+	const char *root = s->proc_root ? s->proc_root : "/proc";
+	char path[PATH_MAX];
+	int ret;
+
+	if (snprintf(path, sizeof(path), "%s/net/tcp", root) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	ret = ph_proctcp_read(path, AF_INET, out);
+	if (ret)
+		return ret;
+
+	if (snprintf(path, sizeof(path), "%s/net/tcp6", root) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	ret = ph_proctcp_read(path, AF_INET6, out);
+	if (ret == -ENOENT)
+		return 0;	/* IPv6 disabled: no IPv6 listeners */
+	return ret;
+}
+
+int ph_scanner_init(struct ph_scanner *s, bool force_proc)
+{
+	struct ph_scan probe = { 0 };
+	int ret;
+
+	*s = (struct ph_scanner){ .diag_fd = -1, .seq = 1, .proc_root = "/proc" };
+	if (force_proc) {
+		s->use_proc = true;
+		return 0;
+	}
+
+	ret = ph_sockdiag_open();
+	if (ret < 0)
+		goto fail;
+	s->diag_fd = ret;
+
+	ret = run_diag(s, &probe);
+	ph_scan_free(&probe);
+	if (!ret)
+		return 0;
+fail:
+	if (diag_unavailable(ret)) {
+		close_diag(s);
+		s->use_proc = true;
+		ph_info("sock_diag unavailable, reading /proc/net/tcp instead", PH_FERR(ret));
+		return 0;
+	}
+	if (ret == -ENOMEM || ret == -ENOBUFS || ret == -EMFILE || ret == -ENFILE) {
+		close_diag(s);
+		return ret;
+	}
+	/* Transient (interrupted, timed out, ...): keep sock_diag, scans report */
+	ph_warn("sock_diag probe failed", PH_FERR(ret));
+	return 0;
+}
+
+int ph_scanner_run(struct ph_scanner *s, struct ph_scan *out)
+{
+	int ret;
+
+	ph_scan_clear(out);
+	ret = s->use_proc ? run_proc(s, out) : run_diag(s, out);
+	if (ret)
+		ph_scan_clear(out);	/* never mistaken for "no listeners" */
+	return ret;
+}
+
+void ph_scanner_fini(struct ph_scanner *s)
+{
+	close_diag(s);
+}
+
+const char *ph_scanner_method(const struct ph_scanner *s)
+{
+	return s->use_proc ? "proc" : "sock_diag";
+}
