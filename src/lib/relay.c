@@ -328,7 +328,7 @@ static void on_service(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 	relay_event(ph_container_of(io, struct ph_relay, io[1]), 1, events);
 }
 
-static void leg_options(int fd, const struct ph_config *cfg)
+void ph_relay_sock_options(int fd, const struct ph_config *cfg)
 {
 	int one = 1;
 
@@ -362,8 +362,8 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 		ret = -errno;
 		goto fail;
 	}
-	leg_options(r->fd[0], ctx->cfg);
-	leg_options(r->fd[1], ctx->cfg);
+	/* the client leg inherited these from its listener */
+	ph_relay_sock_options(r->fd[1], ctx->cfg);
 	for (int i = 0; i < 2; i++) {
 		if (ctx->cfg->force_copy) {
 			r->dir[i].buf = malloc(ctx->pipe_cap);

@@ -59,9 +59,18 @@ void ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const str
 void ph_relay_ctx_fini(struct ph_relay_ctx *ctx);
 
 /**
+ * ph_relay_sock_options() - TCP_NODELAY and keepalive for a relay leg
+ * @fd:		socket; on a listener, accepted sockets inherit the options
+ * @cfg:	keepalive timings
+ */
+void ph_relay_sock_options(int fd, const struct ph_config *cfg);
+
+/**
  * ph_relay_start() - relay an accepted client to a loopback service
  * @ctx:	context
- * @client_fd:	accepted, non-blocking socket; always consumed (closed on error)
+ * @client_fd:	accepted, non-blocking socket, with the options of
+ *		ph_relay_sock_options() inherited from its listener; always
+ *		consumed (closed on error)
  * @target:	service address
  * @tlen:	its length
  * @owner:	counted while the relay lives
