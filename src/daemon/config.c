@@ -7,14 +7,12 @@
 #include "config.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "parse.h"
+#include "token.h"
 
 enum {
 	OPT_EXTERNAL = 256, OPT_SCAN, OPT_ALLOW, OPT_DENY, OPT_MAXCONN, OPT_LOGFMT, OPT_LOGLVL,
@@ -87,45 +85,6 @@ static const char usage_text[] =
 	"  --help                   print this help and exit\n"
 	"DUR: 500ms, 5s, 2m, 1h (a bare number is seconds). Exit status: 0 stopped by\n"
 	"SIGTERM/SIGINT, 1 runtime failure, 2 invalid usage.\n";
-
-int ph_token_read(const char *path, char *buf, size_t size, size_t *len)
-{
-	ssize_t n;
-	size_t l;
-	int fd, ret = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, size);
-	if (n < 0) {
-		ret = -errno;
-		goto out;
-	}
-	if ((size_t)n >= size) {
-		ret = -EFBIG;
-		goto out;
-	}
-	l = (size_t)n;
-	while (l && (buf[l - 1] == '\n' || buf[l - 1] == '\r' || buf[l - 1] == ' '))
-		l--;
-	buf[l] = '\0';
-	/* RFC 6750 token68 characters only, so it can never smuggle a header */
-	for (size_t i = 0; i < l; i++) {
-		unsigned char c = (unsigned char)buf[i];
-
-		if (!isalnum(c) && !strchr("-._~+/=", c)) {
-			ret = -EINVAL;
-			goto out;
-		}
-	}
-	if (!l)
-		ret = -EINVAL;
-	*len = l;
-out:
-	close(fd);
-	return ret;
-}
 
 static void defaults(struct ph_daemon_config *cfg)
 {

@@ -10,8 +10,7 @@
 
 #include "log.h"
 #include "porthole.h"
-
-#define PH_TOKEN_MAX 512
+#include "token.h"
 
 /**
  * struct ph_http_limits - deadlines and limits of the HTTP control API
@@ -74,8 +73,5 @@ enum ph_config_result { PH_CONFIG_RUN, PH_CONFIG_EXIT_OK, PH_CONFIG_USAGE };
  */
 enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int argc, char **argv,
 					     FILE *out, FILE *err);
-
-/* Read and validate a bearer token file. Return: 0 or -errno (-EINVAL: empty/bad) */
-int ph_token_read(const char *path, char *buf, size_t size, size_t *len);
 
 #endif /* PH_DAEMON_CONFIG_H */
