@@ -177,5 +177,7 @@ uninstall:
 clean:
 	rm -rf build
 
+include tests/uffd/uffd.mk
+
 -include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
 .SECONDARY:
