@@ -152,7 +152,7 @@ bench-quick: all
 	@PH_BUILD=$(O) bench/run quick
 
 vmtest:
-	$(MAKE) VARIANT=static all
+	$(MAKE) VARIANT=static build/static/portholed build/static/portholectl
 	@PH_BUILD=build/static tests/vm/run
 
 install: all

@@ -230,29 +230,39 @@ static void on_relay_closed(struct ph_relay_ctx *ctx)
 	update_accepting(ph_container_of(ctx, struct cycle, relays));
 }
 
+/* Out of descriptors or memory: clients stay queued in the backlog; try again
+ * shortly instead of spinning on a listener that stays readable. */
+static void pause_accepting(struct cycle *c, const struct port_entry *e, int err)
+{
+	atomic_fetch_add_explicit(&c->p->stats.accept_pauses, 1, memory_order_relaxed);
+	if (ph_ratelimit_ok(&c->accept_rl, c->loop.now_ms, SCAN_ERR_BURST, SCAN_ERR_WINDOW_MS))
+		ph_warn("accept paused", PH_FERR(err), PH_FU("port", e->d.port),
+			PH_FU("pause_ms", ACCEPT_PAUSE_MS),
+			PH_FU("suppressed", c->accept_rl.suppressed));
+	c->accept_paused = true;
+	ph_timer_arm(&c->loop, &c->accept_timer, c->loop.now_ms + ACCEPT_PAUSE_MS, on_accept_timer);
+}
+
 static void on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 {
 	struct port_entry *e = ph_container_of(io, struct port_entry, io);
 	struct cycle *c = e->cycle;
 
+	(void)loop;
 	(void)events;
 	for (int i = 0; i < ACCEPT_BATCH && should_accept(c); i++) {
-		int fd = accept4(e->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		/* Everything the relay needs exists before the client is
+		 * accepted, so running out of descriptors leaves it queued. */
+		int ret = ph_relay_reserve(&c->relays, e->target.ss_family), fd;
 
+		if (ret) {
+			pause_accepting(c, e, -ret);
+			break;
+		}
+		fd = accept4(e->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				/* Out of descriptors: the client stays queued; try
-				 * again shortly instead of spinning on a ready fd. */
-				atomic_fetch_add_explicit(&c->p->stats.accept_pauses, 1,
-							  memory_order_relaxed);
-				if (ph_ratelimit_ok(&c->accept_rl, loop->now_ms, SCAN_ERR_BURST,
-						    SCAN_ERR_WINDOW_MS))
-					ph_warn("accept paused", PH_FERR(errno),
-						PH_FU("port", e->d.port));
-				c->accept_paused = true;
-				ph_timer_arm(loop, &c->accept_timer, loop->now_ms + ACCEPT_PAUSE_MS,
-					     on_accept_timer);
-			}
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				pause_accepting(c, e, errno);
 			break;	/* EAGAIN, ECONNABORTED, ...: next readiness */
 		}
 		ph_relay_start(&c->relays, fd, (struct sockaddr *)&e->target, e->tlen, &e->owner);
@@ -752,6 +762,8 @@ static int cycle_start(struct ph_ports *p)
 		goto fail_loop;
 	ph_relay_ctx_init(&c->relays, &c->loop, &p->cfg, &p->stats);
 	c->relays.on_closed = on_relay_closed;
+	ph_info("port subsystem starting", PH_FS("discovery", ph_scanner_method(&c->scanner)),
+		PH_FS("relay", p->cfg.force_copy ? "copy" : "splice"));
 
 	/* the worker takes no signals: they belong to the embedding program */
 	sigfillset(&all);

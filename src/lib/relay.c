@@ -80,18 +80,13 @@ struct ph_relay {
 void ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const struct ph_config *cfg,
 		       struct ph_stats *stats)
 {
-	*ctx = (struct ph_relay_ctx){ .loop = loop, .cfg = cfg, .stats = stats, .epoch = 1 };
+	*ctx = (struct ph_relay_ctx){ .loop = loop, .cfg = cfg, .stats = stats, .epoch = 1,
+				      .spare = { -1, -1 } };
 	ctx->pipe_cap = cfg->pipe_size ? cfg->pipe_size : DEFAULT_PIPE_CAP;
 }
 
-static int pipe_get(struct ph_relay_ctx *ctx, int p[2])
+static int pipe_new(struct ph_relay_ctx *ctx, int p[2])
 {
-	if (ctx->npool) {
-		ctx->npool--;
-		p[0] = ctx->pool[ctx->npool][0];
-		p[1] = ctx->pool[ctx->npool][1];
-		return 0;
-	}
 	if (pipe2(p, O_NONBLOCK | O_CLOEXEC))
 		return -errno;
 	if (ctx->cfg->pipe_size) {
@@ -100,6 +95,52 @@ static int pipe_get(struct ph_relay_ctx *ctx, int p[2])
 		/* a smaller pipe than asked (pipe-max-size) only lowers the bound */
 		if (got > 0 && (size_t)got < ctx->pipe_cap)
 			ctx->pipe_cap = (size_t)got;
+	}
+	return 0;
+}
+
+static int pipe_get(struct ph_relay_ctx *ctx, int p[2])
+{
+	if (!ctx->npool)
+		return pipe_new(ctx, p);
+	ctx->npool--;
+	p[0] = ctx->pool[ctx->npool][0];
+	p[1] = ctx->pool[ctx->npool][1];
+	return 0;
+}
+
+static int new_service_socket(struct ph_relay_ctx *ctx, int family)
+{
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	ph_relay_sock_options(fd, ctx->cfg);
+	return fd;
+}
+
+int ph_relay_reserve(struct ph_relay_ctx *ctx, int family)
+{
+	int *spare = &ctx->spare[family == AF_INET6];
+
+	if (!ctx->cfg->force_copy) {
+		while (ctx->npool < 2) {
+			int p[2];
+			int ret = pipe_new(ctx, p);
+
+			if (ret)
+				return ret;
+			ctx->pool[ctx->npool][0] = p[0];
+			ctx->pool[ctx->npool][1] = p[1];
+			ctx->npool++;
+		}
+	}
+	if (*spare < 0) {
+		int fd = new_service_socket(ctx, family);
+
+		if (fd < 0)
+			return fd;
+		*spare = fd;
 	}
 	return 0;
 }
@@ -357,13 +398,17 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 	for (int i = 0; i < 2; i++)
 		r->dir[i].pipe[0] = r->dir[i].pipe[1] = -1;
 
-	r->fd[1] = socket(target->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (r->fd[1] < 0) {
-		ret = -errno;
-		goto fail;
+	/* the client leg inherited its options from the listener */
+	if (ctx->spare[target->sa_family == AF_INET6] >= 0) {
+		r->fd[1] = ctx->spare[target->sa_family == AF_INET6];
+		ctx->spare[target->sa_family == AF_INET6] = -1;
+	} else {
+		r->fd[1] = new_service_socket(ctx, target->sa_family);
+		if (r->fd[1] < 0) {
+			ret = r->fd[1];
+			goto fail;
+		}
 	}
-	/* the client leg inherited these from its listener */
-	ph_relay_sock_options(r->fd[1], ctx->cfg);
 	for (int i = 0; i < 2; i++) {
 		if (ctx->cfg->force_copy) {
 			r->dir[i].buf = malloc(ctx->pipe_cap);
@@ -443,5 +488,10 @@ void ph_relay_ctx_fini(struct ph_relay_ctx *ctx)
 		ctx->npool--;
 		close(ctx->pool[ctx->npool][0]);
 		close(ctx->pool[ctx->npool][1]);
+	}
+	for (int i = 0; i < 2; i++) {
+		if (ctx->spare[i] >= 0)
+			close(ctx->spare[i]);
+		ctx->spare[i] = -1;
 	}
 }

@@ -39,6 +39,8 @@ struct ph_relay_owner {
  * @epoch:	tag given to new relays (ph_relay_abort_all() selects by it)
  * @on_closed:	called after a relay closed (e.g. to resume accepting); may be NULL
  * @pool:	spare empty pipes, so a new connection costs no pipe2() calls
+ * @spare:	a service socket made in advance, per family ([0] AF_INET,
+ *		[1] AF_INET6), -1 when none (see ph_relay_reserve())
  */
 struct ph_relay_ctx {
 	struct ph_loop *loop;
@@ -51,12 +53,25 @@ struct ph_relay_ctx {
 	int pool[PH_RELAY_PIPE_POOL][2];
 	size_t npool;
 	size_t pipe_cap;
+	int spare[2];
 };
 
 void ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const struct ph_config *cfg,
 		       struct ph_stats *stats);
 /* Resets every relay and frees the pipe pool */
 void ph_relay_ctx_fini(struct ph_relay_ctx *ctx);
+
+/**
+ * ph_relay_reserve() - make sure the next relay of @family needs no new descriptor
+ * @ctx:	context
+ * @family:	AF_INET or AF_INET6 (the service's)
+ *
+ * Creates the service socket and the two pipes in advance. Called before
+ * accept(): when descriptors run out, the client is then never accepted
+ * only to be dropped, it stays in the listen backlog until there is room.
+ * Return: 0 or -errno (EMFILE, ENFILE, ENOMEM)
+ */
+int ph_relay_reserve(struct ph_relay_ctx *ctx, int family);
 
 /**
  * ph_relay_sock_options() - TCP_NODELAY and keepalive for a relay leg
