@@ -46,7 +46,7 @@ ifeq ($(VARIANT),static)
 endif
 
 # llhttp is generated C; it is compiled with its own, quieter flags.
-LLHTTP_CFLAGS := -O2 -g -std=c99 -w -fno-common
+LLHTTP_CFLAGS := -O2 -g -std=c99 -w -fno-common -DLLHTTP_STRICT_MODE=1
 
 LIB_SRC    := $(wildcard src/lib/*.c)
 DAEMON_SRC := $(filter-out src/daemon/main.c,$(wildcard src/daemon/*.c))

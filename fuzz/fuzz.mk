@@ -23,7 +23,7 @@ $(O)/obj/%.o: %.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 $(O)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -I$(LLHTTP_INCLUDE) -O1 -g -w $(SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(CC) -I$(LLHTTP_INCLUDE) -O1 -g -w -DLLHTTP_STRICT_MODE=1 $(SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
 $(O)/libfuzzall.a: $(OBJ)
 	rm -f $@
 	ar rcs $@ $^

@@ -64,7 +64,8 @@ struct ph_stats {
 	_Atomic uint64_t scans;
 	_Atomic uint64_t scan_errors;
 	_Atomic uint64_t scan_ns_sum;
-	/* scan durations: bucket i counts scans <= ph_scan_hist_bounds_us[i] */
+	/* scan durations, per bucket (not cumulative): bucket i counts scans in
+	 * (bounds_us[i-1], bounds_us[i]]; slower than the last bound: scans minus all */
 	_Atomic uint64_t scan_hist[PH_SCAN_HIST_BUCKETS];
 	_Atomic uint64_t conns_active;
 	_Atomic uint64_t conns_total;

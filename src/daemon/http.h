@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/* http.h - HTTP/1.1 server connection layer on a ph_loop (llhttp, deadlines, limits) */
+#ifndef PH_HTTP_H
+#define PH_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "json.h"
+#include "loop.h"
+
+struct ph_http_conn;
+
+/**
+ * struct ph_http_req - one parsed request, valid during the handler call
+ * @method:	llhttp method number (HTTP_GET, ...)
+ * @method_name: its name
+ * @path:	request path without query, NUL-terminated ("/health"); an
+ *		absolute-form target is reduced to its path
+ * @query:	text after '?', or NULL
+ * @path_too_long: the target was longer than the layer keeps (@path is cut)
+ * @head:	HEAD request: the layer sends headers only
+ * @http_minor:	1 or 0
+ * @authorization: Authorization header value, NULL when absent
+ * @auth_len:	its length
+ * @body_len:	body bytes received (the body itself is discarded)
+ */
+struct ph_http_req {
+	unsigned method;
+	const char *method_name;
+	const char *path;
+	const char *query;
+	bool path_too_long;
+	bool head;
+	uint8_t http_minor;
+	const char *authorization;
+	size_t auth_len;
+	size_t body_len;
+};
+
+/**
+ * struct ph_http_resp - a complete response
+ * @status:	status code
+ * @content_type: Content-Type, NULL for none
+ * @headers:	extra header lines, each ending in CRLF, or NULL
+ * @body:	body bytes (not sent for HEAD requests, still counted)
+ * @body_len:	their count
+ * @close:	send "Connection: close" and close once it is written
+ */
+struct ph_http_resp {
+	int status;
+	const char *content_type;
+	const char *headers;
+	const void *body;
+	size_t body_len;
+	bool close;
+};
+
+/*
+ * Called for every complete request, in order. It must answer exactly once,
+ * before returning, with ph_http_send()/ph_http_send_error() or
+ * ph_http_stream_begin(); otherwise the layer answers 500.
+ */
+typedef void (*ph_http_handler_fn)(void *arg, struct ph_http_conn *c,
+				   const struct ph_http_req *req);
+
+/**
+ * struct ph_http_stream_ops - callbacks of a streaming response (SSE)
+ * @drained:	the output queue was written out completely: produce more
+ * @closed:	the connection is going away; release @ctx (no more calls)
+ */
+struct ph_http_stream_ops {
+	void (*drained)(struct ph_http_conn *c, void *ctx);
+	void (*closed)(struct ph_http_conn *c, void *ctx);
+};
+
+#define PH_HTTP_MAX_STATUS 600
+
+/**
+ * struct ph_http_stats - counters of the layer (read by /metrics)
+ */
+struct ph_http_stats {
+	uint64_t responses[PH_HTTP_MAX_STATUS];	/* by status code */
+	uint64_t conns_total;		/* accepted */
+	uint64_t conns_rejected;	/* 503 at accept: every slot busy */
+	uint64_t conns_evicted;		/* idle keep-alive closed to admit a new one */
+	uint64_t timeouts_head;
+	uint64_t timeouts_idle;
+	uint64_t timeouts_write;
+	uint64_t accept_pauses;
+	unsigned conns_active;
+};
+
+/**
+ * struct ph_http_server - listener plus its connections
+ * Zero-initialise, then ph_http_server_init(). All fields are private but
+ * @stats, which may be read on the loop thread.
+ */
+struct ph_http_server {
+	struct ph_loop *loop;
+	const struct ph_http_limits *lim;
+	ph_http_handler_fn handler;
+	void *arg;
+	int lfd;
+	struct ph_io lio;
+	struct ph_timer accept_timer;
+	struct ph_http_conn *conns;	/* all connections */
+	struct ph_http_conn *idle_head;	/* idle keep-alive, oldest first */
+	struct ph_http_conn *idle_tail;
+	uint64_t seq;
+	struct ph_http_stats stats;
+};
+
+int ph_http_server_init(struct ph_http_server *s, struct ph_loop *loop,
+			const struct ph_http_limits *lim, ph_http_handler_fn fn, void *arg);
+int ph_http_server_listen(struct ph_http_server *s, const struct sockaddr *sa, socklen_t len);
+uint64_t ph_http_server_inode(const struct ph_http_server *s);
+/* Close every connection and the listener. */
+void ph_http_server_fini(struct ph_http_server *s);
+
+/*
+ * Close connections: the idle ones (no request in progress, nothing to
+ * write), event streams too when @streams, and never @except.
+ * Return: how many were closed
+ */
+unsigned ph_http_server_close_idle(struct ph_http_server *s, struct ph_http_conn *except,
+				   bool streams);
+/* Close every connection accepted at or before sequence number @seq but @except. */
+unsigned ph_http_server_close_older(struct ph_http_server *s, uint64_t seq,
+				    struct ph_http_conn *except);
+/* Sequence number of the newest connection accepted so far */
+static inline uint64_t ph_http_server_seq(const struct ph_http_server *s) { return s->seq; }
+
+/*
+ * Connections. ph_http_conn_new() adopts an accepted non-blocking socket.
+ * With @fd < 0 the connection is detached: input comes from
+ * ph_http_conn_feed() and output is appended to @sink (unit tests, fuzzing).
+ */
+struct ph_http_conn *ph_http_conn_new(struct ph_http_server *s, int fd, struct ph_buf *sink);
+/* Feed input to a detached connection. Return: 0, or 1 when it is now closed */
+int ph_http_conn_feed(struct ph_http_conn *c, const void *data, size_t n);
+/* Peer closed its side (detached connections). Return: 1 (it is closed) */
+int ph_http_conn_eof(struct ph_http_conn *c);
+void ph_http_conn_close(struct ph_http_conn *c);
+bool ph_http_conn_closed(const struct ph_http_conn *c);
+uint64_t ph_http_conn_seq(const struct ph_http_conn *c);
+
+/* Answer the current request. Return: 0 or -errno (-EALREADY: already answered) */
+int ph_http_send(struct ph_http_conn *c, const struct ph_http_resp *r);
+/* Answer with a JSON error body {"error": @msg}. Return: as ph_http_send() */
+int ph_http_send_error(struct ph_http_conn *c, int status, const char *msg, const char *headers,
+		       bool close);
+/* Ask that the connection be closed after the current response ("Connection: close"). */
+void ph_http_set_close(struct ph_http_conn *c);
+
+/**
+ * ph_http_stream_begin() - answer with a streaming 200 response (delimited by close)
+ * @c:		connection, inside the handler
+ * @content_type: Content-Type
+ * @ops:	callbacks
+ * @ctx:	their argument
+ *
+ * After it, the connection only writes what ph_http_stream_write() queues;
+ * input is read and discarded (to notice the peer closing). The write
+ * deadline applies to the stream as to any response. For a HEAD request
+ * only the head is sent and the connection closes after it.
+ * Return: 0 streaming; 1 HEAD answered, no stream (@ops never called); -errno
+ */
+int ph_http_stream_begin(struct ph_http_conn *c, const char *content_type,
+			 const struct ph_http_stream_ops *ops, void *ctx);
+/* Queue stream bytes. Return: 0 or -errno (-EPIPE: closed) */
+int ph_http_stream_write(struct ph_http_conn *c, const void *data, size_t n);
+/* Bytes queued and not yet written */
+size_t ph_http_out_pending(const struct ph_http_conn *c);
+
+/* The control API's server (api.c): lets the fuzz harness and tests drive
+ * the real router through detached connections. */
+struct ph_api;
+struct ph_http_server *ph_api_http_server(struct ph_api *api);
+
+/* Reason phrase of a status code ("Not Found"), "Unknown" if not known */
+const char *ph_http_reason(int status);
+
+#endif /* PH_HTTP_H */

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+/* metrics.c - /metrics: Prometheus text exposition (format 0.0.4) of porthole's counters
+ *
+ * Every family gets "# HELP" and "# TYPE" lines; names follow Prometheus
+ * conventions (counters end in _total, durations are in seconds). The scan
+ * histogram's buckets are cumulative as the format requires, so they are
+ * summed here from the subsystem's per-bucket counts; because those atomics
+ * are read one by one while scans go on, the sum is clamped so that
+ * buckets never decrease and +Inf equals _count.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+void ph_metrics_core_load(struct ph_metrics_core *out, struct ph_stats *st)
+{
+	out->scans = LD(st->scans);
+	out->scan_errors = LD(st->scan_errors);
+	out->scan_ns_sum = LD(st->scan_ns_sum);
+	for (int i = 0; i < PH_SCAN_HIST_BUCKETS; i++)
+		out->scan_hist[i] = LD(st->scan_hist[i]);
+	out->conns_active = LD(st->conns_active);
+	out->conns_total = LD(st->conns_total);
+	out->conns_refused = LD(st->conns_refused);
+	out->conns_reset = LD(st->conns_reset);
+	out->bytes_to_service = LD(st->bytes_to_service);
+	out->bytes_to_client = LD(st->bytes_to_client);
+	out->accept_pauses = LD(st->accept_pauses);
+	out->bind_conflicts = LD(st->bind_conflicts);
+}
+
+static void family(struct ph_buf *b, const char *name, const char *type, const char *help)
+{
+	ph_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void single(struct ph_buf *b, const char *name, const char *type, const char *help,
+		   uint64_t v)
+{
+	family(b, name, type, help);
+	ph_buf_printf(b, "%s %" PRIu64 "\n", name, v);
+}
+
+static void scan_histogram(struct ph_buf *b, const struct ph_metrics_core *c)
+{
+	const char *name = "porthole_scan_duration_seconds";
+	uint64_t cum = 0, count = c->scans;
+
+	family(b, name, "histogram", "Duration of listener scans.");
+	for (int i = 0; i < PH_SCAN_HIST_BUCKETS; i++) {
+		unsigned us = ph_scan_hist_bounds_us[i];
+
+		cum += c->scan_hist[i];
+		if (cum > count)
+			count = cum;
+		ph_buf_printf(b, "%s_bucket{le=\"%u.%06u\"} %" PRIu64 "\n", name, us / 1000000,
+			      us % 1000000, cum);
+	}
+	ph_buf_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, count);
+	ph_buf_printf(b, "%s_sum %" PRIu64 ".%09" PRIu64 "\n", name, c->scan_ns_sum / 1000000000u,
+		      c->scan_ns_sum % 1000000000u);
+	ph_buf_printf(b, "%s_count %" PRIu64 "\n", name, count);
+}
+
+/**
+ * ph_metrics_render() - append the whole exposition
+ * @b:		destination
+ * @in:		values
+ *
+ * Return: 0 or -ENOMEM
+ */
+int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
+{
+	const struct ph_metrics_core *c = &in->core;
+	const struct ph_http_stats *h = in->http;
+
+	single(b, "porthole_scans_total", "counter", "Listener scans performed.", c->scans);
+	single(b, "porthole_scan_errors_total", "counter",
+	       "Scans that failed (the previous port table was kept).", c->scan_errors);
+	scan_histogram(b, c);
+
+	family(b, "porthole_ports", "gauge", "Detected loopback listeners by state.");
+	for (int s = PH_PORT_FORWARDED; s <= PH_PORT_PUBLIC; s++)
+		ph_buf_printf(b, "porthole_ports{state=\"%s\"} %" PRIu64 "\n",
+			      ph_port_state_name((enum ph_port_state)s), in->ports_by_state[s]);
+
+	single(b, "porthole_connections_active", "gauge", "Relayed connections open now.",
+	       c->conns_active);
+	single(b, "porthole_connections_total", "counter", "Relayed connections accepted.",
+	       c->conns_total);
+	single(b, "porthole_connections_refused_total", "counter",
+	       "Relayed connections the loopback service refused or could not be reached for.",
+	       c->conns_refused);
+	single(b, "porthole_connections_reset_total", "counter",
+	       "Relayed connections ended by a reset on either leg.", c->conns_reset);
+	family(b, "porthole_relayed_bytes_total", "counter", "Bytes relayed, by direction.");
+	ph_buf_printf(b, "porthole_relayed_bytes_total{direction=\"to_service\"} %" PRIu64 "\n",
+		      c->bytes_to_service);
+	ph_buf_printf(b, "porthole_relayed_bytes_total{direction=\"to_client\"} %" PRIu64 "\n",
+		      c->bytes_to_client);
+	single(b, "porthole_accept_pauses_total", "counter",
+	       "Accept back-offs on external listeners (descriptor or memory shortage).",
+	       c->accept_pauses);
+	single(b, "porthole_bind_conflicts_total", "counter",
+	       "Ports that could not be exposed because the external port was taken.",
+	       c->bind_conflicts);
+
+	single(b, "porthole_quiesced", "gauge", "1 between a snapshot prepare and the resume.",
+	       in->quiesced);
+	single(b, "porthole_snapshot_prepares_total", "counter", "Snapshot prepares that quiesced.",
+	       in->prepares);
+	single(b, "porthole_snapshot_resumes_total", "counter",
+	       "Resumes performed (explicit or by the first /health after a prepare).",
+	       in->resumes);
+
+	if (h) {
+		family(b, "porthole_api_requests_total", "counter",
+		       "Control API responses by status code.");
+		for (int code = 0; code < PH_HTTP_MAX_STATUS; code++)
+			if (h->responses[code])
+				ph_buf_printf(b, "porthole_api_requests_total{code=\"%d\"} %" PRIu64 "\n",
+					      code, h->responses[code]);
+		single(b, "porthole_api_connections_active", "gauge",
+		       "Control API connections open now.", h->conns_active);
+		single(b, "porthole_api_connections_total", "counter",
+		       "Control API connections accepted.", h->conns_total);
+		single(b, "porthole_api_connections_rejected_total", "counter",
+		       "Control API connections answered 503 because every slot was busy.",
+		       h->conns_rejected);
+		single(b, "porthole_api_connections_evicted_total", "counter",
+		       "Idle control API connections closed to admit a new one.", h->conns_evicted);
+		family(b, "porthole_api_timeouts_total", "counter",
+		       "Control API connections closed by a deadline.");
+		ph_buf_printf(b, "porthole_api_timeouts_total{kind=\"request\"} %" PRIu64 "\n"
+			      "porthole_api_timeouts_total{kind=\"idle\"} %" PRIu64 "\n"
+			      "porthole_api_timeouts_total{kind=\"write\"} %" PRIu64 "\n",
+			      h->timeouts_head, h->timeouts_idle, h->timeouts_write);
+	}
+	single(b, "porthole_api_event_streams", "gauge", "Event-stream clients connected.",
+	       in->sse_clients);
+	single(b, "porthole_api_events_lost_total", "counter",
+	       "Port events dropped for event-stream clients that read too slowly.", in->sse_lost);
+	family(b, "porthole_build_info", "gauge", "Version of portholed.");
+	ph_buf_printf(b, "porthole_build_info{version=\"%s\"} 1\n", PH_VERSION);
+	return b->oom ? -ENOMEM : 0;
+}
