@@ -146,9 +146,9 @@ fuzz: fuzz-build
 check:
 	@tests/check
 
-bench: all
+bench: all bench-tools
 	@PH_BUILD=$(O) bench/run full
-bench-quick: all
+bench-quick: all bench-tools
 	@PH_BUILD=$(O) bench/run quick
 
 vmtest:
@@ -178,6 +178,7 @@ clean:
 	rm -rf build
 
 include tests/uffd/uffd.mk
+include bench/bench.mk
 
 -include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
 .SECONDARY:
