@@ -169,6 +169,12 @@ void ph_loop_del(struct ph_loop *loop, struct ph_io *io)
 	io->fd = -1;
 }
 
+void ph_loop_forget(struct ph_io *io)
+{
+	io->live = false;
+	io->fd = -1;
+}
+
 /* heap helpers: 1-based, heap[i]->heap_idx == i */
 static void heap_swap(struct ph_loop *loop, size_t a, size_t b)
 {

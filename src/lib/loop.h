@@ -80,6 +80,9 @@ void ph_loop_fini(struct ph_loop *loop);
 int ph_loop_add(struct ph_loop *loop, struct ph_io *io, int fd, uint32_t events, ph_io_fn fn);
 int ph_loop_mod(struct ph_loop *loop, struct ph_io *io, uint32_t events);
 void ph_loop_del(struct ph_loop *loop, struct ph_io *io);
+/* Like ph_loop_del() for a descriptor the caller closes right away (and never
+ * duplicated): close() removes it from epoll, so no epoll_ctl() is needed. */
+void ph_loop_forget(struct ph_io *io);
 
 void ph_timer_arm(struct ph_loop *loop, struct ph_timer *t, uint64_t deadline_ms, ph_timer_fn fn);
 void ph_timer_cancel(struct ph_loop *loop, struct ph_timer *t);

@@ -13,16 +13,16 @@
 
 #include "porthole.h"
 
-int ph_sock_keepalive(int fd, const struct ph_keepalive *ka)
+int ph_sock_keepalive(int fd, const struct ph_keepalive *ka, bool user_timeout)
 {
 	int one = 1, idle = (int)ka->idle_s, intvl = (int)ka->interval_s, cnt = (int)ka->count;
-	unsigned int user_timeout = (ka->idle_s + ka->interval_s * ka->count) * 1000u;
+	unsigned int ut = (ka->idle_s + ka->interval_s * ka->count) * 1000u;
 
 	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout)))
+	    (user_timeout && setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut))))
 		return -errno;
 	return 0;
 }

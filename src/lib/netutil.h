@@ -4,15 +4,16 @@
 #define PH_NETUTIL_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 struct ph_keepalive;
 
-/* Enable TCP keepalive with these timings, plus a matching TCP_USER_TIMEOUT so
- * a peer that vanished with data in flight is reaped in the same time.
- * Return: 0 or -errno */
-int ph_sock_keepalive(int fd, const struct ph_keepalive *ka);
+/* Enable TCP keepalive with these timings; with @user_timeout also a matching
+ * TCP_USER_TIMEOUT, so a remote peer that vanished with data in flight is
+ * reaped in the same time. Return: 0 or -errno */
+int ph_sock_keepalive(int fd, const struct ph_keepalive *ka, bool user_timeout);
 
 /* SO_LINGER {1, 0}: the next close() sends RST instead of FIN */
 void ph_sock_set_rst(int fd);

@@ -33,8 +33,9 @@ struct ph_keepalive {
  *			left in the kernel backlog (default 65536)
  * @backlog:		listen() backlog of external listeners (default 4096)
  * @keepalive:		TCP keepalive of relayed connections
- * @pipe_size:		F_SETPIPE_SZ of relay pipes, 0 = kernel default (64 KiB);
- *			bounds the bytes buffered per direction
+ * @pipe_size:		F_SETPIPE_SZ of relay pipes; 0: 64 KiB, grown to 256 KiB
+ *			for a direction that fills it (bulk); bounds the bytes
+ *			buffered per direction
  * @force_copy:		relay with recv/send instead of splice (tests)
  * @force_proc:		discover through /proc instead of sock_diag (tests)
  * @own_inodes:		sockets of the embedding program (control port) never exposed

@@ -318,7 +318,7 @@ static int entry_bind(struct cycle *c, struct port_entry *e)
 		ret = -errno;
 		goto fail;
 	}
-	ph_relay_sock_options(fd, &c->p->cfg);	/* inherited by accepted clients */
+	ph_relay_sock_options(fd, &c->p->cfg, true);	/* inherited by accepted clients */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
 	    listen(fd, (int)c->p->cfg.backlog)) {

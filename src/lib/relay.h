@@ -77,8 +77,9 @@ int ph_relay_reserve(struct ph_relay_ctx *ctx, int family);
  * ph_relay_sock_options() - TCP_NODELAY and keepalive for a relay leg
  * @fd:		socket; on a listener, accepted sockets inherit the options
  * @cfg:	keepalive timings
+ * @remote:	the peer is remote (client leg): add a matching TCP_USER_TIMEOUT
  */
-void ph_relay_sock_options(int fd, const struct ph_config *cfg);
+void ph_relay_sock_options(int fd, const struct ph_config *cfg, bool remote);
 
 /**
  * ph_relay_start() - relay an accepted client to a loopback service
