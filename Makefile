@@ -146,8 +146,10 @@ fuzz: fuzz-build
 check:
 	@tests/check
 
-bench: all bench-tools
+# The full run also benchmarks porthole-uffd (issue 6) into the same results directory.
+bench: all bench-tools $(O)/helpers/uffd_fc
 	@PH_BUILD=$(O) bench/run full
+	@PH_BUILD=$(O) bench/uffd/run | tee "$$(ls -td bench/results/*/ | head -1)uffd.txt"
 bench-quick: all bench-tools
 	@PH_BUILD=$(O) bench/run quick
 
