@@ -36,6 +36,7 @@
 #include "ctl_http.h"
 #include "ctl_output.h"
 #include "ctl_sse.h"
+#include "loop.h"
 #include "parse.h"
 
 #ifndef PH_VERSION
@@ -377,7 +378,7 @@ static int cmd_simple(const struct ph_ctl_opts *o, const char *method, const cha
 		      uint64_t timeout_ms, FILE *out, FILE *err)
 {
 	struct call c = { .method = method, .path = path };
-	uint64_t deadline = ph_ctl_http_now_ms() + timeout_ms;
+	uint64_t deadline = ph_now_ms() + timeout_ms;
 	int code;
 
 	do_call(o, &c, deadline, deadline);
@@ -399,7 +400,7 @@ out:
 
 static void sleep_until(uint64_t t_ms)
 {
-	uint64_t now = ph_ctl_http_now_ms();
+	uint64_t now = ph_now_ms();
 	struct timespec ts;
 
 	if (t_ms <= now)
@@ -416,21 +417,21 @@ static void sleep_until(uint64_t t_ms)
  */
 static int wait_ready(const struct ph_ctl_opts *o, uint64_t timeout_ms, FILE *out, FILE *err)
 {
-	uint64_t start = ph_ctl_http_now_ms(), deadline = start + timeout_ms, now;
+	uint64_t start = ph_now_ms(), deadline = start + timeout_ms, now;
 	struct call c = { .method = "GET", .path = "/health" };
 	char last[512] = "", dur[32];
 	unsigned attempts = 0;
 	int code = PH_CTL_EXIT_TIMEOUT;
 
 	for (;;) {
-		uint64_t t0 = ph_ctl_http_now_ms();
+		uint64_t t0 = ph_now_ms();
 		uint64_t cdl = t0 + o->connect_ms < deadline ? t0 + o->connect_ms : deadline;
 
 		attempts++;
 		do_call(o, &c, deadline, cdl);
 		if (!c.err && c.resp.status == 200) {
 			fprintf(out, "ready after %llu ms\n",
-				(unsigned long long)(ph_ctl_http_now_ms() - start));
+				(unsigned long long)(ph_now_ms() - start));
 			code = PH_CTL_EXIT_OK;
 			break;
 		}
@@ -439,16 +440,16 @@ static int wait_ready(const struct ph_ctl_opts *o, uint64_t timeout_ms, FILE *ou
 		 * overall deadline says nothing new when an earlier one had a
 		 * real answer ("refused", a 503): keep that one for the message.
 		 */
-		if (c.err == -ETIMEDOUT && c.phase == PH_CTL_PHASE_CONNECT && ph_ctl_http_now_ms() < deadline)
+		if (c.err == -ETIMEDOUT && c.phase == PH_CTL_PHASE_CONNECT && ph_now_ms() < deadline)
 			snprintf(last, sizeof(last), "no connection within %s",
 				 ph_ctl_fmt_ms(dur, sizeof(dur), o->connect_ms));
 		else if (c.err != -ETIMEDOUT || !last[0])
 			describe(o, &c, timeout_ms, last, sizeof(last));
-		now = ph_ctl_http_now_ms();
+		now = ph_now_ms();
 		if (now >= deadline)
 			break;
 		sleep_until(t0 + o->poll_ms < deadline ? t0 + o->poll_ms : deadline);
-		if (ph_ctl_http_now_ms() >= deadline)
+		if (ph_now_ms() >= deadline)
 			break;
 	}
 	if (code != PH_CTL_EXIT_OK)
@@ -468,12 +469,12 @@ static int cmd_restore(const struct ph_ctl_opts *o, FILE *out, FILE *err)
 	if (code != PH_CTL_EXIT_OK)
 		return code;
 	/* a fresh deadline, never what the first phase left over */
-	t0 = ph_ctl_http_now_ms();
+	t0 = ph_now_ms();
 	deadline = t0 + o->resume_timeout_ms;
 	do_call(o, &c, deadline, deadline);
 	code = report(o, &c, o->resume_timeout_ms, err);
 	if (code == PH_CTL_EXIT_OK)
-		fprintf(out, "resumed after %llu ms\n", (unsigned long long)(ph_ctl_http_now_ms() - t0));
+		fprintf(out, "resumed after %llu ms\n", (unsigned long long)(ph_now_ms() - t0));
 	ph_ctl_http_buf_free(&c.body);
 	return code;
 }
@@ -533,7 +534,7 @@ static int cmd_watch(const struct ph_ctl_opts *o, FILE *out, FILE *err)
 	};
 	struct call c = { .method = "GET", .path = "/ports/events" };
 	struct watch w = { .out = out, .resp = &c.resp, .json = o->json };
-	uint64_t deadline = ph_ctl_http_now_ms() + o->timeout_ms;
+	uint64_t deadline = ph_now_ms() + o->timeout_ms;
 	struct ph_ctl_http_client cl;
 	int ret, code;
 

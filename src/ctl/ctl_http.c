@@ -20,6 +20,7 @@
  * them as an event stream as they arrive (watch).
  */
 #include "ctl_http.h"
+#include "loop.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -458,14 +459,6 @@ int ph_ctl_http_format_request(char *buf, size_t size, const struct ph_ctl_http_
 	return n;
 }
 
-uint64_t ph_ctl_http_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void ph_ctl_http_client_init(struct ph_ctl_http_client *c, uint64_t deadline_ms)
 {
 	memset(c, 0, sizeof(*c));
@@ -488,7 +481,7 @@ static int wait_fd(int fd, short events, uint64_t deadline_ms)
 		if (ph_ctl_http_interrupted)
 			return -EINTR;
 		if (deadline_ms != PH_CTL_HTTP_NO_DEADLINE) {
-			uint64_t now = ph_ctl_http_now_ms();
+			uint64_t now = ph_now_ms();
 
 			if (now >= deadline_ms)
 				return -ETIMEDOUT;

@@ -163,9 +163,6 @@ struct ph_ctl_http_client {
 
 void ph_ctl_http_client_init(struct ph_ctl_http_client *c, uint64_t deadline_ms);
 
-/* Monotonic clock in milliseconds */
-uint64_t ph_ctl_http_now_ms(void);
-
 /**
  * ph_ctl_http_connect() - non-blocking connect, waited for until the deadline
  * @c:		client (its @fd must be -1)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ctl_http.h"
+#include "loop.h"
 
 /* Feed @text in pieces of @step bytes; collect the body. Return: last feed result */
 static int feed_steps(struct ph_ctl_http_resp *r, struct ph_ctl_http_buf *body, const char *text,
@@ -269,7 +270,7 @@ static void test_refused(void **state)
 	int fd = loopback_socket(&sin, false);	/* bound, not listening: RST */
 
 	(void)state;
-	ph_ctl_http_client_init(&c, ph_ctl_http_now_ms() + 1000);
+	ph_ctl_http_client_init(&c, ph_now_ms() + 1000);
 	assert_int_equal(ph_ctl_http_connect(&c, (struct sockaddr *)&sin, sizeof(sin), c.deadline_ms),
 			 -ECONNREFUSED);
 	assert_int_equal(c.phase, PH_CTL_PHASE_CONNECT);
@@ -285,14 +286,14 @@ static void test_silent_server_deadline(void **state)
 	struct sockaddr_in sin;
 	struct ph_ctl_http_client c;
 	int fd = loopback_socket(&sin, true);
-	uint64_t t0 = ph_ctl_http_now_ms(), el;
+	uint64_t t0 = ph_now_ms(), el;
 
 	(void)state;
 	ph_ctl_http_client_init(&c, t0 + 300);
 	ph_ctl_http_resp_init(r, NULL, NULL);
 	assert_int_equal(ph_ctl_http_connect(&c, (struct sockaddr *)&sin, sizeof(sin), c.deadline_ms), 0);
 	assert_int_equal(ph_ctl_http_exchange(&c, &req, r), -ETIMEDOUT);
-	el = ph_ctl_http_now_ms() - t0;
+	el = ph_now_ms() - t0;
 	assert_int_equal(c.phase, PH_CTL_PHASE_HEAD);
 	assert_true(el >= 300 && el < 450);
 	ph_ctl_http_close(&c);
@@ -337,12 +338,12 @@ static void test_trickle_deadline(void **state)
 	(void)state;
 	t.lfd = loopback_socket(&sin, true);
 	assert_int_equal(pthread_create(&th, NULL, trickle_main, &t), 0);
-	t0 = ph_ctl_http_now_ms();
+	t0 = ph_now_ms();
 	ph_ctl_http_client_init(&c, t0 + 400);
 	ph_ctl_http_resp_init(r, NULL, NULL);
 	assert_int_equal(ph_ctl_http_connect(&c, (struct sockaddr *)&sin, sizeof(sin), c.deadline_ms), 0);
 	assert_int_equal(ph_ctl_http_exchange(&c, &req, r), -ETIMEDOUT);
-	el = ph_ctl_http_now_ms() - t0;
+	el = ph_now_ms() - t0;
 	assert_true(el >= 400 && el < 550);
 	assert_true(r->head_len > 0);	/* it did receive bytes all along */
 	ph_ctl_http_close(&c);
@@ -367,7 +368,7 @@ static void test_exchange_ok(void **state)
 	(void)state;
 	t.lfd = loopback_socket(&sin, true);
 	assert_int_equal(pthread_create(&th, NULL, trickle_main, &t), 0);
-	ph_ctl_http_client_init(&c, ph_ctl_http_now_ms() + 5000);
+	ph_ctl_http_client_init(&c, ph_now_ms() + 5000);
 	ph_ctl_http_resp_init(r, ph_ctl_http_buf_append, &body);
 	assert_int_equal(ph_ctl_http_connect(&c, (struct sockaddr *)&sin, sizeof(sin), c.deadline_ms), 0);
 	assert_int_equal(ph_ctl_http_exchange(&c, &req, r), 0);
