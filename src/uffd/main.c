@@ -16,9 +16,11 @@
 #include "uffd.h"
 #include "log.h"
 #include "loop.h"
+#include "parse.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -85,7 +87,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			    .pf_threads = default_pf_threads(),
 			    .log_format = PH_LOG_JSON, .log_level = PH_LOG_INFO };
 	while ((c = getopt_long(argc, argv, "hV", lo, NULL)) != -1) {
-		char *end;
+		uint64_t v;
 
 		switch (c) {
 		case 's': o->socket = optarg; break;
@@ -101,21 +103,19 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->prefetch_set = true;
 			break;
 		case 'T':
-			errno = 0;
-			o->timeout_ms = (int)strtol(optarg, &end, 10);
-			if (errno || *end || o->timeout_ms <= 0) {
+			if (ph_parse_uint(optarg, 1, INT_MAX, &v)) {
 				fprintf(stderr, "porthole-uffd: bad --handshake-timeout '%s'\n", optarg);
 				return -1;
 			}
+			o->timeout_ms = (int)v;
 			break;
 		case 'P':
-			errno = 0;
-			o->pf_threads = (unsigned)strtoul(optarg, &end, 10);
-			if (errno || *end || !o->pf_threads || o->pf_threads > PH_UFFD_MAX_PF_THREADS) {
+			if (ph_parse_uint(optarg, 1, PH_UFFD_MAX_PF_THREADS, &v)) {
 				fprintf(stderr, "porthole-uffd: bad --prefetch-threads '%s' (1-%d)\n",
 					optarg, PH_UFFD_MAX_PF_THREADS);
 				return -1;
 			}
+			o->pf_threads = (unsigned)v;
 			break;
 		case 'F':
 			if (ph_log_parse_format(optarg, &o->log_format)) {
