@@ -114,7 +114,7 @@ struct cycle {
 
 	/* table: sorted by port; entries[i]->d.port ascending */
 	struct port_entry **entries;
-	size_t n_entries, cap_entries;
+	size_t n_entries;
 	struct ph_decision *decisions;
 	size_t n_decisions;
 
@@ -411,7 +411,7 @@ struct apply {
 	size_t old_i;		/* next old entry not yet carried over */
 };
 
-static void carry_until(struct apply *a, uint16_t port)
+static void carry_until(struct apply *a, unsigned int port)
 {
 	struct cycle *c = a->c;
 
@@ -558,9 +558,7 @@ static int apply_scan(struct cycle *c)
 
 	pthread_mutex_lock(&p->table_lock);
 	ph_rules_diff(c->decisions, c->n_decisions, dec, n_dec, on_change, &a);
-	carry_until(&a, UINT16_MAX);
-	if (a.old_i < c->n_entries) /* port 65535 itself */
-		next_push(c, c->entries[a.old_i++]);
+	carry_until(&a, UINT16_MAX + 1u);	/* the rest, port 65535 included */
 	/* ports in CONFLICT are retried on every scan */
 	for (size_t i = 0; i < c->n_next; i++)
 		if (c->next[i]->state == PH_PORT_CONFLICT)
@@ -568,7 +566,6 @@ static int apply_scan(struct cycle *c)
 	free(c->entries);
 	c->entries = c->next;
 	c->n_entries = c->n_next;
-	c->cap_entries = need;
 	c->next = NULL;
 	pthread_mutex_unlock(&p->table_lock);
 
