@@ -757,10 +757,12 @@ static int cycle_start(struct ph_ports *p)
 	ret = ph_scanner_init(&c->scanner, p->cfg.force_proc);
 	if (ret)
 		goto fail_loop;
-	ph_relay_ctx_init(&c->relays, &c->loop, &p->cfg, &p->stats);
+	ret = ph_relay_ctx_init(&c->relays, &c->loop, &p->cfg, &p->stats);
+	if (ret)
+		goto fail_relays;
 	c->relays.on_closed = on_relay_closed;
 	ph_info("port subsystem starting", PH_FS("discovery", ph_scanner_method(&c->scanner)),
-		PH_FS("relay", p->cfg.force_copy ? "copy" : "splice"));
+		PH_FS("relay", p->cfg.force_copy ? "copy" : "copy+splice"));
 
 	/* the worker takes no signals: they belong to the embedding program */
 	sigfillset(&all);
@@ -768,12 +770,13 @@ static int cycle_start(struct ph_ports *p)
 	ret = -pthread_create(&c->thread, NULL, worker, c);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret)
-		goto fail_scanner;
+		goto fail_relays;
 	p->cycle = c;
 	atomic_store(&p->quiesced, false);
 	return 0;
 
-fail_scanner:
+fail_relays:
+	ph_relay_ctx_fini(&c->relays);
 	ph_scanner_fini(&c->scanner);
 fail_loop:
 	ph_loop_fini(&c->loop);

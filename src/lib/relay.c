@@ -4,33 +4,44 @@
  * Theory of Operation
  * ===================
  * A relay joins two sockets: the client accepted on EXTERNAL:port (side 0)
- * and a connection to the loopback service (side 1). Each direction has its
- * own pipe: data moves socket -> pipe -> socket with splice(2), so it is
- * never copied to user space. A direction is a tiny state machine:
+ * and a connection to the loopback service (side 1). Each direction is a
+ * tiny state machine:
  *
- *   fill:  while the source has not hit EOF and the pipe has room,
- *          splice(src -> pipe); 0 means EOF.
- *   drain: while the pipe holds data, splice(pipe -> dst).
- *   shut:  once EOF was read and the pipe is empty, shutdown(dst, SHUT_WR):
+ *   fill:  when the source is readable, take what it has; 0 means EOF.
+ *   drain: pass what was taken to the destination.
+ *   shut:  once EOF was read and nothing is held, shutdown(dst, SHUT_WR):
  *          a half-close travels through, the other direction keeps flowing.
  *
+ * Two ways to move bytes, chosen per direction. Every direction starts in
+ * copy mode: recv() into one scratch buffer shared by all relays of the
+ * loop and send() on at once, two system calls per message and no buffer
+ * of its own. Small messages (requests, responses, keystrokes) cost less
+ * this way than through a pipe (measured: 7-15% more keep-alive
+ * requests/s, and no pipe per connection). A read that fills the scratch
+ * buffer marks a bulk transfer: once nothing is held back, the direction
+ * takes a pipe and moves to splice(2), socket -> pipe -> socket, never
+ * copying to user space. A bulk direction that fills its 64 KiB pipe grows
+ * it once to 256 KiB (measured: ~18% more throughput).
+ *
  * Scheduling is level-triggered and the interest of each socket follows
- * the state: a socket is watched for input while its direction has room
- * and no EOF, and for output only while the opposite direction holds bytes
- * the socket did not take. An input event costs one splice into the pipe
- * and one out of it, so a small request crosses the relay in two system
- * calls per direction, with no EAGAIN probing. A direction whose pipe is
- * full stops reading its source (backpressure: at most one pipe of data per
- * direction, 64 KiB, grown once to 256 KiB for a bulk transfer) and resumes
- * when the destination's output readiness lets the pipe drain.
+ * the state: a socket is watched for input while its direction may read
+ * and has no EOF, and for output only while the opposite direction holds
+ * bytes the socket did not take. Backpressure: a direction holds at most
+ * one pipe, or in copy mode the one read the destination did not take;
+ * while it holds them it does not read its source.
+ *
+ * FIN: a source whose FIN has arrived (EPOLLRDHUP) is read to EOF in the
+ * same event, the last bytes are written with MSG_MORE and shutdown() sets
+ * FIN on their segment. The peer then sees the response and the end of the
+ * stream together, as it would from the service directly, and an HTTP
+ * client does not close first (which would leave it the TIME_WAIT).
  *
  * Errors: a reset or error on one leg (ECONNRESET, EPIPE, a keepalive
  * timeout) closes the other leg with SO_LINGER 0, so the peer sees a reset
  * too. A service that refuses the connection gets the client reset at once.
  * When both directions are shut, both sockets are closed normally.
- *
  * If splice() is refused (EINVAL: a socket type it cannot handle), that
- * direction falls back to recv/send through a buffer of the pipe's size.
+ * direction stays in copy mode.
  *
  * Lifetime: a relay is unlinked and its descriptors closed at once; its
  * memory is released through ph_loop_defer() after the current event batch.
@@ -42,6 +53,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -54,25 +66,31 @@
  * once to this size, which cuts splice calls per byte (measured: ~+18%
  * throughput). Interactive connections keep 64 KiB. */
 #define BULK_PIPE_CAP (256 * 1024)
+/* Copy-mode leftovers up to this size keep their buffer for next time */
+#define LEFTOVER_KEEP 4096
 
 /**
  * struct relay_dir - one direction of a relay
  * @pipe:	splice pipe, [0] read end, [1] write end; -1 in copy mode
- * @buf:	copy-mode buffer (NULL in splice mode)
- * @len:	bytes buffered (in the pipe, or in @buf from @off)
+ * @buf:	copy mode: bytes the destination did not take yet, or NULL
+ * @len:	bytes held (in the pipe, or in @buf up to @len)
  * @off:	copy mode: first unsent byte of @buf
+ * @cap:	bytes the pipe (or @buf) can hold
  * @eof:	the source sent FIN
  * @shut:	shutdown(SHUT_WR) was done on the destination
- * @cap:	bytes the pipe (or @buf) holds
  * @grown:	the pipe was enlarged for a bulk transfer (not pooled again)
- * @fill_blocked: the pipe is full: the source is not read until it drains
- * @drain_blocked: the destination took less than was buffered: wait for it
+ * @want_splice: a bulk transfer: move to splice once @buf is empty
+ * @copy_only:	never splice (--relay copy, or splice refused the socket)
+ * @fill_blocked: the pipe is full, or copy-mode leftovers wait: the source
+ *		is not read until the destination takes them
+ * @drain_blocked: the destination took less than was held: wait for it
  */
 struct relay_dir {
 	int pipe[2];
 	char *buf;
 	size_t len, off, cap;
 	bool eof, shut, grown;
+	bool want_splice, copy_only;
 	bool fill_blocked, drain_blocked;
 };
 
@@ -89,12 +107,15 @@ struct ph_relay {
 	struct ph_defer defer;
 };
 
-void ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const struct ph_config *cfg,
-		       struct ph_stats *stats)
+int ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const struct ph_config *cfg,
+		      struct ph_stats *stats)
 {
 	*ctx = (struct ph_relay_ctx){ .loop = loop, .cfg = cfg, .stats = stats, .epoch = 1,
 				      .spare = { -1, -1 } };
 	ctx->pipe_cap = cfg->pipe_size ? cfg->pipe_size : DEFAULT_PIPE_CAP;
+	/* only the pages a message touches become resident */
+	ctx->scratch = malloc(PH_RELAY_SCRATCH);
+	return ctx->scratch ? 0 : -ENOMEM;
 }
 
 static int pipe_new(struct ph_relay_ctx *ctx, int p[2])
@@ -135,18 +156,6 @@ int ph_relay_reserve(struct ph_relay_ctx *ctx, int family)
 {
 	int *spare = &ctx->spare[family == AF_INET6];
 
-	if (!ctx->cfg->force_copy) {
-		while (ctx->npool < 2) {
-			int p[2];
-			int ret = pipe_new(ctx, p);
-
-			if (ret)
-				return ret;
-			ctx->pool[ctx->npool][0] = p[0];
-			ctx->pool[ctx->npool][1] = p[1];
-			ctx->npool++;
-		}
-	}
 	if (*spare < 0) {
 		int fd = new_service_socket(ctx, family);
 
@@ -223,30 +232,12 @@ static bool fatal(int err)
 	return err != EAGAIN && err != EWOULDBLOCK && err != EINTR;
 }
 
-/**
- * dir_to_copy_mode() - give up on splice for one direction
- * @ctx:	context (for the buffer size)
- * @d:		direction, with an empty pipe
- *
- * Return: 0 or -ENOMEM
- */
-static int dir_to_copy_mode(struct ph_relay_ctx *ctx, struct relay_dir *d)
-{
-	d->buf = malloc(ctx->pipe_cap);
-	if (!d->buf)
-		return -ENOMEM;
-	pipe_put(ctx, d->pipe, !d->grown);
-	d->cap = ctx->pipe_cap;
-	d->len = d->off = 0;
-	return 0;
-}
-
-/* Enlarge a full default-size pipe once (not with --pipe-size, not in copy mode). */
+/* Enlarge a full default-size pipe once (not with --pipe-size). */
 static void dir_grow(struct ph_relay_ctx *ctx, struct relay_dir *d)
 {
 	int got;
 
-	if (d->buf || d->grown || ctx->cfg->pipe_size)
+	if (d->grown || ctx->cfg->pipe_size)
 		return;
 	d->grown = true;
 	got = fcntl(d->pipe[1], F_SETPIPE_SZ, BULK_PIPE_CAP);
@@ -254,46 +245,161 @@ static void dir_grow(struct ph_relay_ctx *ctx, struct relay_dir *d)
 		d->cap = (size_t)got;
 }
 
+/*
+ * A direction switches to splice once its leftovers are gone: then no byte
+ * can overtake another. Without a pipe (descriptors ran out) it simply
+ * stays in copy mode.
+ */
+static void dir_try_splice(struct ph_relay_ctx *ctx, struct relay_dir *d)
+{
+	if (!d->want_splice || d->len > d->off || pipe_get(ctx, d->pipe))
+		return;
+	d->want_splice = false;
+	free(d->buf);
+	d->buf = NULL;
+	d->len = d->off = 0;
+	d->cap = ctx->pipe_cap;
+}
+
 /**
- * dir_fill() - read from the source of direction @i into its pipe
- * @r:		relay
- * @i:		direction (source fd[i])
+ * dir_keep() - hold the bytes a destination did not take
+ * @d:		direction, with no leftovers yet
+ * @p:		first byte not sent
+ * @n:		bytes not sent
  *
- * Called when fd[i] was reported readable. Level-triggered epoll reports it
- * again while data is left, so one call per event is enough; a short read
- * is not retried here.
+ * The source is not read again until they are gone (backpressure).
+ * Return: 0 or -ENOMEM
+ */
+static int dir_keep(struct relay_dir *d, const char *p, size_t n)
+{
+	if (d->cap < n) {
+		char *b = realloc(d->buf, n);
+
+		if (!b)
+			return -ENOMEM;
+		d->buf = b;
+		d->cap = n;
+	}
+	memcpy(d->buf, p, n);
+	d->off = 0;
+	d->len = n;
+	d->fill_blocked = true;
+	d->drain_blocked = true;
+	return 0;
+}
+
+/**
+ * dir_copy() - copy mode: read what the source has and send it on at once
+ * @r:		relay
+ * @i:		direction (source fd[i], destination fd[1 - i])
+ * @fin_seen:	the source's FIN has arrived (EPOLLRDHUP)
+ *
+ * Through the context's scratch buffer, so an idle or interactive relay
+ * holds no buffer of its own; only bytes the destination refuses are kept
+ * (dir_keep()). A read that fills the scratch buffer marks a bulk transfer,
+ * which moves to splice.
  * Return: 0, or -errno when the relay must be reset
  */
-static int dir_fill(struct ph_relay *r, int i)
+static int dir_copy(struct ph_relay *r, int i, bool fin_seen)
+{
+	struct ph_relay_ctx *ctx = r->ctx;
+	struct relay_dir *d = &r->dir[i];
+	_Atomic uint64_t *bytes = i ? &ctx->stats->bytes_to_client : &ctx->stats->bytes_to_service;
+	char *buf = ctx->scratch;
+	ssize_t n, m;
+
+	n = recv(r->fd[i], buf, PH_RELAY_SCRATCH, MSG_DONTWAIT);
+	if (n == 0) {
+		d->eof = true;
+		return 0;
+	}
+	if (n < 0)
+		return fatal(errno) ? -errno : 0;
+	if ((size_t)n == PH_RELAY_SCRATCH) {
+		d->want_splice = !d->copy_only;
+	} else if (fin_seen) {
+		/* the FIN is queued behind these bytes: take it now (see dir_drain()) */
+		ssize_t e = recv(r->fd[i], buf + n, PH_RELAY_SCRATCH - (size_t)n, MSG_DONTWAIT);
+
+		if (e == 0)
+			d->eof = true;
+		else if (e > 0)
+			n += e;
+		else if (fatal(errno))
+			return -errno;
+	}
+
+	m = send(r->fd[1 - i], buf, (size_t)n,
+		 MSG_DONTWAIT | MSG_NOSIGNAL | (d->eof && !r->connecting ? MSG_MORE : 0));
+	if (m < 0) {
+		if (fatal(errno))
+			return -errno;	/* ECONNREFUSED here if connect() failed */
+		m = 0;
+	}
+	if (m > 0) {
+		r->connecting = false;	/* it took data: connected */
+		atomic_fetch_add_explicit(bytes, (uint64_t)m, memory_order_relaxed);
+	}
+	if (m < n)
+		return dir_keep(d, buf + m, (size_t)(n - m));
+	return 0;
+}
+
+/**
+ * dir_fill() - read from the source of direction @i
+ * @r:		relay
+ * @i:		direction (source fd[i])
+ * @fin_seen:	the source's FIN has arrived (EPOLLRDHUP)
+ *
+ * Called when fd[i] was reported readable. Level-triggered epoll reports it
+ * again while data is left, so one read per event is enough; a short read
+ * is not retried here. In copy mode the bytes are also sent on; in splice
+ * mode they wait in the pipe for dir_drain().
+ * Return: 0, or -errno when the relay must be reset
+ */
+static int dir_fill(struct ph_relay *r, int i, bool fin_seen)
 {
 	struct ph_relay_ctx *ctx = r->ctx;
 	struct relay_dir *d = &r->dir[i];
 	ssize_t n;
 
-	if (d->eof || d->len >= d->cap)
+	if (d->eof || d->fill_blocked)
 		return 0;
-	if (!d->buf) {
-		n = splice(r->fd[i], NULL, d->pipe[1], NULL, d->cap - d->len,
-			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-		if (n < 0 && (errno == EINVAL || errno == ENOSYS) && !d->len) {
-			if (dir_to_copy_mode(ctx, d))
-				return -ENOMEM;
-			return dir_fill(r, i);
-		}
-	} else {
-		if (d->off == d->len)
-			d->off = d->len = 0;
-		n = recv(r->fd[i], d->buf + d->len, d->cap - d->len, MSG_DONTWAIT);
+	if (d->pipe[0] < 0) {
+		if (d->len > d->off)
+			return 0;	/* leftovers first (dir_keep()) */
+		dir_try_splice(ctx, d);
+		if (d->pipe[0] < 0)
+			return dir_copy(r, i, fin_seen);
+	}
+	if (d->len >= d->cap)
+		return 0;
+
+	n = splice(r->fd[i], NULL, d->pipe[1], NULL, d->cap - d->len,
+		   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n < 0 && (errno == EINVAL || errno == ENOSYS) && !d->len) {
+		/* a socket splice cannot handle: copy from now on */
+		pipe_put(ctx, d->pipe, true);
+		d->copy_only = true;
+		d->cap = 0;
+		return dir_copy(r, i, fin_seen);
 	}
 	if (n > 0) {
 		d->len += (size_t)n;
-		if (d->len >= d->cap)
+		if (d->len >= d->cap) {
 			dir_grow(ctx, d);
+			d->fill_blocked = d->len >= d->cap;
+		} else if (fin_seen) {
+			/* The FIN is queued behind these bytes: read it now, so
+			 * the drain sends data and FIN together instead of the
+			 * FIN one loop turn later (see dir_drain()). */
+			return dir_fill(r, i, false);
+		}
 	} else if (n == 0) {
 		d->eof = true;
 	} else if (fatal(errno)) {
 		return -errno;
-	} else if (d->len > d->off) {
+	} else if (d->len) {
 		/* readable, yet nothing moved: the pipe is full (in slots,
 		 * if not in bytes); stop reading until it drains */
 		d->fill_blocked = true;
@@ -303,10 +409,12 @@ static int dir_fill(struct ph_relay *r, int i)
 }
 
 /**
- * dir_drain() - write what direction @i buffered to its destination
+ * dir_drain() - write what direction @i holds to its destination
  * @r:		relay
  * @i:		direction (destination fd[1 - i])
  *
+ * Sends the pipe's bytes (splice mode) or the leftovers of dir_copy(), and
+ * passes the FIN on once everything before it was delivered.
  * Return: 0, or -errno when the relay must be reset
  */
 static int dir_drain(struct ph_relay *r, int i)
@@ -318,24 +426,43 @@ static int dir_drain(struct ph_relay *r, int i)
 	ssize_t n;
 
 	if (d->len > d->off) {
-		if (!d->buf)
-			n = splice(d->pipe[0], NULL, dst, NULL, d->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		/* The last bytes before a FIN are held back (MSG_MORE) so that
+		 * the shutdown() below sets FIN on their segment: the peer
+		 * reads response and end of stream at once. An HTTP client
+		 * that saw the response first would close first and keep
+		 * the TIME_WAIT (at 10k connections/s its ephemeral ports run
+		 * out); a lone segment is pushed by the next write anyway. */
+		bool more = d->eof && !r->connecting;
+
+		if (d->pipe[0] >= 0)
+			n = splice(d->pipe[0], NULL, dst, NULL, d->len,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0));
 		else
-			n = send(dst, d->buf + d->off, d->len - d->off, MSG_DONTWAIT | MSG_NOSIGNAL);
+			n = send(dst, d->buf + d->off, d->len - d->off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
 		if (n > 0) {
-			if (d->buf)
-				d->off += (size_t)n;
-			else
+			r->connecting = false;	/* it took data: connected */
+			if (d->pipe[0] >= 0)
 				d->len -= (size_t)n;
-			if (d->buf && d->off == d->len)
+			else
+				d->off += (size_t)n;
+			if (d->off == d->len)
 				d->off = d->len = 0;
-			d->fill_blocked = false;
+			/* a pipe takes more as soon as it has room; leftovers of
+			 * copy mode must all be gone first (dir_keep()) */
+			d->fill_blocked = d->pipe[0] < 0 && d->len > d->off;
 			atomic_fetch_add_explicit(bytes, (uint64_t)n, memory_order_relaxed);
 		} else if (n < 0 && fatal(errno)) {
-			return -errno;
+			return -errno;	/* ECONNREFUSED here if connect() failed */
 		}
 		/* what is left waits for the destination's output readiness */
 		d->drain_blocked = d->len > d->off;
+		if (!d->drain_blocked && d->pipe[0] < 0 && d->cap > LEFTOVER_KEEP) {
+			/* a slow reader caught up: do not keep its big buffer */
+			free(d->buf);
+			d->buf = NULL;
+			d->cap = 0;
+		}
 	}
 
 	/* Half-close travels once everything before the FIN was delivered
@@ -359,10 +486,14 @@ static void on_service(struct ph_loop *loop, struct ph_io *io, uint32_t events);
  * has bytes it could not write. A socket with no interest at all leaves the
  * loop until it has some again: epoll reports EPOLLHUP whatever the mask,
  * and a half-closed leg waiting for the other one to drain must not spin.
- * While the service leg connects it is also watched for output, which
- * reports the outcome (EPOLLERR on refusal). There is always a registered leg while
- * anything is pending: a blocked fill waits for a drain, which waits for
- * output readiness.
+ * The service leg's connect() is optimistic: on loopback the handshake is
+ * over when connect() returns EINPROGRESS, so the client's first bytes are
+ * simply written to it; only if that answers EAGAIN (still in SYN_SENT) is
+ * output watched, like any blocked drain, or when a client FIN waits for
+ * the connection. A refusal shows as EPOLLERR/EPOLLHUP, which epoll reports
+ * whatever the mask, or as ECONNREFUSED from that first write. There is
+ * always a registered leg while anything is pending: a blocked fill waits
+ * for a drain, which waits for output readiness.
  */
 static int relay_update(struct ph_relay *r)
 {
@@ -372,8 +503,8 @@ static int relay_update(struct ph_relay *r)
 		int ret;
 
 		if (!in->eof && !in->fill_blocked)
-			ev |= EPOLLIN;
-		if (out->drain_blocked || (s == 1 && r->connecting))
+			ev |= EPOLLIN | EPOLLRDHUP;
+		if (out->drain_blocked || (s == 1 && r->connecting && r->dir[0].eof))
 			ev |= EPOLLOUT;
 		if (!ev) {
 			ph_loop_del(r->ctx->loop, &r->io[s]);
@@ -414,15 +545,14 @@ static void relay_event(struct ph_relay *r, int s, uint32_t events)
 	int ret = 0;
 
 	if (r->connecting && s == 1) {
-		/* the outcome of connect(): refused, or writable once connected */
+		/* the outcome of connect(): refused, or any readiness once
+		 * connected (see relay_update() for when output is watched) */
 		if (events & (EPOLLERR | EPOLLHUP)) {
 			atomic_fetch_add_explicit(&r->ctx->stats->conns_refused, 1,
 						  memory_order_relaxed);
 			relay_close(r, true);
 			return;
 		}
-		if (!(events & EPOLLOUT))
-			return;
 		r->connecting = false;
 	}
 	if ((events & EPOLLERR) && sock_error(r->fd[s])) {
@@ -432,12 +562,15 @@ static void relay_event(struct ph_relay *r, int s, uint32_t events)
 	if (events & EPOLLOUT)
 		ret = dir_drain(r, 1 - s);
 	if (!ret && (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))) {
-		ret = dir_fill(r, s);
+		ret = dir_fill(r, s, events & (EPOLLRDHUP | EPOLLHUP));
 		if (!ret)
 			ret = dir_drain(r, s);
 	}
 	if (ret) {
 		ph_debug("relay reset", PH_FERR(ret), PH_FI("side", s));
+		if (r->connecting)	/* the first write met the failed connect() */
+			atomic_fetch_add_explicit(&r->ctx->stats->conns_refused, 1,
+						  memory_order_relaxed);
 		relay_close(r, true);
 		return;
 	}
@@ -471,8 +604,21 @@ void ph_relay_sock_options(int fd, const struct ph_config *cfg, bool remote)
 	/* The endpoints already coalesce their writes; Nagle here would only
 	 * add a delayed-ACK stall to each request/response turn. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	/* TCP_USER_TIMEOUT only where the peer can vanish: not on loopback */
-	ph_sock_keepalive(fd, &cfg->keepalive, remote);
+	/* Keepalive only where the peer can vanish (a VM restored without
+	 * its clients). A loopback peer cannot: the kernel closes or resets
+	 * a dead process's connections and answers probes for a live one,
+	 * so on the service leg probes would never fire, and setting them
+	 * would cost four system calls per connection. */
+	if (remote) {
+		ph_sock_keepalive(fd, &cfg->keepalive, true);
+		return;
+	}
+	/* Loopback neither loses nor queues packets, so congestion control
+	 * has nothing to do there, yet a pacing one (bbr, a common default)
+	 * arms a timer per burst: reno on the service leg (measured: +13%
+	 * client -> service bulk throughput). The client leg keeps the
+	 * system's choice. Best effort: reno is always built in. */
+	setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "reno", 4);
 }
 
 int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockaddr *target,
@@ -505,17 +651,8 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 			goto fail;
 		}
 	}
-	for (int i = 0; i < 2; i++) {
-		r->dir[i].cap = ctx->pipe_cap;
-		if (ctx->cfg->force_copy) {
-			r->dir[i].buf = malloc(ctx->pipe_cap);
-			ret = r->dir[i].buf ? 0 : -ENOMEM;
-		} else {
-			ret = pipe_get(ctx, r->dir[i].pipe);
-		}
-		if (ret)
-			goto fail;
-	}
+	for (int i = 0; i < 2; i++)
+		r->dir[i].copy_only = ctx->cfg->force_copy;
 
 	if (connect(r->fd[1], target, tlen) == 0) {
 		r->connecting = false;
@@ -529,10 +666,9 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 
 	/* A client may speak before the service leg is up: what it sends
 	 * waits in the pipe (the drain answers EAGAIN until connected). */
-	ret = ph_loop_add(ctx->loop, &r->io[0], r->fd[0], EPOLLIN, on_client);
+	ret = ph_loop_add(ctx->loop, &r->io[0], r->fd[0], EPOLLIN | EPOLLRDHUP, on_client);
 	if (!ret)
-		ret = ph_loop_add(ctx->loop, &r->io[1], r->fd[1],
-				  r->connecting ? EPOLLIN | EPOLLOUT : EPOLLIN, on_service);
+		ret = ph_loop_add(ctx->loop, &r->io[1], r->fd[1], EPOLLIN | EPOLLRDHUP, on_service);
 	if (ret) {
 		ph_loop_del(ctx->loop, &r->io[0]);
 		goto fail;
@@ -552,10 +688,6 @@ fail:
 	ph_sock_abort(r->fd[0]);
 	if (r->fd[1] >= 0)
 		close(r->fd[1]);
-	for (int i = 0; i < 2; i++) {
-		pipe_put(ctx, r->dir[i].pipe, true);
-		free(r->dir[i].buf);
-	}
 	free(r);
 	return ret;
 }
@@ -592,4 +724,6 @@ void ph_relay_ctx_fini(struct ph_relay_ctx *ctx)
 			close(ctx->spare[i]);
 		ctx->spare[i] = -1;
 	}
+	free(ctx->scratch);
+	ctx->scratch = NULL;
 }

@@ -28,6 +28,8 @@ struct ph_relay_owner {
 };
 
 #define PH_RELAY_PIPE_POOL 64
+/* copy mode reads up to this much at once; a full read means bulk: splice */
+#define PH_RELAY_SCRATCH 65536
 
 /**
  * struct ph_relay_ctx - all relays of one worker loop
@@ -38,7 +40,9 @@ struct ph_relay_owner {
  * @count:	open relays
  * @epoch:	tag given to new relays (ph_relay_abort_all() selects by it)
  * @on_closed:	called after a relay closed (e.g. to resume accepting); may be NULL
- * @pool:	spare empty pipes, so a new connection costs no pipe2() calls
+ * @pool:	spare empty pipes, so a bulk transfer costs no pipe2() calls
+ * @scratch:	copy-mode buffer of PH_RELAY_SCRATCH bytes, shared by all
+ *		relays of the loop (each message is sent on before the next)
  * @spare:	a service socket made in advance, per family ([0] AF_INET,
  *		[1] AF_INET6), -1 when none (see ph_relay_reserve())
  */
@@ -54,10 +58,12 @@ struct ph_relay_ctx {
 	size_t npool;
 	size_t pipe_cap;
 	int spare[2];
+	char *scratch;
 };
 
-void ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const struct ph_config *cfg,
-		       struct ph_stats *stats);
+/* Return: 0 or -ENOMEM */
+int ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const struct ph_config *cfg,
+		      struct ph_stats *stats);
 /* Resets every relay and frees the pipe pool */
 void ph_relay_ctx_fini(struct ph_relay_ctx *ctx);
 
@@ -66,18 +72,20 @@ void ph_relay_ctx_fini(struct ph_relay_ctx *ctx);
  * @ctx:	context
  * @family:	AF_INET or AF_INET6 (the service's)
  *
- * Creates the service socket and the two pipes in advance. Called before
- * accept(): when descriptors run out, the client is then never accepted
- * only to be dropped, it stays in the listen backlog until there is room.
+ * Creates the service socket in advance. Called before accept(): when
+ * descriptors run out, the client is then never accepted only to be
+ * dropped, it stays in the listen backlog until there is room. (Pipes are
+ * taken later, by bulk transfers; without one a direction keeps copying.)
  * Return: 0 or -errno (EMFILE, ENFILE, ENOMEM)
  */
 int ph_relay_reserve(struct ph_relay_ctx *ctx, int family);
 
 /**
- * ph_relay_sock_options() - TCP_NODELAY and keepalive for a relay leg
+ * ph_relay_sock_options() - TCP_NODELAY, and keepalive for a remote peer
  * @fd:		socket; on a listener, accepted sockets inherit the options
  * @cfg:	keepalive timings
- * @remote:	the peer is remote (client leg): add a matching TCP_USER_TIMEOUT
+ * @remote:	the peer is remote (client leg): keepalive with a matching
+ *		TCP_USER_TIMEOUT; a loopback leg gets reno congestion control
  */
 void ph_relay_sock_options(int fd, const struct ph_config *cfg, bool remote);
 

@@ -30,6 +30,9 @@
  *   w       shutdown(SHUT_WR)  x       abort: SO_LINGER 0, close (sends RST)
  *   c       close              z:MS    sleep MS
  *   t       print ms since the connection was established
+ *   g:PATH  wait until file PATH exists (a gate the test script opens)
+ *   i       note the segments received so far (TCP_INFO tcpi_segs_in)
+ *   I:N     expect exactly N segments received since the last i
  * Exit status 0 when every step went as expected, 1 otherwise (with a line on
  * stderr saying which step failed and why), 2 for usage errors.
  */
@@ -185,10 +188,34 @@ static int wait_readable(int fd)
  *
  * Return: 0 when every step behaved, 1 otherwise
  */
+/* glibc's struct tcp_info stops at tcpi_total_retrans; the kernel's
+ * (linux/tcp.h, which clashes with netinet/tcp.h) goes on like this. */
+struct tcp_info_segs {
+	struct tcp_info base;
+	uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+	uint32_t segs_out, segs_in;
+};
+
+static int segs_in(int fd, uint32_t *n)
+{
+	struct tcp_info_segs ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return -1;
+	if (len < sizeof(ti)) {
+		errno = ENOPROTOOPT;	/* kernel older than 4.2 */
+		return -1;
+	}
+	*n = ti.segs_in;
+	return 0;
+}
+
 static int run_script(int fd, const char *script, const char *who)
 {
 	char *copy = strdup(script), *save = NULL, *step;
 	uint64_t t0 = now_us();
+	uint32_t segs0 = 0, segs;
 	int ret = 1;
 
 	if (!copy)
@@ -279,6 +306,35 @@ static int run_script(int fd, const char *script, const char *who)
 		case 't':
 			printf("%llu\n", (unsigned long long)((now_us() - t0) / 1000));
 			fflush(stdout);
+			break;
+		case 'g': {
+			uint64_t end = now_us() + (uint64_t)step_timeout_ms * 1000u;
+
+			while (access(arg, F_OK)) {
+				if (now_us() > end) {
+					fprintf(stderr, "%s: step g: %s did not appear\n", who, arg);
+					goto out;
+				}
+				usleep(2000);
+			}
+			break;
+		}
+		case 'i':
+			if (segs_in(fd, &segs0)) {
+				fprintf(stderr, "%s: TCP_INFO: %s\n", who, strerror(errno));
+				goto out;
+			}
+			break;
+		case 'I':
+			if (segs_in(fd, &segs)) {
+				fprintf(stderr, "%s: TCP_INFO: %s\n", who, strerror(errno));
+				goto out;
+			}
+			if (segs - segs0 != (uint32_t)atoi(arg)) {
+				fprintf(stderr, "%s: step %s: %u segments received\n", who, step,
+					segs - segs0);
+				goto out;
+			}
 			break;
 		default:
 			fprintf(stderr, "%s: unknown step '%s'\n", who, step);

@@ -46,6 +46,19 @@ course()
 	[ "$got" = "$want" ] && ok "$m: 16 MiB guest->host intact ($ms ms)" || fail "$m: 16 MiB guest->host intact"
 	rm -f "$PH_TMP/up" "$PH_TMP/down"
 
+	# A service that reads nothing for a second: the relay must hold what
+	# its send did not take, stop reading the client, and resume in order.
+	bg_guest socat -u "TCP4-LISTEN:$((base + 8)),bind=127.0.0.1,reuseaddr" \
+		SYSTEM:"sleep $(scaled 1); exec cat >$PH_TMP/slow"
+	sink=$PH_LAST_PID
+	wait_listening 127.0.0.1 $((base + 8)) && wait_for "$(scaled 1000)" exposed $((base + 8))
+	in_host timeout "$(scaled 30)" socat -b 4096 -u "OPEN:$PH_TMP/src" "TCP4:$GUEST_IP:$((base + 8))"
+	wait_until_not "$(scaled 10000)" kill -0 "$sink"
+	got=$(sha256sum <"$PH_TMP/slow" | cut -d' ' -f1)
+	[ "$got" = "$want" ] && ok "$m: 16 MiB to a service that stalls for 1 s, intact" ||
+		fail "$m: 16 MiB to a service that stalls for 1 s, intact"
+	rm -f "$PH_TMP/slow"
+
 	bg_guest "$probe" server 127.0.0.1 $((base + 5)) 'r:ping,e,s:pong,c' 2>>"$PH_TMP/probe.err"
 	wait_listening 127.0.0.1 $((base + 5)) && wait_for "$(scaled 1000)" exposed $((base + 5))
 	check "$m: half-close, reply after EOF" in_host "$probe" client "$GUEST_IP" $((base + 5)) 's:ping,w,r:pong,e'

@@ -109,6 +109,31 @@ one_shot 7111 's:hello,w,r:late-data,e,c' ::1 2>"$PH_TMP/probe.err" &&
 		in_host "$probe" client "$GUEST_IP" 7111 'r:hello,e,s:late-data,w' &&
 	server_ok "half-close server->client: service got the late data and EOF"
 
+# --- a response and its FIN arrive together ----------------------------------
+# A service that answers and closes must look the same through the relay as
+# directly: response and FIN in one segment. (Sent apart, an HTTP client
+# reads the response, closes first and keeps the TIME_WAIT; under load its
+# ephemeral ports run out.) The daemon is stopped while the service answers
+# and closes, so both are queued when it resumes; the client counts the
+# segments that reach it after its request was acknowledged.
+one_shot 7114 "r:go,g:$PH_TMP/gate7114,s:response,c" 2>"$PH_TMP/probe.err" && {
+	rm -f "$PH_TMP/gate7114"
+	bg_host "$probe" client "$GUEST_IP" 7114 "s:go,z:$(scaled 300),i,r:response,e,I:1" \
+		2>"$PH_TMP/fin.err"
+	cl=$PH_LAST_PID
+	sleep "$(awk -v s="$(scaled 600)" 'BEGIN { print s / 1000 }')"
+	kill -STOP "$DAEMON_PID"
+	touch "$PH_TMP/gate7114"
+	wait_until_not 2000 kill -0 "$srv"
+	kill -CONT "$DAEMON_PID"
+	if wait "$cl"; then
+		ok "response and FIN reach the client in one segment"
+	else
+		fail "response and FIN reach the client in one segment" "$(cat "$PH_TMP/fin.err")"
+	fi
+	server_ok "service answered and closed"
+}
+
 # --- reset from the service -------------------------------------------------
 one_shot 7112 'r:hi,x' 2>"$PH_TMP/probe.err" &&
 	check "service aborts (SO_LINGER 0): client sees ECONNRESET, not EOF" \

@@ -48,8 +48,9 @@ check "daemon still relays" roundtrip host "$GUEST_IP" 7201
 daemon_stop
 
 # --- descriptor exhaustion ----------------------------------------------------
-# 64 descriptors: a few for the daemon itself, 6 per relayed connection
-# (two sockets, two pipes): well under 40 connections fit.
+# 64 descriptors: a few for the daemon itself, 2 per relayed connection (two
+# sockets; a pipe only once a direction turns bulk): about 25 connections
+# fit, fewer than the 60 clients.
 DAEMON_PREFIX=(prlimit --nofile=64:64)
 daemon_start || exit 1
 DAEMON_PREFIX=()
@@ -85,8 +86,19 @@ figure emfile_clients_still_connected "$est" "of 60"
 # The daemon reserves a relay's descriptors before accept(), so the clients it
 # has no room for wait in the backlog (still established from their side)
 # instead of being accepted and dropped.
-[ "$est" -eq 60 ] && ok "out of descriptors: no client dropped ($est of 60 still connected)" ||
-	fail "out of descriptors: no client dropped ($est of 60 still connected)"
+# Not under valgrind: it keeps the top of the descriptor range for itself,
+# and when accept() returns a number there it closes the new connection (a
+# FIN to the client) and reports EMFILE. Without valgrind the kernel refuses
+# the accept and the client stays queued, which is what this checks.
+if [ "$PH_VALGRIND" = 1 ]; then
+	skip "out of descriptors: no client dropped (valgrind drops accepted descriptors past its own limit)"
+elif [ "$est" -eq 60 ]; then
+	ok "out of descriptors: no client dropped ($est of 60 still connected)"
+else
+	fail "out of descriptors: no client dropped ($est of 60 still connected)" \
+		"client states: $(in_host ss -Htan "( dport = :7201 )" | awk '{ print $1 }' | sort | uniq -c | xargs)" \
+		"service side: $(in_guest ss -Htan "( sport = :7201 )" | awk '{ print $1 }' | sort | uniq -c | xargs)"
+fi
 check "out of descriptors: the daemon logged that it paused accepting" daemon_log_has 'accept paused'
 
 # Once the flood closes, descriptors come back and new clients are served.
