@@ -9,7 +9,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "parse.h"
 #include "token.h"
@@ -18,7 +22,7 @@ enum {
 	OPT_EXTERNAL = 256, OPT_SCAN, OPT_ALLOW, OPT_DENY, OPT_MAXCONN, OPT_LOGFMT, OPT_LOGLVL,
 	OPT_CGROUP, OPT_VERSION, OPT_HELP, OPT_LISTEN, OPT_TOKEN, OPT_KA_IDLE, OPT_KA_INTVL,
 	OPT_KA_CNT, OPT_HEAD_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_MAX_API, OPT_PIPE, OPT_BACKLOG,
-	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY,
+	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY, OPT_CLIENT_CC,
 };
 
 static const struct option options[] = {
@@ -44,6 +48,7 @@ static const struct option options[] = {
 	{ "backlog", required_argument, NULL, OPT_BACKLOG },
 	{ "discovery", required_argument, NULL, OPT_DISCOVERY },
 	{ "relay", required_argument, NULL, OPT_RELAY },
+	{ "client-congestion", required_argument, NULL, OPT_CLIENT_CC },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ 0 },
@@ -69,6 +74,10 @@ static const char usage_text[] =
 	"                           proc: always parse /proc (slower; for old kernels, tests)\n"
 	"  --relay splice|copy      splice: small messages copied, bulk transfers spliced\n"
 	"                           (default); copy: recv/send only (tests)\n"
+	"  --client-congestion auto|system|NAME\n"
+	"                           TCP congestion control of the client leg; auto: reno\n"
+	"                           if the external address is link-local, else the\n"
+	"                           system's (default)\n"
 	"Control API:\n"
 	"  --listen ADDR:PORT       HTTP control API address (default 0.0.0.0:49982)\n"
 	"  --token-file FILE        require 'Authorization: Bearer <token>' (not for /health)\n"
@@ -116,6 +125,36 @@ static const char *opt_name(int val)
 		if (o->val == val)
 			return o->name;
 	return "?";
+}
+
+/*
+ * An algorithm name is tried on a scratch socket, so that a typo or an
+ * algorithm this process may not use fails at start with the reason, not
+ * silently on every listener.
+ */
+static int cc_check(const char *name, char *why, size_t len)
+{
+	int fd, ret = 0;
+
+	if (!strcmp(name, "system"))
+		return 0;
+	if (!*name || strlen(name) >= sizeof(((struct ph_config *)0)->client_cc) ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(name)) {
+		snprintf(why, len, "expected auto, system or an algorithm name");
+		return -EINVAL;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(why, len, "cannot check it: %s", strerror(errno));
+		return -errno;
+	}
+	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name))) {
+		ret = -errno;
+		snprintf(why, len, "%s (see net.ipv4.tcp_allowed_congestion_control)",
+			 ret == -ENOENT ? "no such algorithm" : strerror(-ret));
+	}
+	close(fd);
+	return ret;
 }
 
 #define BAD(what) do { fprintf(err, "portholed: invalid --%s '%s': %s\n", \
@@ -227,6 +266,12 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 			if (strcmp(optarg, "splice") && strcmp(optarg, "copy"))
 				BAD("expected splice or copy");
 			cfg->ports.force_copy = !strcmp(optarg, "copy");
+			break;
+		case OPT_CLIENT_CC:
+			if (strcmp(optarg, "auto") && cc_check(optarg, why, sizeof(why)))
+				BAD(why);
+			snprintf(cfg->ports.client_cc, sizeof(cfg->ports.client_cc), "%s",
+				 strcmp(optarg, "auto") ? optarg : "");
 			break;
 		case OPT_VERSION:
 			fprintf(out, "portholed %s\n", PH_VERSION);

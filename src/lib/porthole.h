@@ -36,6 +36,9 @@ struct ph_keepalive {
  * @pipe_size:		F_SETPIPE_SZ of relay pipes; 0: 64 KiB, grown to 256 KiB
  *			for a direction that fills it (bulk); bounds the bytes
  *			buffered per direction
+ * @client_cc:		congestion control of the client leg: "" (auto: reno
+ *			when @external is link-local, else the system's),
+ *			"system", or an algorithm name (see ph_relay_client_cc())
  * @force_copy:		relay with recv/send instead of splice (tests)
  * @force_proc:		discover through /proc instead of sock_diag (tests)
  * @own_inodes:		sockets of the embedding program (control port) never exposed
@@ -49,6 +52,7 @@ struct ph_config {
 	unsigned backlog;
 	struct ph_keepalive keepalive;
 	unsigned pipe_size;
+	char client_cc[16];
 	bool force_copy;
 	bool force_proc;
 	uint64_t own_inodes[PH_MAX_OWN_INODES];

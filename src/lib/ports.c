@@ -45,6 +45,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <signal.h>
@@ -307,6 +309,7 @@ static int entry_bind(struct cycle *c, struct port_entry *e)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(e->d.port),
 				   .sin_addr = c->external };
+	const char *cc;
 	int one = 1, fd, ret;
 
 	if (!c->external_known) {
@@ -318,7 +321,12 @@ static int entry_bind(struct cycle *c, struct port_entry *e)
 		ret = -errno;
 		goto fail;
 	}
-	ph_relay_sock_options(fd, &c->p->cfg, true);	/* inherited by accepted clients */
+	/* inherited by accepted clients */
+	ph_relay_sock_options(fd, &c->p->cfg, true);
+	cc = ph_relay_client_cc(&c->p->cfg, c->external);
+	if (cc && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)))
+		/* checked at start; this only fails if the module went away */
+		ph_debug("client congestion control not set", PH_FS("cc", cc), PH_FERR(-errno));
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
 	    listen(fd, (int)c->p->cfg.backlog)) {

@@ -621,6 +621,15 @@ void ph_relay_sock_options(int fd, const struct ph_config *cfg, bool remote)
 	setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "reno", 4);
 }
 
+const char *ph_relay_client_cc(const struct ph_config *cfg, struct in_addr external)
+{
+	if (!strcmp(cfg->client_cc, "system"))
+		return NULL;
+	if (cfg->client_cc[0])
+		return cfg->client_cc;
+	return (ntohl(external.s_addr) >> 16) == 0xa9fe ? "reno" : NULL;
+}
+
 int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockaddr *target,
 		   socklen_t tlen, struct ph_relay_owner *owner)
 {

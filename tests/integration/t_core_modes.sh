@@ -13,6 +13,31 @@ export PH_PROBE_TIMEOUT_MS=$(scaled 5000)
 head -c $((16 * 1048576)) /dev/urandom >"$PH_TMP/src"
 want=$(sha256sum <"$PH_TMP/src" | cut -d' ' -f1)
 
+# cc_of FILTER: congestion control of the one established guest socket
+# matching the ss FILTER ("src ADDR:PORT", "dst ADDR:PORT")
+cc_of()
+{
+	in_guest ss -Htin state established $1 | awk 'NR == 2 { print $1 }'
+}
+
+# legs_cc LABEL PORT WANT_CLIENT_LEG: hold one relayed connection, check both legs
+legs_cc()
+{
+	local m=$1 port=$2 want=$3 cl ext svc
+	serve_echo 127.0.0.1 "$port"
+	wait_for "$(scaled 1000)" exposed "$port"
+	bg_host "$probe" client "$GUEST_IP" "$port" "s:x,r:x,z:$(scaled 3000)" 2>/dev/null
+	cl=$PH_LAST_PID
+	wait_for "$(scaled 2000)" eval '[ -n "$(cc_of "dst 127.0.0.1:$port")" ]'
+	ext=$(cc_of "src $GUEST_IP:$port")
+	svc=$(cc_of "dst 127.0.0.1:$port")
+	[ "$ext" = "$want" ] && ok "$m: client leg uses $want" ||
+		fail "$m: client leg uses $want (got '$ext')"
+	[ "$svc" = reno ] && ok "$m: loopback leg uses reno" ||
+		fail "$m: loopback leg uses reno (got '$svc')"
+	kill_now "$cl"
+}
+
 course()
 {
 	local m=$1 base=$2 t0 ms got
@@ -73,10 +98,17 @@ course()
 	check "$m: closed service's port removed" wait_until_not "$(scaled 1000)" exposed $((base + 7))
 }
 
+# Congestion control: by default the client leg gets reno when the external
+# address is link-local, as here; --client-congestion system keeps the
+# system's. The loopback leg always gets reno.
+sys_cc=$(in_guest cat /proc/sys/net/ipv4/tcp_congestion_control)
+
 daemon_start --discovery proc || exit 1
 course "discovery proc" 7500
+legs_cc "default settings, link-local address" 7590 reno
 daemon_stop
 
-daemon_start --relay copy || exit 1
+daemon_start --relay copy --client-congestion system || exit 1
 course "relay copy" 7600
+legs_cc "--client-congestion system" 7690 "$sys_cc"
 daemon_stop
