@@ -18,9 +18,11 @@ HARNESS := $(patsubst fuzz/%.c,$(O)/%,$(wildcard fuzz/fuzz_*.c))
 
 all: $(HARNESS)
 
+# -MMD: an object is rebuilt when a header it includes changes (a stale
+# object built against an older struct layout misreads every field after it)
 $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 $(O)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -I$(LLHTTP_INCLUDE) -O1 -g -w -DLLHTTP_STRICT_MODE=1 $(SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
@@ -28,4 +30,6 @@ $(O)/libfuzzall.a: $(OBJ)
 	rm -f $@
 	ar rcs $@ $^
 $(O)/fuzz_%: fuzz/fuzz_%.c $(O)/libfuzzall.a
-	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $^ -ljansson
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -fsanitize=fuzzer -o $@ $< $(O)/libfuzzall.a -ljansson
+
+-include $(OBJ:.o=.d) $(HARNESS:=.d)
