@@ -245,10 +245,14 @@ static void dir_grow(struct ph_relay_ctx *ctx, struct relay_dir *d)
 		d->cap = (size_t)got;
 }
 
-/*
- * A direction switches to splice once its leftovers are gone: then no byte
- * can overtake another. Without a pipe (descriptors ran out) it simply
- * stays in copy mode.
+/**
+ * dir_try_splice() - move a bulk direction from copy mode to splice
+ * @ctx:	context (pipe pool)
+ * @d:		direction, in copy mode
+ *
+ * Only once its leftovers are gone: then no byte can overtake another.
+ * Without a pipe (descriptors ran out) the direction simply stays in copy
+ * mode and tries again at its next read.
  */
 static void dir_try_splice(struct ph_relay_ctx *ctx, struct relay_dir *d)
 {
