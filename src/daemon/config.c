@@ -9,12 +9,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "netutil.h"
 #include "parse.h"
 #include "token.h"
 
@@ -134,7 +133,7 @@ static const char *opt_name(int val)
  */
 static int cc_check(const char *name, char *why, size_t len)
 {
-	int fd, ret = 0;
+	int fd, ret;
 
 	if (!strcmp(name, "system"))
 		return 0;
@@ -145,14 +144,14 @@ static int cc_check(const char *name, char *why, size_t len)
 	}
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		snprintf(why, len, "cannot check it: %s", strerror(errno));
-		return -errno;
-	}
-	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name))) {
 		ret = -errno;
+		snprintf(why, len, "cannot check it: %s", strerror(-ret));
+		return ret;
+	}
+	ret = ph_sock_congestion(fd, name);
+	if (ret)
 		snprintf(why, len, "%s (see net.ipv4.tcp_allowed_congestion_control)",
 			 ret == -ENOENT ? "no such algorithm" : strerror(-ret));
-	}
 	close(fd);
 	return ret;
 }

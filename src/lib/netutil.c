@@ -27,6 +27,13 @@ int ph_sock_keepalive(int fd, const struct ph_keepalive *ka, bool user_timeout)
 	return 0;
 }
 
+int ph_sock_congestion(int fd, const char *name)
+{
+	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name)))
+		return -errno;
+	return 0;
+}
+
 void ph_sock_set_rst(int fd)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };

@@ -15,6 +15,10 @@ struct ph_keepalive;
  * reaped in the same time. Return: 0 or -errno */
 int ph_sock_keepalive(int fd, const struct ph_keepalive *ka, bool user_timeout);
 
+/* TCP_CONGESTION @name (e.g. "reno"). Return: 0 or -errno (-ENOENT: no such
+ * algorithm, -EPERM: not in net.ipv4.tcp_allowed_congestion_control) */
+int ph_sock_congestion(int fd, const char *name);
+
 /* SO_LINGER {1, 0}: the next close() sends RST instead of FIN */
 void ph_sock_set_rst(int fd);
 

@@ -45,8 +45,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <signal.h>
@@ -324,9 +322,9 @@ static int entry_bind(struct cycle *c, struct port_entry *e)
 	/* inherited by accepted clients */
 	ph_relay_sock_options(fd, &c->p->cfg, true);
 	cc = ph_relay_client_cc(&c->p->cfg, c->external);
-	if (cc && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)))
+	if (cc && (ret = ph_sock_congestion(fd, cc)))
 		/* checked at start; this only fails if the module went away */
-		ph_debug("client congestion control not set", PH_FS("cc", cc), PH_FERR(-errno));
+		ph_debug("client congestion control not set", PH_FS("cc", cc), PH_FERR(ret));
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
 	    listen(fd, (int)c->p->cfg.backlog)) {

@@ -622,7 +622,7 @@ void ph_relay_sock_options(int fd, const struct ph_config *cfg, bool remote)
 	 * arms a timer per burst: reno on the service leg (measured: +13%
 	 * client -> service bulk throughput). The client leg keeps the
 	 * system's choice. Best effort: reno is always built in. */
-	setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "reno", 4);
+	ph_sock_congestion(fd, "reno");
 }
 
 const char *ph_relay_client_cc(const struct ph_config *cfg, struct in_addr external)
