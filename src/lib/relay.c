@@ -293,6 +293,44 @@ static int dir_keep(struct relay_dir *d, const char *p, size_t n)
 }
 
 /**
+ * dir_write() - write bytes of direction @i to its destination
+ * @r:		relay
+ * @i:		direction (destination fd[1 - i])
+ * @p:		bytes to send, or NULL to splice from the direction's pipe
+ * @n:		how many
+ *
+ * The last bytes before a FIN are held back (MSG_MORE) so that the
+ * shutdown() of dir_drain() sets FIN on their segment: the peer reads
+ * response and end of stream at once. An HTTP client that saw the response
+ * first would close first and keep the TIME_WAIT (at 10k connections/s its
+ * ephemeral ports run out); a lone segment is pushed by the next write
+ * anyway.
+ * Return: bytes written (0: the destination takes nothing now), or -errno
+ * when the relay must be reset (ECONNREFUSED if connect() failed)
+ */
+static ssize_t dir_write(struct ph_relay *r, int i, const char *p, size_t n)
+{
+	struct ph_relay_ctx *ctx = r->ctx;
+	struct relay_dir *d = &r->dir[i];
+	_Atomic uint64_t *bytes = i ? &ctx->stats->bytes_to_client : &ctx->stats->bytes_to_service;
+	bool more = d->eof && !r->connecting;
+	ssize_t m;
+
+	if (p)
+		m = send(r->fd[1 - i], p, n, MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+	else
+		m = splice(d->pipe[0], NULL, r->fd[1 - i], NULL, n,
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0));
+	if (m < 0)
+		return fatal(errno) ? -errno : 0;
+	if (m > 0) {
+		r->connecting = false;	/* it took data: connected */
+		atomic_fetch_add_explicit(bytes, (uint64_t)m, memory_order_relaxed);
+	}
+	return m;
+}
+
+/**
  * dir_copy() - copy mode: read what the source has and send it on at once
  * @r:		relay
  * @i:		direction (source fd[i], destination fd[1 - i])
@@ -306,10 +344,8 @@ static int dir_keep(struct relay_dir *d, const char *p, size_t n)
  */
 static int dir_copy(struct ph_relay *r, int i, bool fin_seen)
 {
-	struct ph_relay_ctx *ctx = r->ctx;
 	struct relay_dir *d = &r->dir[i];
-	_Atomic uint64_t *bytes = i ? &ctx->stats->bytes_to_client : &ctx->stats->bytes_to_service;
-	char *buf = ctx->scratch;
+	char *buf = r->ctx->scratch;
 	ssize_t n, m;
 
 	n = recv(r->fd[i], buf, PH_RELAY_SCRATCH, MSG_DONTWAIT);
@@ -322,7 +358,7 @@ static int dir_copy(struct ph_relay *r, int i, bool fin_seen)
 	if ((size_t)n == PH_RELAY_SCRATCH) {
 		d->want_splice = !d->copy_only;
 	} else if (fin_seen) {
-		/* the FIN is queued behind these bytes: take it now (see dir_drain()) */
+		/* the FIN is queued behind these bytes: take it now (see dir_write()) */
 		ssize_t e = recv(r->fd[i], buf + n, PH_RELAY_SCRATCH - (size_t)n, MSG_DONTWAIT);
 
 		if (e == 0)
@@ -333,17 +369,9 @@ static int dir_copy(struct ph_relay *r, int i, bool fin_seen)
 			return -errno;
 	}
 
-	m = send(r->fd[1 - i], buf, (size_t)n,
-		 MSG_DONTWAIT | MSG_NOSIGNAL | (d->eof && !r->connecting ? MSG_MORE : 0));
-	if (m < 0) {
-		if (fatal(errno))
-			return -errno;	/* ECONNREFUSED here if connect() failed */
-		m = 0;
-	}
-	if (m > 0) {
-		r->connecting = false;	/* it took data: connected */
-		atomic_fetch_add_explicit(bytes, (uint64_t)m, memory_order_relaxed);
-	}
+	m = dir_write(r, i, buf, (size_t)n);
+	if (m < 0)
+		return (int)m;
 	if (m < n)
 		return dir_keep(d, buf + m, (size_t)(n - m));
 	return 0;
@@ -396,7 +424,7 @@ static int dir_fill(struct ph_relay *r, int i, bool fin_seen)
 		} else if (fin_seen) {
 			/* The FIN is queued behind these bytes: read it now, so
 			 * the drain sends data and FIN together instead of the
-			 * FIN one loop turn later (see dir_drain()). */
+			 * FIN one loop turn later (see dir_write()). */
 			return dir_fill(r, i, false);
 		}
 	} else if (n == 0) {
@@ -423,30 +451,17 @@ static int dir_fill(struct ph_relay *r, int i, bool fin_seen)
  */
 static int dir_drain(struct ph_relay *r, int i)
 {
-	struct ph_relay_ctx *ctx = r->ctx;
 	struct relay_dir *d = &r->dir[i];
-	_Atomic uint64_t *bytes = i ? &ctx->stats->bytes_to_client : &ctx->stats->bytes_to_service;
-	int dst = r->fd[1 - i];
 	ssize_t n;
 
 	if (d->len > d->off) {
-		/* The last bytes before a FIN are held back (MSG_MORE) so that
-		 * the shutdown() below sets FIN on their segment: the peer
-		 * reads response and end of stream at once. An HTTP client
-		 * that saw the response first would close first and keep
-		 * the TIME_WAIT (at 10k connections/s its ephemeral ports run
-		 * out); a lone segment is pushed by the next write anyway. */
-		bool more = d->eof && !r->connecting;
+		bool spliced = d->pipe[0] >= 0;
 
-		if (d->pipe[0] >= 0)
-			n = splice(d->pipe[0], NULL, dst, NULL, d->len,
-				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0));
-		else
-			n = send(dst, d->buf + d->off, d->len - d->off,
-				 MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+		n = dir_write(r, i, spliced ? NULL : d->buf + d->off, d->len - d->off);
+		if (n < 0)
+			return (int)n;
 		if (n > 0) {
-			r->connecting = false;	/* it took data: connected */
-			if (d->pipe[0] >= 0)
+			if (spliced)
 				d->len -= (size_t)n;
 			else
 				d->off += (size_t)n;
@@ -454,14 +469,11 @@ static int dir_drain(struct ph_relay *r, int i)
 				d->off = d->len = 0;
 			/* a pipe takes more as soon as it has room; leftovers of
 			 * copy mode must all be gone first (dir_keep()) */
-			d->fill_blocked = d->pipe[0] < 0 && d->len > d->off;
-			atomic_fetch_add_explicit(bytes, (uint64_t)n, memory_order_relaxed);
-		} else if (n < 0 && fatal(errno)) {
-			return -errno;	/* ECONNREFUSED here if connect() failed */
+			d->fill_blocked = !spliced && d->len > d->off;
 		}
 		/* what is left waits for the destination's output readiness */
 		d->drain_blocked = d->len > d->off;
-		if (!d->drain_blocked && d->pipe[0] < 0 && d->cap > LEFTOVER_KEEP) {
+		if (!d->drain_blocked && !spliced && d->cap > LEFTOVER_KEEP) {
 			/* a slow reader caught up: do not keep its big buffer */
 			free(d->buf);
 			d->buf = NULL;
@@ -474,7 +486,7 @@ static int dir_drain(struct ph_relay *r, int i)
 	 * connection still in SYN_SENT). When the other direction is
 	 * already shut, the relay closes now and close() sends this FIN. */
 	if (d->eof && d->len == d->off && !d->shut && !r->connecting) {
-		if (!r->dir[1 - i].shut && shutdown(dst, SHUT_WR) && errno != ENOTCONN)
+		if (!r->dir[1 - i].shut && shutdown(r->fd[1 - i], SHUT_WR) && errno != ENOTCONN)
 			return -errno;
 		d->shut = true;
 	}
