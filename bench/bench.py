@@ -180,6 +180,18 @@ def proc_stat(pid):
     return [rest[0]] + [int(x) for x in rest[1:20]]
 
 
+def machine_cpu():
+    """Ticks of the whole machine from /proc/stat's "cpu" line:
+    (busy, idle, softirq). Busy counts user, nice, system, irq, softirq and
+    steal; idle counts idle and iowait. softirq is the part of busy that the
+    tick found serving softirqs (network receive work, which loopback and veth
+    run inline in the sending task, so the task's cgroup is charged too)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return user + nice + system + irq + softirq + steal, idle + iowait, softirq
+
+
 def comm(pid):
     try:
         with open("/proc/%d/comm" % pid) as f:
@@ -534,20 +546,35 @@ http {
         try:
             h = self.fwd_start(c, port)
             g = self.fwd_group(c)
-            cpu0 = g.cpu_us() if g else None
+            # Where the machine's CPU goes during the run: the forwarder,
+            # the server (nginx), the load generator (wrk), and softirq
+            # work charged to none of them (needs the cgroups).
+            roles = [("fwd", g)]
+            if self.cgroot:
+                roles += [("server", self.group("servers")), ("load", self.group("load"))]
             argv = ["wrk", "-t2", "-c50", "-d%ds" % t, "--timeout", "2s", "--latency"]
             if mode == "close":
                 argv += ["-H", "Connection: close"]
             argv.append("http://%s:%d/" % (EXT, port))
             prof = self.perf_start(c, h, "wrk-" + mode, t)
+            cpu0 = [x.cpu_us() if x else None for _, x in roles]
+            m0 = machine_cpu()
             r = self.nsrun(self.ns_h, argv, t + 20, group="load", check=False)
-            cpu1 = g.cpu_us() if g else None
+            m1 = machine_cpu()
+            cpu1 = [x.cpu_us() if x else None for _, x in roles]
             self.perf_stop(prof)
             res = parse_wrk(r.stdout)
             if res is None:
                 return dict(error=(r.stderr or r.stdout).strip()[-200:] or "no output")
             if g is not None:
-                res["cpu_s"] = (cpu1 - cpu0) / 1e6
+                res["cpu_s"] = (cpu1[0] - cpu0[0]) / 1e6
+            for (name, x), a, b in zip(roles[1:], cpu0[1:], cpu1[1:]):
+                res[name + "_cpu_s"] = (b - a) / 1e6
+            tick = os.sysconf("SC_CLK_TCK")
+            busy, idle = m1[0] - m0[0], m1[1] - m0[1]
+            res["machine_busy_s"] = busy / tick
+            res["machine_softirq_s"] = (m1[2] - m0[2]) / tick
+            res["machine_idle_frac"] = idle / (busy + idle) if busy + idle else None
             return res
         except Exception as e:
             return dict(error=str(e)[:300])
@@ -914,8 +941,8 @@ def fmt_iperf(r):
 def fmt_wrk(r):
     if "error" in r:
         return "error " + r["error"]
-    return "%.0f req/s p50 %s ms p99 %s ms errors %d" % (r["rps"], r["p50_ms"], r["p99_ms"],
-                                                        r["errors"])
+    return "%.0f req/s p50 %.2f ms p99 %.2f ms errors %d" % (r["rps"], r["p50_ms"],
+                                                            r["p99_ms"], r["errors"])
 
 
 def fmt_scan(r):

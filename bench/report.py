@@ -178,6 +178,60 @@ class Report:
         self.table(["mode", "contender", "requests/s", "ratio vs direct", "per-rep ratios",
                     "p50 ms", "p99 ms", "errors", "forwarder CPU-s per run",
                     "forwarder CPU µs per request"], rows)
+        self.wrk_cpu(wk)
+
+    def wrk_cpu(self, wk):
+        """Where the machine's CPU went per request, and the ratio it allows."""
+        def per_req(x, key):
+            v = x.get(key)
+            return v * 1e6 / x["requests"] if v is not None and x.get("requests") else None
+
+        rows = []
+        self.wrk_ceiling = {}
+        for mode, label in (("keepalive", "keep-alive"), ("close", "connection per request")):
+            runs = wk.get(mode, {})
+            good = {c: [x for x in runs.get(c, []) if "error" not in x
+                        and x.get("machine_busy_s") is not None] for c in runs}
+            base = med([per_req(x, "machine_busy_s") for x in good.get("direct", [])])
+            for c in ["direct"] + FWD:
+                if not good.get(c):
+                    continue
+                xs = good[c]
+                total = med([per_req(x, "machine_busy_s") for x in xs])
+                parts = {k: med([per_req(x, k) for x in xs])
+                         for k in ("cpu_s", "server_cpu_s", "load_cpu_s", "machine_softirq_s")}
+                roles = [parts["server_cpu_s"], parts["load_cpu_s"]]
+                if c in ("socat", "porthole"):
+                    roles.append(parts["cpu_s"])
+                other = total - sum(roles) if total is not None and None not in roles else None
+                ceiling = base / total if base and total else None
+                if c != "direct":
+                    self.wrk_ceiling[(mode, c)] = ceiling
+                rows.append([label, c,
+                             f(med([(1 - x["machine_idle_frac"]) * 100 for x in xs
+                                    if x.get("machine_idle_frac") is not None]), "%.0f%%"),
+                             f(total, "%.1f"),
+                             f(parts["cpu_s"], "%.1f") if c in ("socat", "porthole") else "—",
+                             f(parts["server_cpu_s"], "%.1f"), f(parts["load_cpu_s"], "%.1f"),
+                             f(other, "%.1f"), f(parts["machine_softirq_s"], "%.1f"),
+                             f(ceiling, "%.2fx") if c != "direct" else "1.00x"])
+        if not rows:
+            return
+        self.w("### Where the CPU goes", "",
+               "The whole machine during each run (`/proc/stat`), per request, median over "
+               "repetitions. Forwarder, server (nginx) and load generator (wrk) are their "
+               "cgroups' CPU, which includes the network receive work that loopback and veth "
+               "run inline in whichever task sends; *other* is the rest of the machine's busy "
+               "time (ksoftirqd, kernel threads, anything else running). *In softirq* is the "
+               "part of the machine's time that the tick found in softirq context (network "
+               "receive work), whoever it was charged to. **CPU ceiling** is direct's CPU per "
+               "request over the contender's: the ratio to direct the contender would reach if "
+               "its run kept the CPUs as busy as direct's did. A ratio below its ceiling is lost "
+               "to scheduling (CPU idle while work waits); the ceiling itself rises only if "
+               "less CPU is spent per request.", "")
+        self.table(["mode", "contender", "machine busy", "machine CPU µs per request",
+                    "forwarder", "server", "load generator", "other", "in softirq",
+                    "CPU ceiling vs direct"], rows)
 
     def scan(self):
         sc = self.r.get("scan")
@@ -488,6 +542,13 @@ class Report:
                        "")
             self.table(["metric", "reference design measured here", "porthole measured here",
                         "target", "result"], trows)
+            ceil = getattr(self, "wrk_ceiling", {})
+            ka, cc = ceil.get(("keepalive", "porthole")), ceil.get(("close", "porthole"))
+            if ka is not None or cc is not None:
+                self.w("CPU ceilings of porthole's request ratios in this run (section 2, \"Where "
+                       "the CPU goes\"): keep-alive %s, connection per request %s; the targets "
+                       "are %.1fx and %.1fx." % (f(ka, "%.2fx"), f(cc, "%.2fx"), T_KA, T_NEWCONN),
+                       "")
         plots = self.plots()
         if plots:
             self.w("## Plots", "")
