@@ -203,7 +203,10 @@ class Report:
                 roles = [parts["server_cpu_s"], parts["load_cpu_s"]]
                 if c in ("socat", "porthole"):
                     roles.append(parts["cpu_s"])
-                other = total - sum(roles) if total is not None and None not in roles else None
+                # /proc/stat is tick-sampled, the cgroups are exact: the
+                # difference can come out a little below zero
+                other = (max(0.0, total - sum(roles))
+                         if total is not None and None not in roles else None)
                 ceiling = base / total if base and total else None
                 if c != "direct":
                     self.wrk_ceiling[(mode, c)] = ceiling

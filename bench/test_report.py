@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""bench/test_report.py - tests of report.py's verdicts on hand-made results
+
+    python3 bench/test_report.py
+
+report.py decides pass or FAIL for the targets of issue 4 and computes each
+forwarder's CPU ceiling; a slip there would misreport a whole benchmark run.
+Each test writes a small results.json (the shape bench.py writes), builds the
+report without plots, and checks the verdicts and the numbers in results.md.
+Prints "report: N passed, N failed" for tests/check.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402
+
+
+class NoPlots(report.Report):
+    """gnuplot is a benchmark tool, not a test dependency."""
+
+    def plots(self):
+        return []
+
+
+def wrk_run(rps, p99=2.0, busy_s=None, fwd_cpu_s=None, idle=0.05, t=5):
+    r = dict(rps=rps, requests=int(rps * t), p50_ms=0.5, p99_ms=p99, errors=0,
+             machine_busy_s=busy_s, machine_softirq_s=busy_s * 0.2 if busy_s else None,
+             machine_idle_frac=idle, server_cpu_s=busy_s * 0.4 if busy_s else None,
+             load_cpu_s=busy_s * 0.3 if busy_s else None)
+    if fwd_cpu_s is not None:
+        r["cpu_s"] = fwd_cpu_s
+    return r
+
+
+def results(ka, close, iperf=None, contenders=("direct", "dnat", "socat", "porthole")):
+    """ka/close: {contender: [run, ...]}"""
+    return dict(mode="full", started="test", contenders=list(contenders), skip={}, notes=[],
+                machine={}, config=dict(wrk_t=5, wrk_reps=3, iperf_t=4, iperf_reps=3),
+                wrk=dict(keepalive=ka, close=close), iperf=iperf or {})
+
+
+class ReportTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="ph-report-test.")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def build(self, res):
+        with open(os.path.join(self.dir, "results.json"), "w") as f:
+            json.dump(res, f)
+        rows = NoPlots(self.dir).build()
+        with open(os.path.join(self.dir, "results.md")) as f:
+            self.md = f.read()
+        return {r[0]: r for r in rows}
+
+    def std_close(self):
+        return {"direct": [wrk_run(20000)] * 3, "porthole": [wrk_run(14000)] * 3}
+
+    def test_keepalive_edges(self):
+        for ratio, p99, verdict in ((0.61, 1.9, "**pass**"), (0.59, 1.0, "**FAIL**"),
+                                    (0.80, 2.1, "**FAIL**"), (0.60, 2.0, "**pass**")):
+            rows = self.build(results(
+                {"direct": [wrk_run(100000, p99=1.0)] * 3,
+                 "porthole": [wrk_run(100000 * ratio, p99=p99)] * 3}, self.std_close()))
+            self.assertEqual(rows["keep-alive requests/s vs direct"][-1], verdict,
+                             "ratio %.2f p99 %.1fx" % (ratio, p99))
+
+    def test_new_connections_edges(self):
+        for rps, verdict in ((14000, "**pass**"), (13999, "**FAIL**")):
+            rows = self.build(results(
+                {"direct": [wrk_run(100000)] * 3, "porthole": [wrk_run(70000)] * 3},
+                {"direct": [wrk_run(20000)] * 3, "porthole": [wrk_run(rps)] * 3}))
+            self.assertEqual(rows["new connections/s vs direct"][-1], verdict, str(rps))
+
+    def test_ratio_is_of_medians_and_skips_failed_runs(self):
+        ph = [wrk_run(60000), dict(error="wrk died"), wrk_run(70000), wrk_run(10000)]
+        rows = self.build(results(
+            {"direct": [wrk_run(100000), wrk_run(100000), wrk_run(100000), wrk_run(100000)],
+             "porthole": ph}, self.std_close()))
+        # median of 60k, 70k, 10k = 60k: 0.60x, a pass; the failed run is not a zero
+        self.assertIn("0.60x", rows["keep-alive requests/s vs direct"][2])
+        self.assertEqual(rows["keep-alive requests/s vs direct"][-1], "**pass**")
+
+    def test_cpu_ceiling(self):
+        # direct: 2.0 CPU-s for 500k requests = 4 µs; porthole: 2.0 CPU-s for 250k = 8 µs
+        ka = {"direct": [wrk_run(100000, busy_s=2.0)] * 3,
+              "porthole": [wrk_run(50000, busy_s=2.0, fwd_cpu_s=0.5, idle=0.2)] * 3}
+        close = {"direct": [wrk_run(20000, busy_s=1.9)] * 3,
+                 "porthole": [wrk_run(10000, busy_s=1.9, fwd_cpu_s=0.6)] * 3}
+        self.build(results(ka, close))
+        section = self.md.split("### Where the CPU goes")[1].split("\n## ")[0]
+        cells = {}
+        for x in section.splitlines():
+            c = [v.strip() for v in x.strip("|").split("|")]
+            if len(c) == 10:
+                cells[(c[0], c[1])] = c[2:]
+        # busy, total µs, forwarder, server, load, other, softirq, ceiling
+        self.assertEqual(cells[("keep-alive", "porthole")],
+                         ["80%", "8.0", "2.0", "3.2", "2.4", "0.4", "1.6", "0.50x"])
+        # the roles add up to more than the tick-sampled total: other is 0, not negative
+        self.assertEqual(cells[("connection per request", "porthole")],
+                         ["95%", "38.0", "12.0", "15.2", "11.4", "0.0", "7.6", "0.50x"])
+        self.assertIn("keep-alive 0.50x, connection per request 0.50x", self.md)
+
+    def test_no_cpu_section_without_machine_figures(self):
+        self.build(results({"direct": [wrk_run(100000)] * 3,
+                            "porthole": [wrk_run(70000)] * 3}, self.std_close()))
+        self.assertNotIn("Where the CPU goes", self.md)
+        self.assertNotIn("CPU ceilings", self.md)
+
+    def test_bulk_worst_of_four(self):
+        iperf = {}
+        for key, _ in report.IPERF_CFG:
+            iperf[key] = {"direct": [dict(gbps=20.0)] * 3, "porthole": [dict(gbps=19.0)] * 3}
+        iperf["rev-1"]["porthole"] = [dict(gbps=14.0)] * 3   # 0.70x: below 0.75x
+        rows = self.build(results({"direct": [wrk_run(1)]}, {"direct": [wrk_run(1)]}, iperf))
+        row = rows["bulk throughput vs direct (worst of 4 tests)"]
+        self.assertEqual(row[2], "0.70x")
+        self.assertEqual(row[-1], "**FAIL**")
+
+    def test_without_porthole_every_verdict_is_na(self):
+        rows = self.build(results({"direct": [wrk_run(100000)] * 3,
+                                   "socat": [wrk_run(20000)] * 3},
+                                  {"direct": [wrk_run(20000)] * 3,
+                                   "socat": [wrk_run(2000)] * 3},
+                                  contenders=("direct", "socat")))
+        self.assertTrue(rows)
+        for name, row in rows.items():
+            self.assertEqual(row[-1], "n/a", name)
+
+
+if __name__ == "__main__":
+    res = unittest.TextTestRunner(verbosity=2).run(
+        unittest.defaultTestLoader.loadTestsFromTestCase(ReportTest))
+    bad = len(res.failures) + len(res.errors)
+    print("report: %d passed, %d failed" % (res.testsRun - bad, bad))
+    sys.exit(1 if bad else 0)
