@@ -15,13 +15,14 @@
 
 #include "netutil.h"
 #include "parse.h"
+#include "shards.h"
 #include "token.h"
 
 enum {
 	OPT_EXTERNAL = 256, OPT_SCAN, OPT_ALLOW, OPT_DENY, OPT_MAXCONN, OPT_LOGFMT, OPT_LOGLVL,
 	OPT_CGROUP, OPT_VERSION, OPT_HELP, OPT_LISTEN, OPT_TOKEN, OPT_KA_IDLE, OPT_KA_INTVL,
 	OPT_KA_CNT, OPT_HEAD_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_MAX_API, OPT_PIPE, OPT_BACKLOG,
-	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY, OPT_CLIENT_CC,
+	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY, OPT_CLIENT_CC, OPT_RELAY_THREADS,
 };
 
 static const struct option options[] = {
@@ -48,6 +49,7 @@ static const struct option options[] = {
 	{ "discovery", required_argument, NULL, OPT_DISCOVERY },
 	{ "relay", required_argument, NULL, OPT_RELAY },
 	{ "client-congestion", required_argument, NULL, OPT_CLIENT_CC },
+	{ "relay-threads", required_argument, NULL, OPT_RELAY_THREADS },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ 0 },
@@ -73,6 +75,8 @@ static const char usage_text[] =
 	"                           proc: always parse /proc (slower; for old kernels, tests)\n"
 	"  --relay splice|copy      splice: small messages copied, bulk transfers spliced\n"
 	"                           (default); copy: recv/send only (tests)\n"
+	"  --relay-threads N|auto   threads relaying connections, 1 to 64; auto: one per\n"
+	"                           CPU this process may run on, at most 8 (default)\n"
 	"  --client-congestion auto|system|NAME\n"
 	"                           TCP congestion control of the client leg; auto: reno\n"
 	"                           if the external address is link-local, else the\n"
@@ -250,6 +254,13 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 			if (ph_parse_uint(optarg, 4096, 1 << 24, &v))
 				BAD("expected bytes, 4096 to 16777216");
 			cfg->ports.pipe_size = (unsigned)v;
+			break;
+		case OPT_RELAY_THREADS:
+			if (!strcmp(optarg, "auto"))
+				v = 0;
+			else if (ph_parse_uint(optarg, 1, PH_RELAY_THREADS_MAX, &v))
+				BAD("expected auto or a number, 1 to 64");
+			cfg->ports.relay_threads = (unsigned)v;
 			break;
 		case OPT_BACKLOG:
 			if (ph_parse_uint(optarg, 1, 65535, &v))

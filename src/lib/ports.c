@@ -60,6 +60,7 @@
 #include "netutil.h"
 #include "relay.h"
 #include "rules.h"
+#include "shards.h"
 
 #define ACCEPT_BATCH		64
 #define ACCEPT_PAUSE_MS		100
@@ -109,6 +110,7 @@ struct cycle {
 	struct ph_scanner scanner;
 	struct ph_scan scan;
 	struct ph_relay_ctx relays;
+	struct ph_shards shards;	/* relay threads besides this one */
 	struct ph_timer scan_timer;
 	struct ph_timer accept_timer;
 
@@ -131,6 +133,7 @@ struct cycle {
 	bool quiesced;
 	bool accept_paused;	/* fd exhaustion back-off */
 	bool accepting;		/* listeners registered for EPOLLIN */
+	_Atomic bool limit_wait;	/* not accepting: relay threads' closes wake us */
 	uint64_t quiesce_epoch;
 	struct ph_ratelimit scan_rl;
 	struct ph_ratelimit accept_rl;
@@ -195,9 +198,13 @@ static void publish(struct cycle *c, enum ph_event_type type, const struct port_
 
 /* ---- accepting ---------------------------------------------------------- */
 
-static bool should_accept(const struct cycle *c)
+static bool should_accept(struct cycle *c)
 {
-	return !c->quiesced && !c->accept_paused && c->relays.count < c->p->cfg.max_connections;
+	/* open relays on every thread, and clients on their way to one */
+	uint64_t open = atomic_load_explicit(&c->p->stats.conns_active, memory_order_relaxed) +
+			atomic_load_explicit(&c->shards.pending, memory_order_relaxed);
+
+	return !c->quiesced && !c->accept_paused && open < c->p->cfg.max_connections;
 }
 
 /* Register or unregister every listener for input, to match should_accept(). */
@@ -205,6 +212,7 @@ static void update_accepting(struct cycle *c)
 {
 	bool want = should_accept(c);
 
+	atomic_store_explicit(&c->limit_wait, !want, memory_order_relaxed);
 	if (want == c->accepting)
 		return;
 	c->accepting = want;
@@ -230,6 +238,16 @@ static void on_relay_closed(struct ph_relay_ctx *ctx)
 	update_accepting(ph_container_of(ctx, struct cycle, relays));
 }
 
+/* On a relay thread: a relay closed. Only a worker that stopped accepting
+ * needs to hear of it (the wake runs update_accepting() there). */
+static void on_shard_relay_closed(void *arg)
+{
+	struct cycle *c = arg;
+
+	if (atomic_load_explicit(&c->limit_wait, memory_order_relaxed))
+		ph_loop_wake(&c->loop);
+}
+
 /* Out of descriptors or memory: clients stay queued in the backlog; try again
  * shortly instead of spinning on a listener that stays readable. */
 static void pause_accepting(struct cycle *c, const struct port_entry *e, int err)
@@ -247,6 +265,7 @@ static void on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 {
 	struct port_entry *e = ph_container_of(io, struct port_entry, io);
 	struct cycle *c = e->cycle;
+	struct ph_shard *sh;
 
 	(void)loop;
 	(void)events;
@@ -265,7 +284,14 @@ static void on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 				pause_accepting(c, e, errno);
 			break;	/* EAGAIN, ECONNABORTED, ...: next readiness */
 		}
-		ph_relay_start(&c->relays, fd, (struct sockaddr *)&e->target, e->tlen, &e->owner);
+		sh = ph_shards_pick(&c->shards);
+		if (sh)
+			ph_shards_handoff(&c->shards, sh, fd,
+					  ph_relay_take_spare(&c->relays, e->target.ss_family),
+					  (struct sockaddr *)&e->target, e->tlen, &e->owner);
+		else
+			ph_relay_start(&c->relays, fd, (struct sockaddr *)&e->target, e->tlen,
+				       &e->owner);
 	}
 	update_accepting(c);
 }
@@ -287,13 +313,12 @@ static void entry_close_listener(struct cycle *c, struct port_entry *e)
 	e->linode = 0;
 }
 
-/* Remove from service; relays still counted against it keep it alive. */
+/* Remove from service; relays still counted against it, on any thread,
+ * keep it alive: the table's reference is dropped here. */
 static void entry_destroy(struct cycle *c, struct port_entry *e)
 {
 	entry_close_listener(c, e);
-	e->owner.detached = true;
-	if (atomic_load(&e->owner.conns) == 0)
-		entry_release(&e->owner);
+	ph_relay_owner_put(&e->owner);
 }
 
 /**
@@ -448,6 +473,7 @@ static void on_change(void *arg, const struct ph_change *ch)
 		e->lfd = -1;
 		e->cycle = c;
 		e->owner.release = entry_release;
+		atomic_init(&e->owner.refs, 1);	/* the table's */
 		e->d = *ch->new;
 		entry_enter(c, e, true);
 		next_push(c, e);
@@ -634,6 +660,7 @@ static int do_quiesce(struct cycle *c)
 	/* relays tagged with an older epoch existed before the freeze */
 	c->quiesce_epoch = ++c->relays.epoch;
 	n = ph_relay_abort_all(&c->relays, UINT64_MAX);
+	n += ph_shards_quiesce(&c->shards);
 	atomic_store(&c->p->quiesced, true);
 	ph_info("quiesced for snapshot", PH_FU("connections_reset", n));
 	return 0;
@@ -646,6 +673,7 @@ static int do_resume(struct cycle *c)
 	if (!c->quiesced)
 		return 0;
 	n = ph_relay_abort_all(&c->relays, c->quiesce_epoch);
+	n += ph_shards_resume(&c->shards);
 	c->quiesced = false;
 	atomic_store(&c->p->quiesced, false);
 	scan_now(c);
@@ -670,6 +698,8 @@ static void on_wake(struct ph_loop *loop, void *arg)
 
 	switch (cmd) {
 	case CMD_NONE:
+		/* a relay thread freed room under the connection limit */
+		update_accepting(c);
 		return;
 	case CMD_STOP:
 		ph_loop_break(loop);
@@ -712,6 +742,7 @@ static void cycle_teardown(struct cycle *c)
 {
 	struct ph_ports *p = c->p;
 
+	ph_shards_stop(&c->shards);	/* their relays hold entry references */
 	ph_relay_ctx_fini(&c->relays);
 	pthread_mutex_lock(&p->table_lock);
 	for (size_t i = 0; i < c->n_entries; i++)
@@ -734,6 +765,7 @@ static void *worker(void *arg)
 	struct cycle *c = arg;
 	int ret;
 
+	pthread_setname_np(pthread_self(), "ph-ports");
 	scan_now(c);
 	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->p->cfg.scan_interval_ms,
 		     on_scan_timer);
@@ -767,8 +799,14 @@ static int cycle_start(struct ph_ports *p)
 	if (ret)
 		goto fail_relays;
 	c->relays.on_closed = on_relay_closed;
+	c->shards.on_closed = on_shard_relay_closed;
+	c->shards.arg = c;
+	ret = ph_shards_start(&c->shards, ph_relay_thread_count(&p->cfg) - 1, &p->cfg, &p->stats);
+	if (ret)
+		goto fail_relays;
 	ph_info("port subsystem starting", PH_FS("discovery", ph_scanner_method(&c->scanner)),
-		PH_FS("relay", p->cfg.force_copy ? "copy" : "copy+splice"));
+		PH_FS("relay", p->cfg.force_copy ? "copy" : "copy+splice"),
+		PH_FU("relay_threads", c->shards.n + 1));
 
 	/* the worker takes no signals: they belong to the embedding program */
 	sigfillset(&all);
@@ -776,11 +814,13 @@ static int cycle_start(struct ph_ports *p)
 	ret = -pthread_create(&c->thread, NULL, worker, c);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret)
-		goto fail_relays;
+		goto fail_shards;
 	p->cycle = c;
 	atomic_store(&p->quiesced, false);
 	return 0;
 
+fail_shards:
+	ph_shards_stop(&c->shards);
 fail_relays:
 	ph_relay_ctx_fini(&c->relays);
 	ph_scanner_fini(&c->scanner);

@@ -166,6 +166,23 @@ int ph_relay_reserve(struct ph_relay_ctx *ctx, int family)
 	return 0;
 }
 
+int ph_relay_take_spare(struct ph_relay_ctx *ctx, int family)
+{
+	int *spare = &ctx->spare[family == AF_INET6], fd = *spare;
+
+	*spare = -1;
+	return fd;
+}
+
+void ph_relay_give_spare(struct ph_relay_ctx *ctx, int family, int fd)
+{
+	int *spare = &ctx->spare[family == AF_INET6];
+
+	if (*spare >= 0)
+		close(*spare);
+	*spare = fd;
+}
+
 static void pipe_put(struct ph_relay_ctx *ctx, int p[2], bool empty)
 {
 	if (p[0] < 0)
@@ -219,8 +236,8 @@ static void relay_close(struct ph_relay *r, bool rst)
 	atomic_fetch_sub_explicit(&ctx->stats->conns_active, 1, memory_order_relaxed);
 	if (rst)
 		atomic_fetch_add_explicit(&ctx->stats->conns_reset, 1, memory_order_relaxed);
-	if (atomic_fetch_sub(&r->owner->conns, 1) == 1 && r->owner->detached)
-		r->owner->release(r->owner);
+	atomic_fetch_sub_explicit(&r->owner->conns, 1, memory_order_relaxed);
+	ph_relay_owner_put(r->owner);
 	ph_loop_defer(ctx->loop, &r->defer, relay_free);
 	if (ctx->on_closed)
 		ctx->on_closed(ctx);
@@ -704,7 +721,8 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 		ctx->head->prev = r;
 	ctx->head = r;
 	ctx->count++;
-	atomic_fetch_add(&owner->conns, 1);
+	atomic_fetch_add_explicit(&owner->conns, 1, memory_order_relaxed);
+	ph_relay_owner_get(owner);
 	atomic_fetch_add_explicit(&ctx->stats->conns_active, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&ctx->stats->conns_total, 1, memory_order_relaxed);
 	return 0;

@@ -19,14 +19,29 @@ struct ph_relay;
 /**
  * struct ph_relay_owner - what a relay counts itself against (a port entry)
  * @conns:	relays open now; read by other threads
- * @detached:	the owner left its table; free it through @release at zero
- * @release:	called when @detached and the last relay closed
+ * @refs:	references: the owner's table holds one, each relay one, each
+ *		client on its way to another relay thread one; relays on
+ *		several threads drop theirs concurrently
+ * @release:	called by whoever drops the last reference (ph_relay_owner_put())
  */
 struct ph_relay_owner {
 	_Atomic uint32_t conns;
-	bool detached;
+	_Atomic uint32_t refs;
 	void (*release)(struct ph_relay_owner *o);
 };
+
+/* Take a reference on @o (the caller already holds one) */
+static inline void ph_relay_owner_get(struct ph_relay_owner *o)
+{
+	atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+}
+
+/* Drop a reference on @o; the last one releases it */
+static inline void ph_relay_owner_put(struct ph_relay_owner *o)
+{
+	if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1)
+		o->release(o);
+}
 
 #define PH_RELAY_PIPE_POOL 64
 /* copy mode reads up to this much at once; a full read means bulk: splice */
@@ -80,6 +95,24 @@ void ph_relay_ctx_fini(struct ph_relay_ctx *ctx);
  * Return: 0 or -errno (EMFILE, ENFILE, ENOMEM)
  */
 int ph_relay_reserve(struct ph_relay_ctx *ctx, int family);
+
+/**
+ * ph_relay_take_spare() - take the service socket ph_relay_reserve() made
+ * @ctx:	context
+ * @family:	AF_INET or AF_INET6
+ * For a client handed to another relay thread (ph_relay_give_spare()
+ * there), so that thread needs no new descriptor either.
+ * Return: the socket (the caller owns it), or -1 when none was reserved
+ */
+int ph_relay_take_spare(struct ph_relay_ctx *ctx, int family);
+
+/**
+ * ph_relay_give_spare() - let the next relay of @family use @fd as its service socket
+ * @ctx:	context
+ * @family:	AF_INET or AF_INET6
+ * @fd:		a socket from ph_relay_take_spare(); always consumed
+ */
+void ph_relay_give_spare(struct ph_relay_ctx *ctx, int family, int fd);
 
 /**
  * ph_relay_sock_options() - TCP_NODELAY, and keepalive for a remote peer

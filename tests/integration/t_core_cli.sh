@@ -11,7 +11,8 @@ out=$("$bin" --help 2>&1)
 [ $? = 0 ] && [[ $out == *--scan-interval* ]] && ok "--help lists the flags, exit 0" || fail "--help lists the flags, exit 0"
 for args in "--bogus" "--scan-interval 0" "--scan-interval abc" "--allow 70000" "--deny 5-" \
 	"--external-addr 1.2.3" "--log-format xml" "--max-connections -1" \
-	"--client-congestion nosuch" "--client-congestion a/b"; do
+	"--client-congestion nosuch" "--client-congestion a/b" "--relay-threads 0" \
+	"--relay-threads 65" "--relay-threads many"; do
 	flag=${args%% *}
 	out=$(in_guest "$bin" $args 2>&1)
 	st=$?

@@ -22,10 +22,11 @@ check "echo through the relay" roundtrip host "$GUEST_IP" 7201
 base_fds=$(fd_count)
 
 # --- 1,000 concurrent connections, twice -------------------------------------
-# After a burst the daemon keeps up to PH_RELAY_PIPE_POOL (64, relay.h) spare
-# pipes = 128 descriptors; anything beyond that, or growth from one burst
-# to the next, is a leak.
-pool_fds=128
+# After a burst each relay thread keeps up to PH_RELAY_PIPE_POOL (64, relay.h)
+# spare pipes = 128 descriptors; anything beyond that, or growth from one
+# burst to the next, is a leak.
+threads=$(grep -o '"relay_threads":[0-9]*' "$DAEMON_LOG" | head -1 | cut -d: -f2)
+pool_fds=$((128 * ${threads:-1}))
 for round in 1 2; do
 	out=$(in_host "$probe" many "$GUEST_IP" 7201 "$N" 4096 "$(scaled 30000)" 2>&1)
 	if [ $? = 0 ]; then

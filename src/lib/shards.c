@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: MIT
+/* shards.c - extra relay threads: clients accepted by the port worker, relayed elsewhere
+ *
+ * Theory of Operation
+ * ===================
+ * The port worker (ports.c) owns discovery, the listeners and accepting.
+ * When it runs alone, each client it accepts is relayed on its own loop.
+ * With relay threads ("shards") it deals the accepted clients round-robin
+ * between itself and them: a client for shard k goes, with the service
+ * socket reserved for it before accept() (so no shard ever runs out of
+ * descriptors mid-way) and a reference on its port entry, into k's queue.
+ * The queue is a mutex-protected array; the shard's eventfd is written only
+ * when the queue was empty, so a busy shard is not woken per client. The
+ * shard starts the relays on its own loop with its own relay context
+ * (scratch buffer, pipe pool): from then on nothing is shared but atomics.
+ *
+ * Why hand-off rather than every thread accepting: the listeners, their
+ * pause on descriptor exhaustion, the connection limit and the quiesce
+ * stay on one thread, unchanged, and a shard needs no knowledge of ports.
+ * The cost is one queue operation per client (and a wake-up when the
+ * shard was idle); connect(), the expensive part on loopback, runs on the
+ * shard, in parallel with the port worker's accepting.
+ *
+ * Commands (stop, quiesce, resume) use the same lock: the port worker
+ * posts one to each shard in turn and waits for its answer. A shard never
+ * waits for the port worker, so this cannot deadlock. Queued clients are
+ * started before a command runs, so a quiesce resets them like any relay
+ * that existed before it.
+ */
+#include "shards.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+#include "netutil.h"
+#include "porthole.h"
+
+enum shard_cmd { SH_NONE, SH_STOP, SH_QUIESCE, SH_RESUME };
+
+/* A client on its way to a shard */
+struct handoff {
+	int client_fd;
+	int svc_fd;
+	const struct sockaddr *target;
+	socklen_t tlen;
+	struct ph_relay_owner *owner;
+};
+
+/**
+ * struct ph_shard - one relay thread
+ * @set:	its set
+ * @thread:	the thread
+ * @loop:	its loop
+ * @relays:	its relays
+ * @lock:	guards @in, @n_in, @cap_in and the command fields
+ * @cond:	signalled when a command is done
+ * @in:		queued clients
+ * @n_in:	how many
+ * @cap_in:	allocated
+ * @cmd:	posted command, SH_NONE when none
+ * @cmd_done:	the shard finished @cmd
+ * @cmd_result:	relays it reset
+ * @quiesce_epoch: relays below this epoch existed at the last quiesce
+ */
+struct ph_shard {
+	struct ph_shards *set;
+	pthread_t thread;
+	struct ph_loop loop;
+	struct ph_relay_ctx relays;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct handoff *in;
+	size_t n_in, cap_in;
+	enum shard_cmd cmd;
+	bool cmd_done;
+	size_t cmd_result;
+	uint64_t quiesce_epoch;
+};
+
+static void handoff_drop(struct ph_shards *s, struct handoff *h)
+{
+	ph_sock_abort(h->client_fd);
+	close(h->svc_fd);
+	ph_relay_owner_put(h->owner);
+	atomic_fetch_sub_explicit(&s->pending, 1, memory_order_relaxed);
+}
+
+static void start_queued(struct ph_shard *sh, struct handoff *q, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct handoff *h = &q[i];
+
+		ph_relay_give_spare(&sh->relays, h->target->sa_family, h->svc_fd);
+		ph_relay_start(&sh->relays, h->client_fd, h->target, h->tlen, h->owner);
+		ph_relay_owner_put(h->owner);	/* the relay holds its own now */
+		atomic_fetch_sub_explicit(&sh->set->pending, 1, memory_order_relaxed);
+	}
+}
+
+/* On the shard: start what was queued, then run the posted command. */
+static void on_shard_wake(struct ph_loop *loop, void *arg)
+{
+	struct ph_shard *sh = arg;
+	struct handoff *q;
+	size_t n, cap, result = 0;
+	enum shard_cmd cmd;
+
+	pthread_mutex_lock(&sh->lock);
+	q = sh->in;
+	n = sh->n_in;
+	cap = sh->cap_in;
+	sh->in = NULL;
+	sh->n_in = sh->cap_in = 0;
+	cmd = sh->cmd;
+	pthread_mutex_unlock(&sh->lock);
+
+	start_queued(sh, q, n);
+	pthread_mutex_lock(&sh->lock);
+	if (!sh->in && cap) {	/* keep the array for the next batch */
+		sh->in = q;
+		sh->cap_in = cap;
+		q = NULL;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	free(q);
+
+	switch (cmd) {
+	case SH_NONE:
+		return;
+	case SH_STOP:
+		ph_loop_break(loop);
+		break;
+	case SH_QUIESCE:
+		sh->quiesce_epoch = ++sh->relays.epoch;
+		result = ph_relay_abort_all(&sh->relays, UINT64_MAX);
+		break;
+	case SH_RESUME:
+		result = ph_relay_abort_all(&sh->relays, sh->quiesce_epoch);
+		break;
+	}
+	pthread_mutex_lock(&sh->lock);
+	sh->cmd = SH_NONE;
+	sh->cmd_result = result;
+	sh->cmd_done = true;
+	pthread_cond_broadcast(&sh->cond);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+static void on_shard_relay_closed(struct ph_relay_ctx *ctx)
+{
+	struct ph_shard *sh = ph_container_of(ctx, struct ph_shard, relays);
+
+	if (sh->set->on_closed)
+		sh->set->on_closed(sh->set->arg);
+}
+
+static void *shard_main(void *arg)
+{
+	struct ph_shard *sh = arg;
+	char name[16];
+	int ret;
+
+	/* "ph-relay-N" in top -H and /proc/PID/task/TID/comm */
+	snprintf(name, sizeof(name), "ph-relay-%zu", (size_t)(sh - sh->set->v) + 1);
+	pthread_setname_np(pthread_self(), name);
+	ret = ph_loop_run(&sh->loop);
+
+	if (ret)
+		ph_error("relay thread loop failed", PH_FERR(ret));
+	/* the stopper joins us: leave nothing behind */
+	sh->relays.on_closed = NULL;
+	ph_relay_ctx_fini(&sh->relays);
+	for (size_t i = 0; i < sh->n_in; i++)	/* none: the stopper queues nothing */
+		handoff_drop(sh->set, &sh->in[i]);
+	free(sh->in);
+	sh->in = NULL;
+	sh->n_in = sh->cap_in = 0;
+	ph_loop_fini(&sh->loop);
+	return NULL;
+}
+
+/* Post @cmd to @sh and wait for it. Return: the shard's result */
+static size_t shard_cmd(struct ph_shard *sh, enum shard_cmd cmd)
+{
+	size_t result;
+
+	pthread_mutex_lock(&sh->lock);
+	sh->cmd = cmd;
+	sh->cmd_done = false;
+	ph_loop_wake(&sh->loop);
+	while (!sh->cmd_done)
+		pthread_cond_wait(&sh->cond, &sh->lock);
+	result = sh->cmd_result;
+	pthread_mutex_unlock(&sh->lock);
+	return result;
+}
+
+size_t ph_relay_thread_count(const struct ph_config *cfg)
+{
+	cpu_set_t set;
+	int n;
+
+	if (cfg->relay_threads)
+		return cfg->relay_threads;
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return 1;
+	n = CPU_COUNT(&set);
+	return n < 1 ? 1 : n > PH_RELAY_THREADS_AUTO ? PH_RELAY_THREADS_AUTO : (size_t)n;
+}
+
+static void shard_destroy(struct ph_shard *sh)
+{
+	pthread_cond_destroy(&sh->cond);
+	pthread_mutex_destroy(&sh->lock);
+}
+
+int ph_shards_start(struct ph_shards *s, size_t n, const struct ph_config *cfg,
+		    struct ph_stats *stats)
+{
+	sigset_t all, old;
+	size_t i;
+	int ret = 0;
+
+	s->v = calloc(n ? n : 1, sizeof(*s->v));
+	if (!s->v)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		struct ph_shard *sh = &s->v[i];
+
+		sh->set = s;
+		pthread_mutex_init(&sh->lock, NULL);
+		pthread_cond_init(&sh->cond, NULL);
+		ret = ph_loop_init(&sh->loop, on_shard_wake, sh);
+		if (ret)
+			goto fail_sync;
+		ret = ph_relay_ctx_init(&sh->relays, &sh->loop, cfg, stats);
+		if (ret)
+			goto fail_loop;
+		sh->relays.on_closed = on_shard_relay_closed;
+		/* relay threads take no signals: they belong to the embedding program */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		ret = -pthread_create(&sh->thread, NULL, shard_main, sh);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (ret)
+			goto fail_relays;
+		s->n = i + 1;
+	}
+	return 0;
+
+fail_relays:
+	ph_relay_ctx_fini(&s->v[i].relays);
+fail_loop:
+	ph_loop_fini(&s->v[i].loop);
+fail_sync:
+	shard_destroy(&s->v[i]);
+	ph_shards_stop(s);
+	return ret;
+}
+
+void ph_shards_stop(struct ph_shards *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		shard_cmd(&s->v[i], SH_STOP);
+		pthread_join(s->v[i].thread, NULL);
+		shard_destroy(&s->v[i]);
+	}
+	free(s->v);
+	s->v = NULL;
+	s->n = 0;
+	s->next = 0;
+}
+
+struct ph_shard *ph_shards_pick(struct ph_shards *s)
+{
+	size_t i;
+
+	if (!s->n)
+		return NULL;
+	i = s->next;
+	s->next = i == s->n ? 0 : i + 1;
+	return i ? &s->v[i - 1] : NULL;
+}
+
+void ph_shards_handoff(struct ph_shards *s, struct ph_shard *sh, int client_fd, int svc_fd,
+		       const struct sockaddr *target, socklen_t tlen, struct ph_relay_owner *owner)
+{
+	struct handoff h = {
+		.client_fd = client_fd, .svc_fd = svc_fd, .target = target, .tlen = tlen,
+		.owner = owner,
+	};
+	bool wake;
+
+	ph_relay_owner_get(owner);
+	atomic_fetch_add_explicit(&s->pending, 1, memory_order_relaxed);
+	pthread_mutex_lock(&sh->lock);
+	if (sh->n_in == sh->cap_in) {
+		size_t cap = sh->cap_in ? sh->cap_in * 2 : 64;
+		struct handoff *v = realloc(sh->in, cap * sizeof(*v));
+
+		if (!v) {
+			pthread_mutex_unlock(&sh->lock);
+			handoff_drop(s, &h);	/* the client is reset, nothing leaks */
+			return;
+		}
+		sh->in = v;
+		sh->cap_in = cap;
+	}
+	sh->in[sh->n_in++] = h;
+	wake = sh->n_in == 1;
+	pthread_mutex_unlock(&sh->lock);
+	if (wake)
+		ph_loop_wake(&sh->loop);
+}
+
+size_t ph_shards_quiesce(struct ph_shards *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n; i++)
+		n += shard_cmd(&s->v[i], SH_QUIESCE);
+	return n;
+}
+
+size_t ph_shards_resume(struct ph_shards *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n; i++)
+		n += shard_cmd(&s->v[i], SH_RESUME);
+	return n;
+}
