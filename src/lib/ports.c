@@ -3,7 +3,8 @@
  *
  * Theory of Operation
  * ===================
- * Discovery -> exposure -> relay, on one worker thread with one event loop:
+ * Discovery -> exposure -> relay, driven by one worker thread with one event
+ * loop (which relays too, alongside the relay threads of shards.c):
  *
  *  1. Every scan_interval_ms a timer scans the namespace's TCP listeners
  *     (discovery.h). A failed scan changes nothing: the table stands, the
@@ -17,13 +18,16 @@
  *     puts the port in CONFLICT; such ports are retried on every scan and
  *     logged only when their state changes.
  *  3. Each external listener accepts and hands the client to relay.c, which
- *     connects to the service's loopback address and splices both ways.
+ *     connects to the service's loopback address and splices both ways:
+ *     on this loop, or (round-robin) on one of the relay threads of
+ *     shards.c, with the service socket made before accept() and a
+ *     reference on the port entry.
  *     Accepting pauses for ~100 ms on EMFILE/ENFILE (never a busy loop) and
  *     while max_connections relays are open; the kernel backlog holds clients
  *     meanwhile.
  *
  * Lifecycle: struct ph_ports lives as long as its owner; each start builds
- * a fresh struct cycle (loop, scanner, table, relays, thread) and each stop
+ * a fresh struct cycle (loop, scanner, table, relays, threads) and each stop
  * tears the whole cycle down on the worker thread before the thread is
  * joined, so a stop returns with nothing of that cycle left. life_lock
  * serialises the lifecycle calls; the worker never takes it, so callers may
@@ -32,10 +36,11 @@
  * Commands (quiesce, resume, stop) are posted to the worker through a
  * mailbox and an eventfd wake; the caller waits for the worker's answer.
  *
- * Quiesce (before a VM snapshot): reset every relay, stop scanning and stop
- * accepting, but keep the external listeners bound, so that after a restore
- * the kernel queues new clients at once. Resume: reset relays that existed
- * at quiesce time (the epoch tells), rescan now, accept what queued.
+ * Quiesce (before a VM snapshot): reset every relay, on this loop and on
+ * every relay thread (waiting for each), stop scanning and stop accepting,
+ * but keep the external listeners bound, so that after a restore the kernel
+ * queues new clients at once. Resume: reset relays that existed at quiesce
+ * time (the epoch tells), rescan now, accept what queued.
  *
  * Readers on other threads (ph_ports_list) see the table under table_lock;
  * the worker holds it only while it changes the table. Per-port connection

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-/* test_relay_cc.c - which congestion control the client leg of a relay gets */
+/* test_relay_cc.c - relay settings: the client leg's congestion control, the thread count */
 #include <arpa/inet.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include "porthole.h"
 #include "relay.h"
+#include "shards.h"
 
 static void test_client_cc(void **state)
 {
@@ -58,11 +60,45 @@ static void test_default_is_auto(void **state)
 	assert_string_equal(cfg.client_cc, "");
 }
 
+/* Relay threads: an explicit count stands; auto is one per CPU this process
+ * may run on, at least 1, at most PH_RELAY_THREADS_AUTO (restricted here to
+ * one CPU and to all of them with sched_setaffinity) */
+static void test_relay_thread_count(void **state)
+{
+	struct ph_config cfg;
+	cpu_set_t all, one;
+	size_t n;
+
+	(void)state;
+	ph_config_defaults(&cfg);
+	assert_int_equal(cfg.relay_threads, 0);
+	cfg.relay_threads = 5;
+	assert_int_equal(ph_relay_thread_count(&cfg), 5);
+	cfg.relay_threads = PH_RELAY_THREADS_MAX;
+	assert_int_equal(ph_relay_thread_count(&cfg), PH_RELAY_THREADS_MAX);
+
+	cfg.relay_threads = 0;
+	assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+	n = (size_t)CPU_COUNT(&all);
+	assert_int_equal(ph_relay_thread_count(&cfg),
+			 n > PH_RELAY_THREADS_AUTO ? PH_RELAY_THREADS_AUTO : n);
+	CPU_ZERO(&one);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &all)) {
+			CPU_SET(c, &one);
+			break;
+		}
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	assert_int_equal(ph_relay_thread_count(&cfg), 1);
+	assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_client_cc),
 		cmocka_unit_test(test_default_is_auto),
+		cmocka_unit_test(test_relay_thread_count),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
