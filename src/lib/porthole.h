@@ -53,7 +53,7 @@ struct ph_config {
 	struct ph_keepalive keepalive;
 	unsigned pipe_size;
 	char client_cc[16];
-	unsigned relay_threads;		/* 0: one per CPU we may run on, at most 8 */
+	unsigned relay_threads;		/* 1 (default); 0: one per CPU we may run on, at most 8 */
 	bool force_copy;
 	bool force_proc;
 	uint64_t own_inodes[PH_MAX_OWN_INODES];

@@ -168,6 +168,7 @@ void ph_config_defaults(struct ph_config *cfg)
 	cfg->scan_interval_ms = 50;
 	cfg->max_connections = 65536;
 	cfg->backlog = 4096;
+	cfg->relay_threads = 1;
 	cfg->keepalive = (struct ph_keepalive){ .idle_s = 30, .interval_s = 10, .count = 3 };
 }
 

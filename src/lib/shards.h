@@ -40,8 +40,8 @@ struct ph_shards {
 
 /**
  * ph_relay_thread_count() - relay threads to run, the port worker included
- * @cfg:	@cfg->relay_threads, 0 for one per CPU this process may run on
- *		(at most PH_RELAY_THREADS_AUTO)
+ * @cfg:	@cfg->relay_threads (default 1), 0 for one per CPU this process
+ *		may run on (at most PH_RELAY_THREADS_AUTO)
  * Return: at least 1
  */
 size_t ph_relay_thread_count(const struct ph_config *cfg);

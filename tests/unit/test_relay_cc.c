@@ -60,9 +60,9 @@ static void test_default_is_auto(void **state)
 	assert_string_equal(cfg.client_cc, "");
 }
 
-/* Relay threads: an explicit count stands; auto is one per CPU this process
- * may run on, at least 1, at most PH_RELAY_THREADS_AUTO (restricted here to
- * one CPU and to all of them with sched_setaffinity) */
+/* Relay threads: 1 by default; an explicit count stands; auto (0) is one per
+ * CPU this process may run on, at least 1, at most PH_RELAY_THREADS_AUTO
+ * (restricted here to one CPU and to all of them with sched_setaffinity) */
 static void test_relay_thread_count(void **state)
 {
 	struct ph_config cfg;
@@ -71,7 +71,8 @@ static void test_relay_thread_count(void **state)
 
 	(void)state;
 	ph_config_defaults(&cfg);
-	assert_int_equal(cfg.relay_threads, 0);
+	assert_int_equal(cfg.relay_threads, 1);
+	assert_int_equal(ph_relay_thread_count(&cfg), 1);
 	cfg.relay_threads = 5;
 	assert_int_equal(ph_relay_thread_count(&cfg), 5);
 	cfg.relay_threads = PH_RELAY_THREADS_MAX;
