@@ -29,9 +29,9 @@ metric() { in_host curl -sf -m 2 "http://$GUEST_IP:$API_PORT/metrics" | awk -v m
 # Held connections from the host, driven step by step (python: one socket
 # per client, no helper process per connection). Prints one line per step.
 held_clients() {
-	in_host "$PH_PYTHON" - "$GUEST_IP" "$PORT" "$@" <<'EOF'
-import select, socket, sys, time
-addr, port, script = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+	in_host "$PH_PYTHON" - "$GUEST_IP" "$PORT" "$API_PORT" "$1" "$(scaled 5000 | awk '{ print $1 / 1000 }')" <<'EOF'
+import select, socket, sys, time, urllib.request
+addr, port, api, script = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 socks = []
 
 def answered(socks, wait):
@@ -47,6 +47,20 @@ def answered(socks, wait):
             except OSError:
                 pass
     return [s in got for s in socks]
+
+def closed(s, wait):
+    """S sees EOF or a reset within WAIT seconds"""
+    s.settimeout(wait)
+    try:
+        return s.recv(64) == b""
+    except ConnectionResetError:
+        return True
+    except OSError:
+        return False
+
+def api_call(path, method="GET"):
+    req = urllib.request.Request("http://%s:%d%s" % (addr, api, path), method=method)
+    return urllib.request.urlopen(req, timeout=float(sys.argv[5]))
 
 for step in script.split(","):
     op, arg = step.split(":")
@@ -64,6 +78,15 @@ for step in script.split(","):
             s.close()
         socks = socks[int(arg):]
         time.sleep(0.2)
+    elif op == "active":        # the daemon's count of open relays
+        for l in api_call("/metrics").read().decode().splitlines():
+            if l.startswith("porthole_connections_active "):
+                print("active " + l.split()[1], flush=True)
+    elif op == "prepare":       # POST /snapshot/prepare
+        print("prepare %d" % api_call("/snapshot/prepare", "POST").status, flush=True)
+    elif op == "closed":        # how many see EOF or a reset within ARG seconds
+        got = [closed(s, float(arg)) for s in socks]
+        print("closed %d of %d" % (sum(got), len(got)), flush=True)
 EOF
 }
 
@@ -109,44 +132,11 @@ daemon_stop
 # --- prepare resets the relays of every thread --------------------------------------
 daemon_start --relay-threads 3 || exit 1
 wait_for "$(scaled 1000)" exposed $PORT || fail "127.0.0.1:$PORT exposed (prepare)"
-in_host "$PH_PYTHON" - "$GUEST_IP" "$PORT" "$API_PORT" "$(scaled 2000)" >"$PH_TMP/prep.out" 2>&1 <<'EOF' &
-import socket, sys, time, urllib.request
-addr, port, api, wait = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]) / 1000
-socks = []
-for _ in range(6):
-    s = socket.create_connection((addr, port), timeout=3)
-    s.sendall(b"x\n")
-    socks.append(s)
-ok = 0
-for s in socks:
-    s.settimeout(wait)
-    try:
-        ok += s.recv(64) == b"x\n"
-    except OSError:
-        pass
-print("answered %d of 6" % ok, flush=True)
-active = [l for l in urllib.request.urlopen("http://%s:%d/metrics" % (addr, api), timeout=wait)
-          .read().decode().splitlines() if l.startswith("porthole_connections_active ")]
-print("before " + active[0], flush=True)
-r = urllib.request.Request("http://%s:%d/snapshot/prepare" % (addr, api), method="POST")
-print("prepare %d" % urllib.request.urlopen(r, timeout=wait).status, flush=True)
-gone = 0
-for s in socks:
-    s.settimeout(wait)
-    try:
-        gone += s.recv(64) == b""
-    except ConnectionResetError:
-        gone += 1
-    except OSError:
-        pass
-print("reset %d of 6" % gone, flush=True)
-EOF
-ppid=$!
-wait $ppid
-out=$(cat "$PH_TMP/prep.out")
-[[ $out == *"answered 6 of 6"* && $out == *"before porthole_connections_active 6"* ]] &&
+t=$(scaled 2000 | awk '{ print $1 / 1000 }')
+out=$(held_clients "open:6,answered:$t,active:-,prepare:-,closed:$t" 2>&1)
+[[ $out == *"answered 6 of 6"* && $out == *"active 6"* ]] &&
 	ok "6 relays open across 3 threads" || fail "6 relays open across 3 threads" "$out"
-[[ $out == *"prepare 204"* && $out == *"reset 6 of 6"* ]] &&
+[[ $out == *"prepare 204"* && $out == *"closed 6 of 6"* ]] &&
 	ok "prepare reset all 6, on every thread" || fail "prepare reset all 6, on every thread" "$out"
 n=$(metric porthole_connections_active)
 [ "$n" = 0 ] && ok "no relay left after prepare" || fail "no relay left after prepare ($n)"
