@@ -15,6 +15,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -275,6 +276,19 @@ void ph_loop_wake(struct ph_loop *loop)
 	if (write(loop->wakefd, &one, sizeof(one)) < 0) {
 		/* EAGAIN: counter saturated, a wake is pending anyway */
 	}
+}
+
+int ph_loop_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int ret;
+
+	/* the new thread inherits the mask in force while it is created */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = -pthread_create(thread, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ret;
 }
 
 void ph_loop_break(struct ph_loop *loop)

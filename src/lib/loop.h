@@ -3,6 +3,7 @@
 #ifndef PH_LOOP_H
 #define PH_LOOP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,5 +99,16 @@ int ph_loop_run(struct ph_loop *loop);
 /* One iteration, waiting at most @max_wait_ms (-1: until an event or timer) */
 int ph_loop_run_once(struct ph_loop *loop, int max_wait_ms);
 void ph_loop_break(struct ph_loop *loop);
+
+/**
+ * ph_loop_thread_start() - start a thread (to run a loop) that takes no signals
+ * @thread:	where its id goes
+ * @fn:		thread function
+ * @arg:	its argument
+ * Every signal is blocked in the new thread: signals belong to the
+ * embedding program, whose own threads decide who takes them.
+ * Return: 0 or -errno
+ */
+int ph_loop_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 #endif /* PH_LOOP_H */

@@ -52,7 +52,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -785,7 +784,6 @@ static void *worker(void *arg)
 static int cycle_start(struct ph_ports *p)
 {
 	struct cycle *c;
-	sigset_t all, old;
 	int ret;
 
 	c = calloc(1, sizeof(*c));
@@ -814,11 +812,7 @@ static int cycle_start(struct ph_ports *p)
 		PH_FS("relay", p->cfg.force_copy ? "copy" : "copy+splice"),
 		PH_FU("relay_threads", c->shards.n + 1));
 
-	/* the worker takes no signals: they belong to the embedding program */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = -pthread_create(&c->thread, NULL, worker, c);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	ret = ph_loop_thread_start(&c->thread, worker, c);
 	if (ret)
 		goto fail_shards;
 	p->cycle = c;

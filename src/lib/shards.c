@@ -9,7 +9,8 @@
  * between itself and them: a client for shard k goes, with the service
  * socket reserved for it before accept() (so no shard ever runs out of
  * descriptors mid-way) and a reference on its port entry, into k's queue.
- * The queue is a mutex-protected array; the shard's eventfd is written only
+ * The queue is a mutex-protected pair of arrays (the shard swaps them and
+ * starts a whole batch without the lock); the eventfd is written only
  * when the queue was empty, so a busy shard is not woken per client. The
  * shard starts the relays on its own loop with its own relay context
  * (scratch buffer, pipe pool): from then on nothing is shared but atomics.
@@ -32,7 +33,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +66,9 @@ struct handoff {
  * @in:		queued clients
  * @n_in:	how many
  * @cap_in:	allocated
+ * @out:	the shard's side of the double buffer: a batch taken from @in
+ *		(swapped under @lock) is started from here, without the lock
+ * @cap_out:	allocated
  * @cmd:	posted command, SH_NONE when none
  * @cmd_done:	the shard finished @cmd
  * @cmd_result:	relays it reset
@@ -80,6 +83,8 @@ struct ph_shard {
 	pthread_cond_t cond;
 	struct handoff *in;
 	size_t n_in, cap_in;
+	struct handoff *out;
+	size_t cap_out;
 	enum shard_cmd cmd;
 	bool cmd_done;
 	size_t cmd_result;
@@ -114,24 +119,20 @@ static void on_shard_wake(struct ph_loop *loop, void *arg)
 	size_t n, cap, result = 0;
 	enum shard_cmd cmd;
 
+	/* swap the buffers: the port worker fills the empty one meanwhile */
 	pthread_mutex_lock(&sh->lock);
 	q = sh->in;
-	n = sh->n_in;
 	cap = sh->cap_in;
-	sh->in = NULL;
-	sh->n_in = sh->cap_in = 0;
+	n = sh->n_in;
+	sh->in = sh->out;
+	sh->cap_in = sh->cap_out;
+	sh->n_in = 0;
 	cmd = sh->cmd;
 	pthread_mutex_unlock(&sh->lock);
+	sh->out = q;
+	sh->cap_out = cap;
 
 	start_queued(sh, q, n);
-	pthread_mutex_lock(&sh->lock);
-	if (!sh->in && cap) {	/* keep the array for the next batch */
-		sh->in = q;
-		sh->cap_in = cap;
-		q = NULL;
-	}
-	pthread_mutex_unlock(&sh->lock);
-	free(q);
 
 	switch (cmd) {
 	case SH_NONE:
@@ -182,8 +183,9 @@ static void *shard_main(void *arg)
 	for (size_t i = 0; i < sh->n_in; i++)	/* none: the stopper queues nothing */
 		handoff_drop(sh->set, &sh->in[i]);
 	free(sh->in);
-	sh->in = NULL;
-	sh->n_in = sh->cap_in = 0;
+	free(sh->out);
+	sh->in = sh->out = NULL;
+	sh->n_in = sh->cap_in = sh->cap_out = 0;
 	ph_loop_fini(&sh->loop);
 	return NULL;
 }
@@ -226,7 +228,6 @@ static void shard_destroy(struct ph_shard *sh)
 int ph_shards_start(struct ph_shards *s, size_t n, const struct ph_config *cfg,
 		    struct ph_stats *stats)
 {
-	sigset_t all, old;
 	size_t i;
 	int ret = 0;
 
@@ -246,11 +247,7 @@ int ph_shards_start(struct ph_shards *s, size_t n, const struct ph_config *cfg,
 		if (ret)
 			goto fail_loop;
 		sh->relays.on_closed = on_shard_relay_closed;
-		/* relay threads take no signals: they belong to the embedding program */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		ret = -pthread_create(&sh->thread, NULL, shard_main, sh);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		ret = ph_loop_thread_start(&sh->thread, shard_main, sh);
 		if (ret)
 			goto fail_relays;
 		s->n = i + 1;
