@@ -232,7 +232,6 @@ static void relay_close(struct ph_relay *r, bool rst)
 		ctx->head = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
-	ctx->count--;
 	atomic_fetch_sub_explicit(&ctx->stats->conns_active, 1, memory_order_relaxed);
 	if (rst)
 		atomic_fetch_add_explicit(&ctx->stats->conns_reset, 1, memory_order_relaxed);
@@ -720,7 +719,6 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 	if (ctx->head)
 		ctx->head->prev = r;
 	ctx->head = r;
-	ctx->count++;
 	atomic_fetch_add_explicit(&owner->conns, 1, memory_order_relaxed);
 	ph_relay_owner_get(owner);
 	atomic_fetch_add_explicit(&ctx->stats->conns_active, 1, memory_order_relaxed);

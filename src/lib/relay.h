@@ -53,7 +53,6 @@ static inline void ph_relay_owner_put(struct ph_relay_owner *o)
  * @cfg:	keepalive, pipe size, copy mode
  * @stats:	counters
  * @head:	list of open relays
- * @count:	open relays
  * @epoch:	tag given to new relays (ph_relay_abort_all() selects by it)
  * @on_closed:	called after a relay closed (e.g. to resume accepting); may be NULL
  * @pool:	spare empty pipes, so a bulk transfer costs no pipe2() calls
@@ -67,7 +66,6 @@ struct ph_relay_ctx {
 	const struct ph_config *cfg;
 	struct ph_stats *stats;
 	struct ph_relay *head;
-	size_t count;
 	uint64_t epoch;
 	void (*on_closed)(struct ph_relay_ctx *ctx);
 	int pool[PH_RELAY_PIPE_POOL][2];
