@@ -45,6 +45,8 @@ import subprocess
 import sys
 import time
 
+import flame
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -74,7 +76,7 @@ MODES = {
                  scan_sizes=[100, 10000, 50000], scan_ms=3000,
                  detect_trials=200, ref_trials=200, ref_parallel=8,
                  snapshot_trials=20, mem_conns=[0, 100, 1000],
-                 scale_ports=[10, 1000], idle_s=10),
+                 scale_ports=[10, 1000], idle_s=10, profile=True),
     "quick": dict(iperf_t=1, iperf_reps=1, wrk_t=2, wrk_reps=1,
                   scan_sizes=[100, 10000], scan_ms=800,
                   detect_trials=40, ref_trials=16, ref_parallel=8,
@@ -248,7 +250,6 @@ class Bench:
         self.res = dict(mode=mode, notes=[], started=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
         self.contenders = list(CONTENDERS)
         self.skip = {}
-        self.profiled = set()
 
     # --- processes -------------------------------------------------------
 
@@ -415,37 +416,80 @@ class Bench:
     def fwd_group(self, c):
         return self.group("fwd-" + c) if c in ("socat", "porthole", "ref") else None
 
-    # --- profiling (PHB_PERF=1) --------------------------------------------
+    # --- profiling: flame graphs of the request runs -----------------------
 
-    def perf_start(self, c, h, test, t):
-        """With PHB_PERF=1, profile portholed during the first run of @test:
-        perf record -g for @t seconds; the report goes to <results>/perf/."""
-        if c != "porthole" or not os.environ.get("PHB_PERF") or h is None:
-            return None
-        if test in self.profiled or not shutil.which("perf"):
-            return None
-        self.profiled.add(test)
-        data = os.path.join(self.work, "perf-%s.data" % test)
-        p = subprocess.Popen(["perf", "record", "-q", "-F", "999", "-g", "-p", str(h.pid),
-                              "-o", data, "--", "sleep", str(t)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, preexec_fn=self.group("tools").enter)
-        return (p, data, test)
+    def profiling(self):
+        """Profile after the measured runs? PHB_PERF=1/0 forces it; by
+        default full runs do and quick runs do not."""
+        env = os.environ.get("PHB_PERF")
+        want = env == "1" if env in ("0", "1") else self.cfg.get("profile", False)
+        if want and not shutil.which("perf"):
+            self.res["notes"].append("profiles: perf not installed; skipped")
+            return False
+        return want
 
-    def perf_stop(self, prof):
-        if not prof:
-            return
-        p, data, test = prof
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    def bench_profile(self):
+        """One extra wrk run per mode for direct and porthole, under
+        `perf record -a -g` (every CPU: load, server, forwarder, softirq,
+        idle). Not part of the measured repetitions: sampling costs CPU.
+        Writes perf/<mode>-<contender>.svg and the CPU per request by role
+        and by the forwarder's system calls (bench/flame.py)."""
+        window = max(2, self.cfg["wrk_t"] - 2)
         outdir = os.path.join(self.outdir, "perf")
         os.makedirs(outdir, exist_ok=True)
-        with open(os.path.join(outdir, "porthole-%s.txt" % test), "w") as out:
-            subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
-                            "--sort", "symbol", "--percent-limit", "1", "-g", "none"],
-                           stdout=out, stderr=subprocess.DEVNULL, timeout=120)
+        out = {}
+        for mode in ("keepalive", "close"):
+            for c in ("direct", "porthole"):
+                if c not in self.contenders:
+                    continue
+                try:
+                    out.setdefault(mode, {})[c] = self.profile_once(c, mode, window, outdir)
+                except Exception as e:
+                    out.setdefault(mode, {})[c] = dict(error=str(e)[:300])
+                log("profile %-9s %-8s: %s" % (mode, c, out[mode][c].get("error") or
+                                               "%.0f req/s" % out[mode][c]["rps"]))
+        self.res["profile"] = dict(window_s=window, runs=out)
+
+    def profile_once(self, c, mode, window, outdir):
+        port = P_HTTP_DIRECT if c == "direct" else P_HTTP_FWD
+        data = os.path.join(self.work, "perf-%s-%s.data" % (mode, c))
+        h = None
+        try:
+            h = self.fwd_start(c, port)
+            argv = ["wrk", "-t2", "-c50", "-d%ds" % (window + 2), "--timeout", "2s"]
+            if mode == "close":
+                argv += ["-H", "Connection: close"]
+            argv.append("http://%s:%d/" % (EXT, port))
+            load = self.spawn(argv, self.ns_h, "load", stdout=subprocess.PIPE)
+            # the window sits inside wrk's run: no ramp-up, no tail
+            time.sleep(1)
+            run(["perf", "record", "-q", "-a", "-g", "-F", "999", "-o", data, "--",
+                 "sleep", str(window)], window + 30)
+            text, _ = load.communicate(timeout=window + 22)
+            res = parse_wrk(text or "")
+            if res is None:
+                raise RuntimeError("wrk printed no result")
+            r = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,period,ip,sym"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               timeout=300)
+            folded = flame.fold(r.stdout)
+            if not folded:
+                raise RuntimeError("perf recorded no samples")
+            name = "%s-%s.svg" % (mode, c)
+            label = "keep-alive" if mode == "keepalive" else "connection per request"
+            with open(os.path.join(outdir, name), "w") as fh:
+                fh.write(flame.svg(folded, "%s, %s: %.0f requests/s, whole machine, %d s"
+                                   % (label, c, res["rps"], window)))
+            cost = flame.costs(folded, res["rps"] * window)
+            return dict(rps=res["rps"], svg="perf/" + name, total_ms=cost["total_ms"],
+                        roles=cost["roles"], syscalls=cost["syscalls"][:10])
+        finally:
+            self.fwd_stop(c, h)
+            try:
+                os.unlink(data)
+            except OSError:
+                pass
+            time.sleep(0.2)
 
     # --- 1. bulk throughput ---------------------------------------------
 
@@ -477,10 +521,8 @@ class Bench:
                     "-J", "--connect-timeout", "3000"]
             if direction == "rev":
                 argv.append("-R")
-            prof = self.perf_start(c, h, "iperf-%s-%d" % (direction, streams), t)
             r = self.nsrun(self.ns_h, argv, t + 20, group="load", check=False)
             cpu1 = g.cpu_us() if g else None
-            self.perf_stop(prof)
             j = json.loads(r.stdout) if r.stdout.strip() else {}
             if "error" in j or "end" not in j:
                 return dict(error=j.get("error", r.stderr.strip()[-200:] or "no output"))
@@ -536,6 +578,8 @@ http {
                         r = self.wrk_once(c, mode, t)
                         out.setdefault(mode, {}).setdefault(c, []).append(r)
                         log("wrk %-9s %-8s rep %d: %s" % (mode, c, rep, fmt_wrk(r)))
+            if self.profiling():
+                self.bench_profile()
         finally:
             self.stop(self.nginx)
         self.res["wrk"] = out
@@ -556,13 +600,11 @@ http {
             if mode == "close":
                 argv += ["-H", "Connection: close"]
             argv.append("http://%s:%d/" % (EXT, port))
-            prof = self.perf_start(c, h, "wrk-" + mode, t)
             cpu0 = [x.cpu_us() if x else None for _, x in roles]
             m0 = machine_cpu()
             r = self.nsrun(self.ns_h, argv, t + 20, group="load", check=False)
             m1 = machine_cpu()
             cpu1 = [x.cpu_us() if x else None for _, x in roles]
-            self.perf_stop(prof)
             res = parse_wrk(r.stdout)
             if res is None:
                 return dict(error=(r.stderr or r.stdout).strip()[-200:] or "no output")

@@ -236,6 +236,44 @@ class Report:
                     "forwarder", "server", "load generator", "other", "in softirq",
                     "CPU ceiling vs direct"], rows)
 
+    def profile(self):
+        """Flame graphs and CPU per request by role (bench_profile)."""
+        pr = self.r.get("profile")
+        if not pr or not pr.get("runs"):
+            return
+        roles = ["load", "server", "forwarder", "kernel threads", "other", "idle"]
+        rows, calls = [], []
+        for mode, label in (("keepalive", "keep-alive"), ("close", "connection per request")):
+            for c, x in sorted(pr["runs"].get(mode, {}).items(),
+                               key=lambda kv: kv[0] != "direct"):
+                if "error" in x:
+                    rows.append([label, c, "failed: " + x["error"]] + [""] * (len(roles) + 2))
+                    continue
+                rr = x.get("roles", {})
+                busy = sum(v for k, v in rr.items() if k != "idle" and v is not None)
+                rows.append([label, c, "%.0f" % x["rps"]] +
+                            [f(rr.get(k), "%.1f") for k in roles] +
+                            [f(busy, "%.1f"), "[svg](%s)" % x["svg"]])
+                if c != "direct" and x.get("syscalls"):
+                    fwd = rr.get("forwarder")
+                    calls.append([label, c, f(fwd, "%.1f"), ", ".join(
+                        "%s %s" % (n, f(v, "%.1f")) for n, v in x["syscalls"][:8]
+                        if v is not None and (not fwd or v >= 0.02 * fwd))])
+        self.w("### Profiles: where a request's CPU goes", "",
+               "One extra run per mode for direct and porthole (not among the repetitions "
+               "above), sampled by `perf record -a -g -F 999` on every CPU for %s s. CPU "
+               "microseconds per request by who ran: the load generator (wrk), the server "
+               "(nginx), the forwarder, kernel threads, anything else (perf itself), and the "
+               "idle CPUs. Receive work that loopback and veth run inline is charged to the task "
+               "that sent. Flame graphs: `perf/*.svg` (`bench/flame.py`)." % pr.get("window_s"),
+               "")
+        self.table(["mode", "contender", "requests/s"] + ["%s µs" % k for k in roles] +
+                   ["busy µs", "flame graph"], rows)
+        if calls:
+            self.w("The forwarder's CPU per request by the system call it was in (µs; calls "
+                   "under 2% of it left out):", "")
+            self.table(["mode", "contender", "forwarder µs", "by system call"], calls)
+
     def scan(self):
         sc = self.r.get("scan")
         self.scan_big = None
@@ -530,6 +568,7 @@ class Report:
         body_start = len(self.md)
         self.iperf()
         self.wrk()
+        self.profile()
         self.scan()
         self.snapshot()
         self.memory()

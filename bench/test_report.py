@@ -126,6 +126,28 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(row[2], "0.70x")
         self.assertEqual(row[-1], "**FAIL**")
 
+    def test_profile_tables(self):
+        res = results({"direct": [wrk_run(1)]}, {"direct": [wrk_run(1)]})
+        prof = lambda rps, fwd, calls: dict(
+            rps=rps, svg="perf/x.svg", total_ms=6000.0, syscalls=calls,
+            roles=dict(load=10.0, server=9.0, forwarder=fwd, idle=1.0, other=0.5))
+        res["profile"] = dict(window_s=3, runs=dict(
+            keepalive=dict(porthole=prof(50000, 14.4, [["sendto", 9.7], ["recvfrom", 1.8],
+                                                       ["accept4", 0.1]]),
+                           direct=prof(100000, None, [])),
+            close=dict(direct=dict(error="wrk printed no result"))))
+        self.build(res)
+        self.assertIn("### Profiles: where a request's CPU goes", self.md)
+        lines = self.md.splitlines()
+        direct = lines.index(next(x for x in lines if x.startswith("| keep-alive | direct |")))
+        ph = lines.index(next(x for x in lines if x.startswith("| keep-alive | porthole |")))
+        self.assertLess(direct, ph)                        # direct first, as in every table
+        self.assertIn("| keep-alive | porthole | 50000 | 10.0 | 9.0 | 14.4 | — | 0.5 | 1.0 | "
+                      "33.9 | [svg](perf/x.svg) |", self.md)   # busy leaves idle out
+        # calls under 2% of the forwarder's time are left out
+        self.assertIn("| keep-alive | porthole | 14.4 | sendto 9.7, recvfrom 1.8 |", self.md)
+        self.assertIn("| connection per request | direct | failed: wrk printed no result", self.md)
+
     def test_without_porthole_every_verdict_is_na(self):
         rows = self.build(results({"direct": [wrk_run(100000)] * 3,
                                    "socat": [wrk_run(20000)] * 3},
