@@ -1,16 +1,16 @@
 # SPDX-License-Identifier: MIT
 # bench/bench.mk - build rules for the benchmark helpers (included by the top Makefile)
 #
-#   make bench-tools      $(O)/bench/benchtool and $(O)/bench/scan_cost
+#   make bench-tools      $(O)/bench/benchtool, $(O)/bench/scan_cost, $(O)/bench/floor_relay
 #
-# benchtool is self-contained; scan_cost links libporthole.a to time the
+# benchtool and floor_relay are self-contained; scan_cost links libporthole.a to time the
 # daemon's own scanner. bench/run also builds them itself through
 # "make -f Makefile -f bench/bench.mk", hence the include guard.
 
 ifndef PH_BENCH_MK
 PH_BENCH_MK := 1
 
-BENCH_TOOLS := $(O)/bench/benchtool $(O)/bench/scan_cost
+BENCH_TOOLS := $(O)/bench/benchtool $(O)/bench/scan_cost $(O)/bench/floor_relay
 
 .PHONY: bench-tools
 bench-tools: $(BENCH_TOOLS)
@@ -18,6 +18,10 @@ bench-tools: $(BENCH_TOOLS)
 $(O)/bench/benchtool: $(O)/obj/bench/benchtool.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(O)/bench/floor_relay: $(O)/obj/bench/floor_relay.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
 
 $(O)/bench/scan_cost: $(O)/obj/bench/scan_cost.o $(O)/libporthole.a
 	@mkdir -p $(dir $@)

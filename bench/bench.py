@@ -18,6 +18,8 @@ and runs the contenders one at a time against servers inside G:
     dnat      nftables DNAT 169.254.0.21:P -> 127.0.0.1:P, route_localnet=1
     socat     socat -d -d -d TCP4-LISTEN:P,bind=169.254.0.21,reuseaddr,fork TCP4:localhost:P
     porthole  $PH_BUILD/portholed, default settings
+    floor     (request runs only) $PH_BUILD/bench/floor_relay: the least a
+              userspace relay can do, to tell porthole's cost from relaying's
 
 A forwarder lives only for one run (start, wait until it listens, load,
 stop), so contenders never see each other, and the DNAT table (which turns
@@ -244,6 +246,7 @@ class Bench:
         self.benchtool = os.path.join(self.build, "bench", "benchtool")
         self.scan_cost = os.path.join(self.build, "bench", "scan_cost")
         self.portholed = os.path.join(self.build, "portholed")
+        self.floor_relay = os.path.join(self.build, "bench", "floor_relay")
         self.groups = {}
         self.procs = []
         self.anchor = None
@@ -397,6 +400,10 @@ class Bench:
         if c == "ref":
             p = self.spawn([os.path.join(HERE, "ref-agent"), EXT, "1"], self.ns_g, "fwd-ref")
             return p
+        if c == "floor":
+            p = self.spawn([self.floor_relay, EXT, str(port)], self.ns_g, "fwd-floor")
+            self.wait_listen(EXT_HEX, port, 5)
+            return p
         raise ValueError(c)
 
     def porthole_start(self):
@@ -414,7 +421,7 @@ class Bench:
             self.group("fwd-" + c).kill()
 
     def fwd_group(self, c):
-        return self.group("fwd-" + c) if c in ("socat", "porthole", "ref") else None
+        return self.group("fwd-" + c) if c in ("socat", "porthole", "ref", "floor") else None
 
     # --- profiling: flame graphs of the request runs -----------------------
 
@@ -568,13 +575,21 @@ http {
         self.wait_listen(LO_HEX, P_HTTP_FWD)
 
     def bench_wrk(self):
+        # floor: bench/floor_relay, the least a userspace relay can do; a
+        # yardstick that tells porthole's cost from relaying's, not a target
+        extra = []
+        if os.access(self.floor_relay, os.X_OK):
+            extra = ["floor"]
+        else:
+            self.res["notes"].append("floor relay: %s not built (make bench-tools); its rows "
+                                     "are missing" % self.floor_relay)
         self.nginx_start()
         t = self.cfg["wrk_t"]
         out = {}
         try:
             for rep in range(self.cfg["wrk_reps"]):
                 for mode in ("keepalive", "close"):
-                    for c in self.contenders:
+                    for c in self.contenders + extra:
                         r = self.wrk_once(c, mode, t)
                         out.setdefault(mode, {}).setdefault(c, []).append(r)
                         log("wrk %-9s %-8s rep %d: %s" % (mode, c, rep, fmt_wrk(r)))

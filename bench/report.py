@@ -16,6 +16,8 @@ import subprocess
 import sys
 
 FWD = ["dnat", "socat", "porthole"]
+# request runs only: bench/floor_relay, a yardstick for porthole, not a contender
+FLOOR = "floor"
 IPERF_CFG = [("fwd-1", "client -> server, 1 stream"), ("fwd-8", "client -> server, 8 streams"),
              ("rev-1", "server -> client, 1 stream"), ("rev-8", "server -> client, 8 streams")]
 
@@ -155,7 +157,7 @@ class Report:
             runs = wk.get(mode, {})
             base = med(ok_runs(runs.get("direct"), "rps"))
             base99 = med(ok_runs(runs.get("direct"), "p99_ms"))
-            for c in ["direct"] + FWD:
+            for c in ["direct"] + FWD + [FLOOR]:
                 if c not in runs:
                     continue
                 rps = ok_runs(runs[c], "rps")
@@ -170,14 +172,19 @@ class Report:
                              f(med(ok_runs(runs[c], "p50_ms")), "%.2f"), f(p99, "%.2f"),
                              sum(ok_runs(runs[c], "errors")),
                              rng(ok_runs(runs[c], "cpu_s"), "%.2f")
-                             if c in ("socat", "porthole") else "—",
+                             if c in ("socat", "porthole", FLOOR) else "—",
                              rng([x["cpu_s"] * 1e6 / x["requests"] for x in runs[c]
                                   if "error" not in x and x.get("cpu_s") is not None
                                   and x.get("requests")], "%.1f")
-                             if c in ("socat", "porthole") else "—"])
+                             if c in ("socat", "porthole", FLOOR) else "—"])
         self.table(["mode", "contender", "requests/s", "ratio vs direct", "per-rep ratios",
                     "p50 ms", "p99 ms", "errors", "forwarder CPU-s per run",
                     "forwarder CPU µs per request"], rows)
+        if any(FLOOR in wk.get(m, {}) for m in ("keepalive", "close")):
+            self.w("*floor* is `bench/floor_relay`, the least a userspace relay can do: one "
+                   "thread, one `recv` and one `send` per message, no limits, accounting, "
+                   "keepalive or splice. It tells porthole's own cost from the cost of relaying "
+                   "through a second TCP connection; no target applies to it.", "")
         self.wrk_cpu(wk)
 
     def wrk_cpu(self, wk):
@@ -193,7 +200,7 @@ class Report:
             good = {c: [x for x in runs.get(c, []) if "error" not in x
                         and x.get("machine_busy_s") is not None] for c in runs}
             base = med([per_req(x, "machine_busy_s") for x in good.get("direct", [])])
-            for c in ["direct"] + FWD:
+            for c in ["direct"] + FWD + [FLOOR]:
                 if not good.get(c):
                     continue
                 xs = good[c]
@@ -201,7 +208,7 @@ class Report:
                 parts = {k: med([per_req(x, k) for x in xs])
                          for k in ("cpu_s", "server_cpu_s", "load_cpu_s", "machine_softirq_s")}
                 roles = [parts["server_cpu_s"], parts["load_cpu_s"]]
-                if c in ("socat", "porthole"):
+                if c in ("socat", "porthole", FLOOR):
                     roles.append(parts["cpu_s"])
                 # /proc/stat is tick-sampled, the cgroups are exact: the
                 # difference can come out a little below zero
@@ -214,7 +221,8 @@ class Report:
                              f(med([(1 - x["machine_idle_frac"]) * 100 for x in xs
                                     if x.get("machine_idle_frac") is not None]), "%.0f%%"),
                              f(total, "%.1f"),
-                             f(parts["cpu_s"], "%.1f") if c in ("socat", "porthole") else "—",
+                             f(parts["cpu_s"], "%.1f") if c in ("socat", "porthole", FLOOR)
+                             else "—",
                              f(parts["server_cpu_s"], "%.1f"), f(parts["load_cpu_s"], "%.1f"),
                              f(other, "%.1f"), f(parts["machine_softirq_s"], "%.1f"),
                              f(ceiling, "%.2fx") if c != "direct" else "1.00x"])

@@ -126,6 +126,23 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(row[2], "0.70x")
         self.assertEqual(row[-1], "**FAIL**")
 
+    def test_floor_rows_are_not_verdicts(self):
+        ka = {"direct": [wrk_run(100000, busy_s=9.0)] * 3,
+              "porthole": [wrk_run(50000, busy_s=9.0, fwd_cpu_s=3.0)] * 3,
+              "floor": [wrk_run(90000, busy_s=9.0, fwd_cpu_s=2.0)] * 3}
+        close = {"direct": [wrk_run(20000)] * 3, "porthole": [wrk_run(10000)] * 3,
+                 "floor": [wrk_run(19000)] * 3}
+        rows = self.build(results(ka, close))
+        # a floor at 0.90x/0.95x must not turn porthole's 0.50x into a pass
+        self.assertEqual(rows["keep-alive requests/s vs direct"][-1], "**FAIL**")
+        self.assertEqual(rows["new connections/s vs direct"][-1], "**FAIL**")
+        self.assertIn("| keep-alive | floor | 90000 (90000–90000) | 0.90x |", self.md)
+        self.assertIn("| connection per request | floor | 19000 (19000–19000) | 0.95x |",
+                      self.md)
+        self.assertIn("*floor* is `bench/floor_relay`", self.md)
+        # its CPU per request is shown like a forwarder's: 2.0 s / 450,000 requests
+        self.assertRegex(self.md, r"\| keep-alive \| floor \| [^\n]*\| 4\.4 \|")
+
     def test_profile_tables(self):
         res = results({"direct": [wrk_run(1)]}, {"direct": [wrk_run(1)]})
         prof = lambda rps, fwd, calls: dict(

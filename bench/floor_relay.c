@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench/floor_relay.c - the least a userspace TCP relay can do: a yardstick
+ *
+ *	floor_relay ADDR PORT		relays ADDR:PORT to 127.0.0.1:PORT
+ *
+ * Theory of Operation
+ *
+ * The benchmark's request targets compare porthole with a direct
+ * connection. When porthole misses one, the question is whether porthole
+ * or relaying itself is to blame. This program answers it: a relay with
+ * nothing but the system calls every relay must make, run in the same
+ * runs as porthole ("floor" in results.md). Per connection: accept4,
+ * socket, TCP_NODELAY on both legs, a non-blocking connect, two
+ * EPOLL_CTL_ADD; per message one recv and one send; at the end shutdown and
+ * two closes. One thread, level-triggered epoll, no limits, no keepalive, no
+ * congestion-control choice, no accounting, no splice. It is not a product:
+ * a message that does not fit the peer's socket buffer waits in a 16 KiB
+ * buffer with that side's reading paused, and a connection that fails in
+ * any way is simply closed.
+ *
+ * One detail it must share with porthole to be comparable: a FIN that
+ * arrives with the last data (EPOLLRDHUP in the same report) is passed on
+ * right after that data, in the same turn. A relay that passes it one turn
+ * later lets an HTTP client close first and keep the TIME_WAIT, and a
+ * connection-per-request load then runs out of ephemeral ports within
+ * seconds (see docs/design.md, "Connection per request under sustained
+ * load").
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define FLOOR_BUF 16384
+
+struct floor_pair;
+
+struct floor_side {
+	int fd;
+	int idx;		/* 0 client, 1 service */
+	struct floor_pair *pair;
+};
+
+struct floor_pair {
+	struct floor_side side[2];
+	int eof[2];		/* side i sent its FIN (and it was passed on) */
+	char pend[FLOOR_BUF];	/* bytes the other side could not take yet */
+	size_t pend_len;
+	int dead;
+	struct floor_pair *next_dead;
+};
+
+static int floor_epfd;
+static struct floor_pair *floor_dead;	/* freed after each epoll batch */
+
+/**
+ * floor_watch() - set the epoll interest of one side
+ * @s:		side
+ * @events:	mask (0: none, the side stays registered)
+ * @add:	EPOLL_CTL_ADD instead of EPOLL_CTL_MOD
+ *
+ * Return: 0 or -errno
+ */
+static int floor_watch(struct floor_side *s, uint32_t events, int add)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = s };
+
+	if (epoll_ctl(floor_epfd, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s->fd, &ev))
+		return -errno;
+	return 0;
+}
+
+/* Close both legs; the memory goes after the batch, whose later events
+ * may still name this pair. */
+static void floor_close(struct floor_pair *p)
+{
+	if (p->dead)
+		return;
+	close(p->side[0].fd);
+	close(p->side[1].fd);
+	p->dead = 1;
+	p->next_dead = floor_dead;
+	floor_dead = p;
+}
+
+/**
+ * floor_accept() - accept every pending client and connect its service leg
+ * @lfd:	listening socket
+ * @target:	127.0.0.1:PORT
+ */
+static void floor_accept(int lfd, const struct sockaddr_in *target)
+{
+	int one = 1;
+
+	for (;;) {
+		struct floor_pair *p;
+		int c, s;
+
+		c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (c < 0)
+			return;		/* EAGAIN, or out of fds: try on the next report */
+		s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		p = calloc(1, sizeof(*p));
+		if (s < 0 || !p)
+			goto fail;
+		setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (connect(s, (const struct sockaddr *)target, sizeof(*target)) &&
+		    errno != EINPROGRESS)
+			goto fail;
+		p->side[0] = (struct floor_side){ .fd = c, .idx = 0, .pair = p };
+		p->side[1] = (struct floor_side){ .fd = s, .idx = 1, .pair = p };
+		if (floor_watch(&p->side[0], EPOLLIN | EPOLLRDHUP, 1) ||
+		    floor_watch(&p->side[1], EPOLLIN | EPOLLRDHUP, 1))
+			goto fail;
+		continue;
+fail:
+		close(c);
+		if (s >= 0)
+			close(s);
+		free(p);
+	}
+}
+
+/* Side @k sent its FIN: pass it on, and end the pair once both did. */
+static void floor_eof(struct floor_pair *p, int k)
+{
+	p->eof[k] = 1;
+	shutdown(p->side[1 - k].fd, SHUT_WR);
+	if (p->eof[1 - k]) {
+		floor_close(p);
+		return;
+	}
+	if (floor_watch(&p->side[k], 0, 0))
+		floor_close(p);
+}
+
+/**
+ * floor_pass() - send @n bytes read from side @k to the other side
+ * @p:		pair
+ * @k:		side the bytes came from
+ * @buf:	bytes
+ * @n:		length
+ *
+ * Return: 0 if sent or parked (reading @k paused until the other side
+ * takes them), -1 if the pair was closed.
+ */
+static int floor_pass(struct floor_pair *p, int k, const char *buf, size_t n)
+{
+	ssize_t w = send(p->side[1 - k].fd, buf, n, MSG_NOSIGNAL);
+
+	if (w == (ssize_t)n)
+		return 0;
+	if (w < 0 && errno != EAGAIN) {
+		floor_close(p);
+		return -1;
+	}
+	if (w < 0)
+		w = 0;
+	memcpy(p->pend, buf + w, n - (size_t)w);
+	p->pend_len = n - (size_t)w;
+	if (floor_watch(&p->side[k], 0, 0) || floor_watch(&p->side[1 - k], EPOLLOUT, 0)) {
+		floor_close(p);
+		return -1;
+	}
+	return 0;
+}
+
+/* The side that could not take bytes can now: send them, resume reading. */
+static void floor_flush(struct floor_pair *p, int k)
+{
+	ssize_t w = send(p->side[k].fd, p->pend, p->pend_len, MSG_NOSIGNAL);
+
+	if (w < 0 && errno == EAGAIN)
+		return;
+	if (w < 0) {
+		floor_close(p);
+		return;
+	}
+	p->pend_len -= (size_t)w;
+	memmove(p->pend, p->pend + w, p->pend_len);
+	if (p->pend_len)
+		return;
+	for (int j = 0; j < 2; j++) {
+		if (floor_watch(&p->side[j], p->eof[j] ? 0 : EPOLLIN | EPOLLRDHUP, 0)) {
+			floor_close(p);
+			return;
+		}
+	}
+}
+
+/**
+ * floor_input() - side @k is readable: one recv, passed on at once
+ * @p:		pair
+ * @k:		side
+ * @events:	epoll mask of the report
+ */
+static void floor_input(struct floor_pair *p, int k, uint32_t events)
+{
+	static char buf[FLOOR_BUF];
+	ssize_t r = recv(p->side[k].fd, buf, sizeof(buf), 0);
+
+	if (r < 0) {
+		if (errno != EAGAIN)
+			floor_close(p);
+		return;
+	}
+	if (r > 0) {
+		if (floor_pass(p, k, buf, (size_t)r) || p->pend_len)
+			return;
+		if (!(events & EPOLLRDHUP))
+			return;
+		/* the FIN came with this data: pass it on in this turn */
+		r = recv(p->side[k].fd, buf, sizeof(buf), 0);
+		if (r > 0) {
+			floor_pass(p, k, buf, (size_t)r);
+			return;
+		}
+		if (r < 0) {
+			if (errno != EAGAIN)
+				floor_close(p);
+			return;
+		}
+	}
+	floor_eof(p, k);
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET };
+	struct sockaddr_in target = { .sin_family = AF_INET };
+	struct epoll_event events[256];
+	int lfd, one = 1, port;
+
+	if (argc != 3 || (port = atoi(argv[2])) <= 0 || port > 65535 ||
+	    inet_pton(AF_INET, argv[1], &addr.sin_addr) != 1) {
+		fprintf(stderr, "usage: floor_relay ADDR PORT\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	addr.sin_port = target.sin_port = htons((uint16_t)port);
+	target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	floor_epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (lfd < 0 || floor_epfd < 0 ||
+	    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) || listen(lfd, 4096)) {
+		perror("floor_relay: listen");
+		return 1;
+	}
+	{
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+		if (epoll_ctl(floor_epfd, EPOLL_CTL_ADD, lfd, &ev)) {
+			perror("floor_relay: epoll_ctl");
+			return 1;
+		}
+	}
+	for (;;) {
+		int n = epoll_wait(floor_epfd, events, 256, -1);
+
+		if (n < 0 && errno != EINTR) {
+			perror("floor_relay: epoll_wait");
+			return 1;
+		}
+		for (int i = 0; i < n; i++) {
+			struct floor_side *s = events[i].data.ptr;
+			struct floor_pair *p;
+
+			if (!s) {
+				floor_accept(lfd, &target);
+				continue;
+			}
+			p = s->pair;
+			if (p->dead)
+				continue;
+			if (events[i].events & EPOLLOUT)
+				floor_flush(p, s->idx);
+			else if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+				floor_input(p, s->idx, events[i].events);
+		}
+		while (floor_dead) {
+			struct floor_pair *d = floor_dead;
+
+			floor_dead = d->next_dead;
+			free(d);
+		}
+	}
+}
