@@ -460,7 +460,7 @@ class Bench:
     def profile_once(self, c, mode, window, outdir):
         port = P_HTTP_DIRECT if c == "direct" else P_HTTP_FWD
         data = os.path.join(self.work, "perf-%s-%s.data" % (mode, c))
-        h = None
+        h = load = None
         try:
             h = self.fwd_start(c, port)
             argv = ["wrk", "-t2", "-c50", "-d%ds" % (window + 2), "--timeout", "2s"]
@@ -491,6 +491,7 @@ class Bench:
             return dict(rps=res["rps"], svg="perf/" + name, total_ms=cost["total_ms"],
                         roles=cost["roles"], syscalls=cost["syscalls"][:10])
         finally:
+            self.stop(load)
             self.fwd_stop(c, h)
             try:
                 os.unlink(data)

@@ -47,7 +47,6 @@ ROLES = [
     (re.compile(r"^swapper"), "idle"),
     (re.compile(r"^(ksoftirqd|kworker|rcu|migration|kdamond)"), "kernel threads"),
 ]
-ROLE_ORDER = ["load", "server", "forwarder", "kernel threads", "other", "idle"]
 
 _HEAD = re.compile(r"^(.*?)\s+(\d+)\s+(\d+)\s*$")
 _SYSCALL = re.compile(r"^__(?:x64|ia32|arm64)_sys_(\w+)_\[k\]$")
@@ -151,12 +150,6 @@ def costs(folded, requests):
                 roles={r: per(ns) for r, ns in roles.items()},
                 syscalls=sorted(((n, per(ns)) for n, ns in calls.items()),
                                 key=lambda x: -(x[1] or 0)))
-
-
-def write_folded(folded, path):
-    with open(path, "w") as f:
-        for key in sorted(folded):
-            f.write("%s %d\n" % (key, folded[key]))
 
 
 class _Node:

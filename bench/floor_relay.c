@@ -46,6 +46,7 @@ struct floor_pair;
 struct floor_side {
 	int fd;
 	int idx;		/* 0 client, 1 service */
+	int registered;		/* in the epoll set */
 	struct floor_pair *pair;
 };
 
@@ -64,17 +65,22 @@ static struct floor_pair *floor_dead;	/* freed after each epoll batch */
 /**
  * floor_watch() - set the epoll interest of one side
  * @s:		side
- * @events:	mask (0: none, the side stays registered)
- * @add:	EPOLL_CTL_ADD instead of EPOLL_CTL_MOD
+ * @events:	mask; 0 takes the side out of the epoll set, since epoll
+ *		reports EPOLLHUP whatever the mask and a paused side must not
+ *		be reported
  *
  * Return: 0 or -errno
  */
-static int floor_watch(struct floor_side *s, uint32_t events, int add)
+static int floor_watch(struct floor_side *s, uint32_t events)
 {
 	struct epoll_event ev = { .events = events, .data.ptr = s };
+	int op = !events ? EPOLL_CTL_DEL : s->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 
-	if (epoll_ctl(floor_epfd, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s->fd, &ev))
+	if (!events && !s->registered)
+		return 0;
+	if (epoll_ctl(floor_epfd, op, s->fd, &ev))
 		return -errno;
+	s->registered = events != 0;
 	return 0;
 }
 
@@ -118,8 +124,8 @@ static void floor_accept(int lfd, const struct sockaddr_in *target)
 			goto fail;
 		p->side[0] = (struct floor_side){ .fd = c, .idx = 0, .pair = p };
 		p->side[1] = (struct floor_side){ .fd = s, .idx = 1, .pair = p };
-		if (floor_watch(&p->side[0], EPOLLIN | EPOLLRDHUP, 1) ||
-		    floor_watch(&p->side[1], EPOLLIN | EPOLLRDHUP, 1))
+		if (floor_watch(&p->side[0], EPOLLIN | EPOLLRDHUP) ||
+		    floor_watch(&p->side[1], EPOLLIN | EPOLLRDHUP))
 			goto fail;
 		continue;
 fail:
@@ -139,7 +145,7 @@ static void floor_eof(struct floor_pair *p, int k)
 		floor_close(p);
 		return;
 	}
-	if (floor_watch(&p->side[k], 0, 0))
+	if (floor_watch(&p->side[k], 0))
 		floor_close(p);
 }
 
@@ -167,7 +173,7 @@ static int floor_pass(struct floor_pair *p, int k, const char *buf, size_t n)
 		w = 0;
 	memcpy(p->pend, buf + w, n - (size_t)w);
 	p->pend_len = n - (size_t)w;
-	if (floor_watch(&p->side[k], 0, 0) || floor_watch(&p->side[1 - k], EPOLLOUT, 0)) {
+	if (floor_watch(&p->side[k], 0) || floor_watch(&p->side[1 - k], EPOLLOUT)) {
 		floor_close(p);
 		return -1;
 	}
@@ -190,7 +196,7 @@ static void floor_flush(struct floor_pair *p, int k)
 	if (p->pend_len)
 		return;
 	for (int j = 0; j < 2; j++) {
-		if (floor_watch(&p->side[j], p->eof[j] ? 0 : EPOLLIN | EPOLLRDHUP, 0)) {
+		if (floor_watch(&p->side[j], p->eof[j] ? 0 : EPOLLIN | EPOLLRDHUP)) {
 			floor_close(p);
 			return;
 		}
