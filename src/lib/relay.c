@@ -152,9 +152,15 @@ static int new_service_socket(struct ph_relay_ctx *ctx, int family)
 	return fd;
 }
 
+/* The reserved service socket of @family's slot */
+static int *spare_slot(struct ph_relay_ctx *ctx, int family)
+{
+	return &ctx->spare[family == AF_INET6];
+}
+
 int ph_relay_reserve(struct ph_relay_ctx *ctx, int family)
 {
-	int *spare = &ctx->spare[family == AF_INET6];
+	int *spare = spare_slot(ctx, family);
 
 	if (*spare < 0) {
 		int fd = new_service_socket(ctx, family);
@@ -168,7 +174,7 @@ int ph_relay_reserve(struct ph_relay_ctx *ctx, int family)
 
 int ph_relay_take_spare(struct ph_relay_ctx *ctx, int family)
 {
-	int *spare = &ctx->spare[family == AF_INET6], fd = *spare;
+	int *spare = spare_slot(ctx, family), fd = *spare;
 
 	*spare = -1;
 	return fd;
@@ -176,7 +182,7 @@ int ph_relay_take_spare(struct ph_relay_ctx *ctx, int family)
 
 void ph_relay_give_spare(struct ph_relay_ctx *ctx, int family, int fd)
 {
-	int *spare = &ctx->spare[family == AF_INET6];
+	int *spare = spare_slot(ctx, family);
 
 	if (*spare >= 0)
 		close(*spare);
@@ -677,15 +683,12 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 	r->owner = owner;
 	r->epoch = ctx->epoch;
 	r->fd[0] = client_fd;
-	r->fd[1] = -1;
 	for (int i = 0; i < 2; i++)
 		r->dir[i].pipe[0] = r->dir[i].pipe[1] = -1;
 
 	/* the client leg inherited its options from the listener */
-	if (ctx->spare[target->sa_family == AF_INET6] >= 0) {
-		r->fd[1] = ctx->spare[target->sa_family == AF_INET6];
-		ctx->spare[target->sa_family == AF_INET6] = -1;
-	} else {
+	r->fd[1] = ph_relay_take_spare(ctx, target->sa_family);
+	if (r->fd[1] < 0) {
 		r->fd[1] = new_service_socket(ctx, target->sa_family);
 		if (r->fd[1] < 0) {
 			ret = r->fd[1];
