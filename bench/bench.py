@@ -463,11 +463,8 @@ class Bench:
         h = load = None
         try:
             h = self.fwd_start(c, port)
-            argv = ["wrk", "-t2", "-c50", "-d%ds" % (window + 2), "--timeout", "2s"]
-            if mode == "close":
-                argv += ["-H", "Connection: close"]
-            argv.append("http://%s:%d/" % (EXT, port))
-            load = self.spawn(argv, self.ns_h, "load", stdout=subprocess.PIPE)
+            load = self.spawn(wrk_argv(mode, port, window + 2), self.ns_h, "load",
+                              stdout=subprocess.PIPE)
             # the window sits inside wrk's run: no ramp-up, no tail
             time.sleep(1)
             run(["perf", "record", "-q", "-a", "-g", "-F", "999", "-o", data, "--",
@@ -612,13 +609,10 @@ http {
             roles = [("fwd", g)]
             if self.cgroot:
                 roles += [("server", self.group("servers")), ("load", self.group("load"))]
-            argv = ["wrk", "-t2", "-c50", "-d%ds" % t, "--timeout", "2s", "--latency"]
-            if mode == "close":
-                argv += ["-H", "Connection: close"]
-            argv.append("http://%s:%d/" % (EXT, port))
             cpu0 = [x.cpu_us() if x else None for _, x in roles]
             m0 = machine_cpu()
-            r = self.nsrun(self.ns_h, argv, t + 20, group="load", check=False)
+            r = self.nsrun(self.ns_h, wrk_argv(mode, port, t) + ["--latency"], t + 20,
+                           group="load", check=False)
             m1 = machine_cpu()
             cpu1 = [x.cpu_us() if x else None for _, x in roles]
             res = parse_wrk(r.stdout)
@@ -943,6 +937,15 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 def to_ms(s):
     m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
     return float(m.group(1)) * UNITS[m.group(2)] if m else None
+
+
+def wrk_argv(mode, port, secs):
+    """wrk for @secs seconds against EXT:@port: 2 threads, 50 connections,
+    keep-alive or (@mode "close") a connection per request."""
+    argv = ["wrk", "-t2", "-c50", "-d%ds" % secs, "--timeout", "2s"]
+    if mode == "close":
+        argv += ["-H", "Connection: close"]
+    return argv + ["http://%s:%d/" % (EXT, port)]
 
 
 def parse_wrk(text):

@@ -18,6 +18,9 @@ import sys
 FWD = ["dnat", "socat", "porthole"]
 # request runs only: bench/floor_relay, a yardstick for porthole, not a contender
 FLOOR = "floor"
+# forwarders that are processes of their own, so their CPU is measured
+OWN_CPU = ("socat", "porthole", FLOOR)
+WRK_MODES = (("keepalive", "keep-alive"), ("close", "connection per request"))
 IPERF_CFG = [("fwd-1", "client -> server, 1 stream"), ("fwd-8", "client -> server, 8 streams"),
              ("rev-1", "server -> client, 1 stream"), ("rev-8", "server -> client, 8 streams")]
 
@@ -153,7 +156,7 @@ class Report:
                "repetitions)" % (self.r["config"]["wrk_t"], self.r["config"]["wrk_reps"]), "")
         rows = []
         self.wrk_ratio = {}
-        for mode, label in (("keepalive", "keep-alive"), ("close", "connection per request")):
+        for mode, label in WRK_MODES:
             runs = wk.get(mode, {})
             base = med(ok_runs(runs.get("direct"), "rps"))
             base99 = med(ok_runs(runs.get("direct"), "p99_ms"))
@@ -172,11 +175,11 @@ class Report:
                              f(med(ok_runs(runs[c], "p50_ms")), "%.2f"), f(p99, "%.2f"),
                              sum(ok_runs(runs[c], "errors")),
                              rng(ok_runs(runs[c], "cpu_s"), "%.2f")
-                             if c in ("socat", "porthole", FLOOR) else "—",
+                             if c in OWN_CPU else "—",
                              rng([x["cpu_s"] * 1e6 / x["requests"] for x in runs[c]
                                   if "error" not in x and x.get("cpu_s") is not None
                                   and x.get("requests")], "%.1f")
-                             if c in ("socat", "porthole", FLOOR) else "—"])
+                             if c in OWN_CPU else "—"])
         self.table(["mode", "contender", "requests/s", "ratio vs direct", "per-rep ratios",
                     "p50 ms", "p99 ms", "errors", "forwarder CPU-s per run",
                     "forwarder CPU µs per request"], rows)
@@ -195,7 +198,7 @@ class Report:
 
         rows = []
         self.wrk_ceiling = {}
-        for mode, label in (("keepalive", "keep-alive"), ("close", "connection per request")):
+        for mode, label in WRK_MODES:
             runs = wk.get(mode, {})
             good = {c: [x for x in runs.get(c, []) if "error" not in x
                         and x.get("machine_busy_s") is not None] for c in runs}
@@ -208,7 +211,7 @@ class Report:
                 parts = {k: med([per_req(x, k) for x in xs])
                          for k in ("cpu_s", "server_cpu_s", "load_cpu_s", "machine_softirq_s")}
                 roles = [parts["server_cpu_s"], parts["load_cpu_s"]]
-                if c in ("socat", "porthole", FLOOR):
+                if c in OWN_CPU:
                     roles.append(parts["cpu_s"])
                 # /proc/stat is tick-sampled, the cgroups are exact: the
                 # difference can come out a little below zero
@@ -221,8 +224,7 @@ class Report:
                              f(med([(1 - x["machine_idle_frac"]) * 100 for x in xs
                                     if x.get("machine_idle_frac") is not None]), "%.0f%%"),
                              f(total, "%.1f"),
-                             f(parts["cpu_s"], "%.1f") if c in ("socat", "porthole", FLOOR)
-                             else "—",
+                             f(parts["cpu_s"], "%.1f") if c in OWN_CPU else "—",
                              f(parts["server_cpu_s"], "%.1f"), f(parts["load_cpu_s"], "%.1f"),
                              f(other, "%.1f"), f(parts["machine_softirq_s"], "%.1f"),
                              f(ceiling, "%.2fx") if c != "direct" else "1.00x"])
@@ -251,7 +253,7 @@ class Report:
             return
         roles = ["load", "server", "forwarder", "kernel threads", "other", "idle"]
         rows, calls = [], []
-        for mode, label in (("keepalive", "keep-alive"), ("close", "connection per request")):
+        for mode, label in WRK_MODES:
             for c, x in sorted(pr["runs"].get(mode, {}).items(),
                                key=lambda kv: kv[0] != "direct"):
                 if "error" in x:
