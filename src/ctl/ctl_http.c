@@ -21,6 +21,7 @@
  */
 #include "ctl_http.h"
 #include "loop.h"
+#include "array.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -397,18 +398,8 @@ int ph_ctl_http_buf_append(void *arg, const char *data, size_t len)
 
 	if (len > limit - b->len)
 		return -EMSGSIZE;
-	if (b->len + len + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *p;
-
-		while (cap < b->len + len + 1)
-			cap *= 2;
-		p = realloc(b->data, cap);
-		if (!p)
-			return -ENOMEM;
-		b->data = p;
-		b->cap = cap;
-	}
+	if (ph_array_grow(&b->data, &b->cap, b->len + len + 1, 1, 4096))
+		return -ENOMEM;
 	memcpy(b->data + b->len, data, len);
 	b->len += len;
 	b->data[b->len] = '\0';

@@ -74,9 +74,8 @@ enum hdr { HDR_OTHER, HDR_AUTH, HDR_EXPECT };
 
 struct ph_http_conn {
 	struct ph_http_server *srv;
-	struct ph_http_conn *prev, *next;	/* srv->conns */
-	struct ph_http_conn *iprev, *inext;	/* srv idle list */
-	bool in_idle;
+	struct ph_list node;			/* srv->conns */
+	struct ph_list idle;			/* srv->idle while idle */
 	struct ph_io io;
 	int fd;
 	struct ph_buf *sink;			/* detached: output goes here */
@@ -563,20 +562,7 @@ int ph_http_stream_write(struct ph_http_conn *c, const void *data, size_t n)
 
 static void idle_unlink(struct ph_http_conn *c)
 {
-	struct ph_http_server *s = c->srv;
-
-	if (!c->in_idle)
-		return;
-	if (c->iprev)
-		c->iprev->inext = c->inext;
-	else
-		s->idle_head = c->inext;
-	if (c->inext)
-		c->inext->iprev = c->iprev;
-	else
-		s->idle_tail = c->iprev;
-	c->iprev = c->inext = NULL;
-	c->in_idle = false;
+	ph_list_del(&c->idle);
 }
 
 static bool is_idle(const struct ph_http_conn *c)
@@ -593,17 +579,10 @@ static void update_idle(struct ph_http_conn *c)
 		idle_unlink(c);
 		return;
 	}
-	if (c->in_idle)
+	if (ph_list_linked(&c->idle))
 		return;
 	c->idle_since_ms = now_ms(c);
-	c->iprev = s->idle_tail;
-	c->inext = NULL;
-	if (s->idle_tail)
-		s->idle_tail->inext = c;
-	else
-		s->idle_head = c;
-	s->idle_tail = c;
-	c->in_idle = true;
+	ph_list_add_tail(&s->idle, &c->idle);
 }
 
 static void free_conn(struct ph_defer *d)
@@ -629,12 +608,7 @@ void ph_http_conn_close(struct ph_http_conn *c)
 		c->sops->closed(c, c->sctx);
 	c->streaming = false;
 	idle_unlink(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	ph_list_del(&c->node);
 	ph_timer_cancel(s->loop, &c->timer);
 	if (c->fd >= 0) {
 		ph_loop_del(s->loop, &c->io);
@@ -754,7 +728,7 @@ static void rearm(struct ph_http_conn *c)
 	} else if (!c->streaming) {
 		if (c->in_req && c->req_start_ms + lim->head_timeout_ms < dl)
 			dl = c->req_start_ms + lim->head_timeout_ms;
-		if (c->in_idle && c->idle_since_ms + lim->idle_timeout_ms < dl)
+		if (ph_list_linked(&c->idle) && c->idle_since_ms + lim->idle_timeout_ms < dl)
 			dl = c->idle_since_ms + lim->idle_timeout_ms;
 	}
 	if (dl == UINT64_MAX)
@@ -795,7 +769,7 @@ static void on_timer(struct ph_loop *loop, struct ph_timer *t)
 		ph_http_conn_close(c);
 		return;
 	}
-	if (c->in_idle && now >= c->idle_since_ms + lim->idle_timeout_ms) {
+	if (ph_list_linked(&c->idle) && now >= c->idle_since_ms + lim->idle_timeout_ms) {
 		c->srv->stats.timeouts_idle++;
 		ph_http_conn_close(c);
 		return;
@@ -1050,6 +1024,8 @@ struct ph_http_conn *ph_http_conn_new(struct ph_http_server *s, int fd, struct p
 
 	if (!c)
 		return NULL;
+	ph_list_init(&c->node);
+	ph_list_init(&c->idle);
 	c->srv = s;
 	c->fd = fd;
 	c->sink = sink;
@@ -1065,10 +1041,7 @@ struct ph_http_conn *ph_http_conn_new(struct ph_http_server *s, int fd, struct p
 		}
 	}
 	c->seq = ++s->seq;
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
+	ph_list_add(&s->conns, &c->node);
 	s->stats.conns_active++;
 	update_idle(c);
 	rearm(c);
@@ -1121,6 +1094,8 @@ int ph_http_server_init(struct ph_http_server *s, struct ph_loop *loop,
 			const struct ph_http_limits *lim, ph_http_handler_fn fn, void *arg)
 {
 	*s = (struct ph_http_server){ .loop = loop, .lim = lim, .handler = fn, .arg = arg, .lfd = -1 };
+	ph_list_init(&s->conns);
+	ph_list_init(&s->idle);
 	return 0;
 }
 
@@ -1182,12 +1157,14 @@ static void on_accept(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 		}
 		s->stats.conns_total++;
 		if (s->stats.conns_active >= s->lim->max_conns) {
-			if (!s->idle_head) {
+			struct ph_list *oldest = ph_list_first(&s->idle);
+
+			if (!oldest) {
 				reject(s, fd);
 				continue;
 			}
 			s->stats.conns_evicted++;
-			ph_http_conn_close(s->idle_head);
+			ph_http_conn_close(ph_list_entry(oldest, struct ph_http_conn, idle));
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (!ph_http_conn_new(s, fd, NULL))
@@ -1238,11 +1215,12 @@ uint64_t ph_http_server_inode(const struct ph_http_server *s)
 unsigned ph_http_server_close_idle(struct ph_http_server *s, struct ph_http_conn *except,
 				   bool streams)
 {
-	struct ph_http_conn *c, *next;
+	struct ph_list *n_, *tmp;
 	unsigned n = 0;
 
-	for (c = s->conns; c; c = next) {
-		next = c->next;
+	ph_list_for_each_safe(n_, tmp, &s->conns) {
+		struct ph_http_conn *c = ph_list_entry(n_, struct ph_http_conn, node);
+
 		if (c == except)
 			continue;
 		if (is_idle(c) || (streams && c->streaming)) {
@@ -1256,11 +1234,12 @@ unsigned ph_http_server_close_idle(struct ph_http_server *s, struct ph_http_conn
 unsigned ph_http_server_close_older(struct ph_http_server *s, uint64_t seq,
 				    struct ph_http_conn *except)
 {
-	struct ph_http_conn *c, *next;
+	struct ph_list *n_, *tmp;
 	unsigned n = 0;
 
-	for (c = s->conns; c; c = next) {
-		next = c->next;
+	ph_list_for_each_safe(n_, tmp, &s->conns) {
+		struct ph_http_conn *c = ph_list_entry(n_, struct ph_http_conn, node);
+
 		if (c != except && c->seq <= seq) {
 			ph_http_conn_close(c);
 			n++;
@@ -1271,8 +1250,10 @@ unsigned ph_http_server_close_older(struct ph_http_server *s, uint64_t seq,
 
 void ph_http_server_fini(struct ph_http_server *s)
 {
-	while (s->conns)
-		ph_http_conn_close(s->conns);
+	struct ph_list *n, *tmp;
+
+	ph_list_for_each_safe(n, tmp, &s->conns)
+		ph_http_conn_close(ph_list_entry(n, struct ph_http_conn, node));
 	ph_timer_cancel(s->loop, &s->accept_timer);
 	if (s->lfd >= 0) {
 		ph_loop_del(s->loop, &s->lio);

@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "json.h"
+#include "list.h"
 #include "loop.h"
 
 struct ph_http_conn;
@@ -107,9 +108,8 @@ struct ph_http_server {
 	int lfd;
 	struct ph_io lio;
 	struct ph_timer accept_timer;
-	struct ph_http_conn *conns;	/* all connections */
-	struct ph_http_conn *idle_head;	/* idle keep-alive, oldest first */
-	struct ph_http_conn *idle_tail;
+	struct ph_list conns;		/* all connections, newest first */
+	struct ph_list idle;		/* idle keep-alive ones, oldest first */
 	uint64_t seq;
 	struct ph_http_stats stats;
 };

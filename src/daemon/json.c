@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "porthole.h"
+#include "array.h"
 
 void ph_buf_free(struct ph_buf *b)
 {
@@ -42,25 +43,15 @@ void ph_buf_reset(struct ph_buf *b)
  */
 int ph_buf_reserve(struct ph_buf *b, size_t n)
 {
-	size_t need, cap;
-	char *p;
+	size_t need;
 
 	if (b->oom)
 		return -ENOMEM;
 	if (n > SIZE_MAX / 2 - b->len)
 		goto oom;
 	need = b->len + n + 1;
-	if (need <= b->cap)
+	if (ph_array_grow(&b->data, &b->cap, need, 1, 256) == 0)
 		return 0;
-	cap = b->cap ? b->cap : 256;
-	while (cap < need)
-		cap *= 2;
-	p = realloc(b->data, cap);
-	if (!p)
-		goto oom;
-	b->data = p;
-	b->cap = cap;
-	return 0;
 oom:
 	b->oom = true;
 	return -ENOMEM;

@@ -28,6 +28,7 @@
  * caller must not use a subscription (take, fd) once it unsubscribed it.
  */
 #include "events.h"
+#include "list.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -37,7 +38,7 @@
 #include <unistd.h>
 
 struct ph_sub {
-	struct ph_sub *prev, *next;	/* bus list, under bus->lock */
+	struct ph_list node;		/* bus->subs, under bus->lock */
 	pthread_mutex_t lock;		/* protects everything below */
 	struct ph_event *ring;
 	size_t cap, head, count;
@@ -47,7 +48,7 @@ struct ph_sub {
 
 struct ph_bus {
 	pthread_mutex_t lock;		/* protects the list */
-	struct ph_sub *subs;
+	struct ph_list subs;
 };
 
 const char *ph_port_state_name(enum ph_port_state s)
@@ -89,6 +90,7 @@ struct ph_bus *ph_bus_new(void)
 		errno = ENOMEM;
 		return NULL;
 	}
+	ph_list_init(&bus->subs);
 	return bus;
 }
 
@@ -102,14 +104,12 @@ static void sub_destroy(struct ph_sub *sub)
 
 void ph_bus_free(struct ph_bus *bus)
 {
-	struct ph_sub *sub, *next;
+	struct ph_list *n, *tmp;
 
 	if (!bus)
 		return;
-	for (sub = bus->subs; sub; sub = next) {
-		next = sub->next;
-		sub_destroy(sub);
-	}
+	ph_list_for_each_safe(n, tmp, &bus->subs)
+		sub_destroy(ph_list_entry(n, struct ph_sub, node));
 	pthread_mutex_destroy(&bus->lock);
 	free(bus);
 }
@@ -151,10 +151,7 @@ struct ph_sub *ph_bus_subscribe(struct ph_bus *bus, size_t capacity)
 		goto fail;
 
 	pthread_mutex_lock(&bus->lock);
-	sub->next = bus->subs;
-	if (bus->subs)
-		bus->subs->prev = sub;
-	bus->subs = sub;
+	ph_list_add(&bus->subs, &sub->node);
 	pthread_mutex_unlock(&bus->lock);
 	return sub;
 fail:
@@ -169,24 +166,22 @@ fail:
 /* Detach and free @sub; a NULL @sub or one not attached to @bus is ignored */
 void ph_bus_unsubscribe(struct ph_bus *bus, struct ph_sub *sub)
 {
-	struct ph_sub *s;
+	struct ph_list *n, *tmp;
+	bool found = false;
 
 	if (!bus || !sub)
 		return;
 	pthread_mutex_lock(&bus->lock);
-	for (s = bus->subs; s && s != sub; s = s->next)
-		;
-	if (s) {
-		if (s->prev)
-			s->prev->next = s->next;
-		else
-			bus->subs = s->next;
-		if (s->next)
-			s->next->prev = s->prev;
+	ph_list_for_each_safe(n, tmp, &bus->subs) {
+		if (n == &sub->node) {
+			ph_list_del(n);
+			found = true;
+			break;
+		}
 	}
 	pthread_mutex_unlock(&bus->lock);
-	if (s)
-		sub_destroy(s);
+	if (found)
+		sub_destroy(sub);
 }
 
 /* Make the eventfd readable; called under sub->lock on the empty -> pending edge */
@@ -208,10 +203,11 @@ static void sub_signal(struct ph_sub *sub)
  */
 void ph_bus_publish(struct ph_bus *bus, const struct ph_event *ev)
 {
-	struct ph_sub *sub;
+	struct ph_list *n, *tmp;
 
 	pthread_mutex_lock(&bus->lock);
-	for (sub = bus->subs; sub; sub = sub->next) {
+	ph_list_for_each_safe(n, tmp, &bus->subs) {
+		struct ph_sub *sub = ph_list_entry(n, struct ph_sub, node);
 		bool idle;
 
 		pthread_mutex_lock(&sub->lock);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* listener.c - listener set storage and address classification */
 #include "listener.h"
+#include "array.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -9,15 +10,8 @@
 
 int ph_scan_push(struct ph_scan *scan, const struct ph_listener *l)
 {
-	if (scan->len == scan->cap) {
-		size_t cap = scan->cap ? scan->cap * 2 : 64;
-		struct ph_listener *v = realloc(scan->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		scan->v = v;
-		scan->cap = cap;
-	}
+	if (ph_array_grow(&scan->v, &scan->cap, scan->len + 1, sizeof(*scan->v), 64))
+		return -ENOMEM;
 	scan->v[scan->len++] = *l;
 	return 0;
 }

@@ -13,6 +13,7 @@
  * ph_loop_wake() (an eventfd) and state they protect themselves.
  */
 #include "loop.h"
+#include "array.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -240,23 +241,17 @@ void ph_timer_cancel(struct ph_loop *loop, struct ph_timer *t)
  * @deadline_ms: absolute monotonic ms
  * @fn:		callback
  *
- * Allocation failure is not reported: the heap grows in steps and a timer
- * that cannot be queued fires on the next iteration instead (see run_once).
+ * The heap grows by doubling; if even that allocation fails the process
+ * aborts, because a timer that silently never fires is a hung connection.
  */
 void ph_timer_arm(struct ph_loop *loop, struct ph_timer *t, uint64_t deadline_ms, ph_timer_fn fn)
 {
 	ph_timer_cancel(loop, t);
 	t->deadline_ms = deadline_ms;
 	t->fn = fn;
-	if (loop->heap_len + 1 >= loop->heap_cap) {
-		size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
-		struct ph_timer **h = realloc(loop->heap, cap * sizeof(*h));
-
-		if (!h)
-			abort(); /* timers are part of correctness; no silent loss */
-		loop->heap = h;
-		loop->heap_cap = cap;
-	}
+	/* the heap is 1-based: slot 0 stays unused */
+	if (ph_array_grow(&loop->heap, &loop->heap_cap, loop->heap_len + 2, sizeof(*loop->heap), 64))
+		abort(); /* timers are part of correctness; no silent loss */
 	loop->heap[++loop->heap_len] = t;
 	t->heap_idx = loop->heap_len;
 	heap_up(loop, t->heap_idx);

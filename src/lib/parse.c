@@ -99,3 +99,14 @@ int ph_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len
 	}
 	return 0;
 }
+
+int ph_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

@@ -29,4 +29,10 @@ int ph_parse_duration_ms(const char *s, uint64_t *out_ms);
  */
 int ph_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len, int allow_port0);
 
+/**
+ * ph_hexval() - value of one hexadecimal digit (either case)
+ * Return: 0..15, or -1 if @c is not a hex digit
+ */
+int ph_hexval(char c);
+
 #endif /* PH_PARSE_H */

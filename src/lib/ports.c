@@ -65,6 +65,7 @@
 #include "relay.h"
 #include "rules.h"
 #include "shards.h"
+#include "array.h"
 
 #define ACCEPT_BATCH		64
 #define ACCEPT_PAUSE_MS		100
@@ -516,14 +517,8 @@ static int collect_own(struct cycle *c, size_t *n)
 	struct ph_ports *p = c->p;
 	size_t need = p->cfg.n_own_inodes + PH_MAX_OWN_INODES + c->n_entries, k = 0;
 
-	if (need > c->cap_own) {
-		uint64_t *v = realloc(c->own, need * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		c->own = v;
-		c->cap_own = need;
-	}
+	if (ph_array_grow(&c->own, &c->cap_own, need, sizeof(*c->own), 64))
+		return -ENOMEM;
 	for (size_t i = 0; i < p->cfg.n_own_inodes; i++)
 		c->own[k++] = p->cfg.own_inodes[i];
 	pthread_mutex_lock(&p->own_lock);

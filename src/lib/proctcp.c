@@ -24,6 +24,7 @@
  * v6only: v6only_known stays false.
  */
 #include "discovery.h"
+#include "parse.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,17 +40,6 @@
 static bool is_space(char c)
 {
 	return c == ' ' || c == '\t';
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
 }
 
 static const char *skip_space(const char *s)
@@ -72,7 +62,7 @@ static int hex_fixed(const char **s, int n, uint32_t *out)
 	uint32_t v = 0;
 
 	for (int i = 0; i < n; i++) {
-		int d = hexval((*s)[i]);
+		int d = ph_hexval((*s)[i]);
 
 		if (d < 0)
 			return -EINVAL;
@@ -95,7 +85,7 @@ static int hex_var(const char **s, uint64_t *out)
 	uint64_t v = 0;
 	int i, d;
 
-	for (i = 0; (d = hexval((*s)[i])) >= 0; i++) {
+	for (i = 0; (d = ph_hexval((*s)[i])) >= 0; i++) {
 		if (i == 16)
 			return -EINVAL;
 		v = v << 4 | (uint64_t)d;

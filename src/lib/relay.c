@@ -95,7 +95,7 @@ struct relay_dir {
 };
 
 struct ph_relay {
-	struct ph_relay *prev, *next;
+	struct ph_list node;		/* ctx->relays */
 	struct ph_relay_ctx *ctx;
 	struct ph_relay_owner *owner;
 	struct ph_io io[2];	/* [0] client, [1] service */
@@ -112,6 +112,7 @@ int ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const stru
 {
 	*ctx = (struct ph_relay_ctx){ .loop = loop, .cfg = cfg, .stats = stats, .epoch = 1,
 				      .spare = { -1, -1 } };
+	ph_list_init(&ctx->relays);
 	ctx->pipe_cap = cfg->pipe_size ? cfg->pipe_size : DEFAULT_PIPE_CAP;
 	/* only the pages a message touches become resident */
 	ctx->scratch = malloc(PH_RELAY_SCRATCH);
@@ -232,12 +233,7 @@ static void relay_close(struct ph_relay *r, bool rst)
 		free(r->dir[i].buf);
 		r->dir[i].buf = NULL;
 	}
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		ctx->head = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
+	ph_list_del(&r->node);
 	atomic_fetch_sub_explicit(&ctx->stats->conns_active, 1, memory_order_relaxed);
 	if (rst)
 		atomic_fetch_add_explicit(&ctx->stats->conns_reset, 1, memory_order_relaxed);
@@ -718,10 +714,7 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 		goto fail;
 	}
 
-	r->next = ctx->head;
-	if (ctx->head)
-		ctx->head->prev = r;
-	ctx->head = r;
+	ph_list_add(&ctx->relays, &r->node);
 	atomic_fetch_add_explicit(&owner->conns, 1, memory_order_relaxed);
 	ph_relay_owner_get(owner);
 	atomic_fetch_add_explicit(&ctx->stats->conns_active, 1, memory_order_relaxed);
@@ -738,11 +731,12 @@ fail:
 
 size_t ph_relay_abort_all(struct ph_relay_ctx *ctx, uint64_t before_epoch)
 {
-	struct ph_relay *r = ctx->head, *next;
+	struct ph_list *n_, *tmp;
 	size_t n = 0;
 
-	for (; r; r = next) {
-		next = r->next;
+	ph_list_for_each_safe(n_, tmp, &ctx->relays) {
+		struct ph_relay *r = ph_list_entry(n_, struct ph_relay, node);
+
 		if (r->epoch < before_epoch) {
 			relay_close(r, true);
 			n++;

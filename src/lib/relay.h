@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "list.h"
 #include "loop.h"
 
 struct ph_config;
@@ -52,7 +53,7 @@ static inline void ph_relay_owner_put(struct ph_relay_owner *o)
  * @loop:	the loop they run on
  * @cfg:	keepalive, pipe size, copy mode
  * @stats:	counters
- * @head:	list of open relays
+ * @relays:	open relays (struct ph_relay.node)
  * @epoch:	tag given to new relays (ph_relay_abort_all() selects by it)
  * @on_closed:	called after a relay closed (e.g. to resume accepting); may be NULL
  * @pool:	spare empty pipes, so a bulk transfer costs no pipe2() calls
@@ -65,7 +66,7 @@ struct ph_relay_ctx {
 	struct ph_loop *loop;
 	const struct ph_config *cfg;
 	struct ph_stats *stats;
-	struct ph_relay *head;
+	struct ph_list relays;
 	uint64_t epoch;
 	void (*on_closed)(struct ph_relay_ctx *ctx);
 	int pool[PH_RELAY_PIPE_POOL][2];

@@ -43,6 +43,7 @@
 #include "loop.h"
 #include "netutil.h"
 #include "porthole.h"
+#include "array.h"
 
 enum shard_cmd { SH_NONE, SH_STOP, SH_QUIESCE, SH_RESUME };
 
@@ -300,17 +301,10 @@ void ph_shards_handoff(struct ph_shards *s, struct ph_shard *sh, int client_fd, 
 	ph_relay_owner_get(owner);
 	atomic_fetch_add_explicit(&s->pending, 1, memory_order_relaxed);
 	pthread_mutex_lock(&sh->lock);
-	if (sh->n_in == sh->cap_in) {
-		size_t cap = sh->cap_in ? sh->cap_in * 2 : 64;
-		struct handoff *v = realloc(sh->in, cap * sizeof(*v));
-
-		if (!v) {
-			pthread_mutex_unlock(&sh->lock);
-			handoff_drop(s, &h);	/* the client is reset, nothing leaks */
-			return;
-		}
-		sh->in = v;
-		sh->cap_in = cap;
+	if (ph_array_grow(&sh->in, &sh->cap_in, sh->n_in + 1, sizeof(*sh->in), 64)) {
+		pthread_mutex_unlock(&sh->lock);
+		handoff_drop(s, &h);	/* the client is reset, nothing leaks */
+		return;
 	}
 	sh->in[sh->n_in++] = h;
 	wake = sh->n_in == 1;

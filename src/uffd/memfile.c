@@ -22,6 +22,7 @@
 #include "uffd.h"
 #include "log.h"
 #include "loop.h"
+#include "array.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,16 +70,9 @@ int ph_uffd_memfile_scan(int fd, uint64_t size, uint64_t (**ext)[2], size_t *nex
 add:
 		if ((uint64_t)h > size)
 			h = (off_t)size;
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			void *p = realloc(v, ncap * sizeof(*v));
-
-			if (!p) {
-				free(v);
-				return -ENOMEM;
-			}
-			v = p;
-			cap = ncap;
+		if (ph_array_grow(&v, &cap, n + 1, sizeof(*v), 16)) {
+			free(v);
+			return -ENOMEM;
 		}
 		v[n][0] = (uint64_t)d;
 		v[n][1] = (uint64_t)h;

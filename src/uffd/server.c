@@ -44,6 +44,7 @@
 #include "uffd.h"
 #include "log.h"
 #include "loop.h"
+#include "array.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -371,15 +372,8 @@ static struct ph_uffd_sregion *find_sregion(struct ph_uffd_server *s, uint64_t a
 
 static void record(struct ph_uffd_server *s, uint64_t off)
 {
-	if (s->nrec == s->caprec) {
-		size_t ncap = s->caprec ? s->caprec * 2 : 4096;
-		void *p = realloc(s->rec, ncap * sizeof(*s->rec));
-
-		if (!p)
-			return;	/* a shorter trace is still a valid trace */
-		s->rec = p;
-		s->caprec = ncap;
-	}
+	if (ph_array_grow(&s->rec, &s->caprec, s->nrec + 1, sizeof(*s->rec), 4096))
+		return;	/* a shorter trace is still a valid trace */
 	s->rec[s->nrec++] = off;
 }
 
@@ -472,16 +466,9 @@ static void *fault_main(void *arg)
 				const struct uffd_msg *m = &msgs[k];
 
 				if (m->event == UFFD_EVENT_PAGEFAULT) {
-					if (qn == qcap) {
-						size_t ncap = qcap ? qcap * 2 : 256;
-						void *p = realloc(q, ncap * sizeof(*q));
-
-						if (!p) {
-							err = -ENOMEM;
-							goto out;
-						}
-						q = p;
-						qcap = ncap;
+					if (ph_array_grow(&q, &qcap, qn + 1, sizeof(*q), 256)) {
+						err = -ENOMEM;
+						goto out;
 					}
 					q[qn++] = (struct pending){ m->arg.pagefault.address, now };
 				} else if (m->event == UFFD_EVENT_REMOVE) {

@@ -16,6 +16,8 @@
  * offset of the huge page is recorded.
  */
 #include "uffd.h"
+#include "array.h"
+#include "parse.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,17 +28,6 @@
 #include <unistd.h>
 
 #define TRACE_MAX_BYTES	(256u << 20)
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /**
  * ph_uffd_trace_parse() - parse trace text
@@ -73,12 +64,12 @@ int ph_uffd_trace_parse(const char *buf, size_t len, uint64_t **offs, size_t *n,
 			continue;
 		if (e - p > 2 && buf[p] == '0' && (buf[p + 1] == 'x' || buf[p + 1] == 'X'))
 			p += 2;
-		for (; p < e && hexval(buf[p]) >= 0; p++, digits++) {
+		for (; p < e && ph_hexval(buf[p]) >= 0; p++, digits++) {
 			if (val >> 60) {
 				digits = -1;
 				break;
 			}
-			val = val << 4 | (uint64_t)hexval(buf[p]);
+			val = val << 4 | (uint64_t)ph_hexval(buf[p]);
 		}
 		while (digits > 0 && p < e && (buf[p] == ' ' || buf[p] == '\t' || buf[p] == '\r'))
 			p++;
@@ -89,16 +80,9 @@ int ph_uffd_trace_parse(const char *buf, size_t len, uint64_t **offs, size_t *n,
 			free(v);
 			return -EINVAL;
 		}
-		if (cnt == cap) {
-			size_t ncap = cap ? cap * 2 : 1024;
-			void *q = realloc(v, ncap * sizeof(*v));
-
-			if (!q) {
-				free(v);
-				return -ENOMEM;
-			}
-			v = q;
-			cap = ncap;
+		if (ph_array_grow(&v, &cap, cnt + 1, sizeof(*v), 1024)) {
+			free(v);
+			return -ENOMEM;
 		}
 		v[cnt++] = val;
 	}
