@@ -15,7 +15,7 @@
 
 #include "netutil.h"
 #include "parse.h"
-#include "shards.h"
+#include "relay_threads.h"
 #include "token.h"
 
 enum {

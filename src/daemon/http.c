@@ -67,8 +67,6 @@
 #define LINGER_MS	2000		/* drain input after a final response */
 #define URL_MAX		2048
 #define AUTH_MAX	(PH_TOKEN_MAX + 64)
-#define ACCEPT_BATCH	64
-#define ACCEPT_PAUSE_MS	100
 
 enum hdr { HDR_OTHER, HDR_AUTH, HDR_EXPECT };
 
@@ -1126,7 +1124,7 @@ static void on_accept(struct ph_loop *loop, struct ph_io *io, uint32_t events);
 
 static void accept_resume(struct ph_loop *loop, struct ph_timer *t)
 {
-	struct ph_http_server *s = ph_container_of(t, struct ph_http_server, accept_timer);
+	struct ph_http_server *s = ph_container_of(t, struct ph_http_server, accept_backoff.timer);
 
 	if (s->lfd >= 0)
 		ph_loop_mod(loop, &s->lio, EPOLLIN);
@@ -1135,23 +1133,20 @@ static void accept_resume(struct ph_loop *loop, struct ph_timer *t)
 static void on_accept(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 {
 	struct ph_http_server *s = ph_container_of(io, struct ph_http_server, lio);
-	static struct ph_ratelimit rl;
 
 	(void)events;
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
+	for (int i = 0; i < PH_ACCEPT_BATCH; i++) {
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (ph_accept_exhausted(errno)) {
 				/* level-triggered: stop looking until descriptors free up */
 				s->stats.accept_pauses++;
-				if (ph_ratelimit_ok(&rl, loop->now_ms, 5, 10000))
-					ph_warn("API accept paused", PH_FERR(errno));
 				ph_loop_mod(loop, &s->lio, 0);
-				ph_timer_arm(loop, &s->accept_timer, loop->now_ms + ACCEPT_PAUSE_MS,
-					     accept_resume);
+				ph_accept_backoff(loop, &s->accept_backoff, errno, "API", 0,
+						  accept_resume);
 			}
 			return;
 		}
@@ -1254,7 +1249,7 @@ void ph_http_server_fini(struct ph_http_server *s)
 
 	ph_list_for_each_safe(n, tmp, &s->conns)
 		ph_http_conn_close(ph_list_entry(n, struct ph_http_conn, node));
-	ph_timer_cancel(s->loop, &s->accept_timer);
+	ph_timer_cancel(s->loop, &s->accept_backoff.timer);
 	if (s->lfd >= 0) {
 		ph_loop_del(s->loop, &s->lio);
 		close(s->lfd);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "accept.h"
 #include "config.h"
 #include "json.h"
 #include "list.h"
@@ -107,7 +108,7 @@ struct ph_http_server {
 	void *arg;
 	int lfd;
 	struct ph_io lio;
-	struct ph_timer accept_timer;
+	struct ph_accept_backoff accept_backoff;
 	struct ph_list conns;		/* all connections, newest first */
 	struct ph_list idle;		/* idle keep-alive ones, oldest first */
 	uint64_t seq;

@@ -7,9 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "listener.h"
+#include "discovery_listeners.h"
 
-/* --- sock_diag (sockdiag.c) ------------------------------------------- */
+/* --- sock_diag (discovery_sockdiag.c) ------------------------------------------- */
 
 /* Open a NETLINK_SOCK_DIAG socket. Return: fd or -errno */
 int ph_sockdiag_open(void);
@@ -40,7 +40,7 @@ int ph_sockdiag_dump(int fd, int family, uint32_t seq, struct ph_scan *out);
  */
 int ph_sockdiag_parse(const void *buf, size_t len, uint32_t seq, struct ph_scan *out);
 
-/* --- /proc/net/tcp (proctcp.c) ---------------------------------------- */
+/* --- /proc/net/tcp (discovery_proc.c) ---------------------------------------- */
 
 /**
  * ph_proctcp_parse_line() - parse one line of /proc/net/tcp or tcp6
@@ -64,7 +64,7 @@ int ph_proctcp_parse_line(const char *line, int family, struct ph_listener *out)
  */
 int ph_proctcp_read(const char *path, int family, struct ph_scan *out);
 
-/* --- scanner facade (scanner.c) ---------------------------------------- */
+/* --- scanner facade (discovery.c) ---------------------------------------- */
 
 /**
  * struct ph_scanner - picks sock_diag, falls back to /proc once for good

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "events.h"
-#include "portset.h"
+#include "rules_portset.h"
 
 #define PH_MAX_OWN_INODES 16
 #define PH_SCAN_HIST_BUCKETS 12
@@ -23,6 +23,11 @@ struct ph_keepalive {
 	unsigned interval_s;	/* TCP_KEEPINTVL, default 10 */
 	unsigned count;		/* TCP_KEEPCNT, default 3 */
 };
+
+/* Defaults of struct ph_config; ph_ports_new() also puts them in fields left 0 */
+#define PH_DEFAULT_SCAN_INTERVAL_MS	50
+#define PH_DEFAULT_MAX_CONNECTIONS	65536
+#define PH_DEFAULT_BACKLOG		4096
 
 /**
  * struct ph_config - settings of the port subsystem (ph_config_defaults() first)

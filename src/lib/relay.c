@@ -704,8 +704,10 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 		goto fail;
 	}
 
-	/* A client may speak before the service leg is up: what it sends
-	 * waits in the pipe (the drain answers EAGAIN until connected). */
+	/* A client may speak before the service leg is up: the send answers
+	 * EAGAIN until connected, so what it sent is kept in its direction's
+	 * own buffer (dir_keep()) and written when the service leg turns
+	 * writable. */
 	ret = ph_loop_add(ctx->loop, &r->io[0], r->fd[0], EPOLLIN | EPOLLRDHUP, on_client);
 	if (!ret)
 		ret = ph_loop_add(ctx->loop, &r->io[1], r->fd[1], EPOLLIN | EPOLLRDHUP, on_service);

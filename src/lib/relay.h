@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* relay.h - relayed TCP connections: client <-> loopback service, splice through pipes */
+/* relay.h - relayed TCP connections: client <-> loopback service, messages copied, bulk spliced */
 #ifndef PH_RELAY_H
 #define PH_RELAY_H
 

@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "listener.h"
-#include "portset.h"
+#include "discovery_listeners.h"
+#include "rules_portset.h"
 
 enum ph_decision_kind {
 	PH_DECIDE_EXPOSE,	/* loopback-only: open EXTERNAL:port and relay */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* test_api_routes.c - the control API's routes, auth, snapshot calls and event stream,
- * against a fake port subsystem (the ph_ports_* symbols below replace ports.c) */
+ * against a fake port subsystem (the ph_ports_* symbols below replace lifecycle.c) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -110,7 +110,7 @@ static int start(void **state, const char *token, size_t queue, uint64_t ping_ms
 	memset(&fake, 0, sizeof(fake));
 	fake.bus = ph_bus_new();
 	assert_non_null(fake.bus);
-	/* the defaults of config.c, set here so that ports.c is not linked in */
+	/* the defaults of config.c, set here so that lifecycle.c is not linked in */
 	f->cfg.http = (struct ph_http_limits){
 		.head_timeout_ms = 5000, .idle_timeout_ms = 640000, .write_timeout_ms = 30000,
 		.max_conns = 256, .max_head = 16384, .max_body = 65536,

@@ -9,7 +9,7 @@
 
 #include <errno.h>
 
-#include "portset.h"
+#include "rules_portset.h"
 
 static size_t count(const struct ph_portset *ps)
 {

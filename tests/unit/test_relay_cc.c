@@ -13,7 +13,7 @@
 
 #include "porthole.h"
 #include "relay.h"
-#include "shards.h"
+#include "relay_threads.h"
 
 static void test_client_cc(void **state)
 {

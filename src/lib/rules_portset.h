@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* portset.h - sets of TCP ports parsed from "22,5000-5999" */
-#ifndef PH_PORTSET_H
-#define PH_PORTSET_H
+/* rules_portset.h - sets of TCP ports parsed from "22,5000-5999" */
+#ifndef PH_RULES_PORTSET_H
+#define PH_RULES_PORTSET_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,4 +31,4 @@ int ph_portset_parse(struct ph_portset *ps, const char *spec, char *err, size_t 
 bool ph_portset_has(const struct ph_portset *ps, uint16_t port);
 void ph_portset_add(struct ph_portset *ps, uint16_t port);
 
-#endif /* PH_PORTSET_H */
+#endif /* PH_RULES_PORTSET_H */

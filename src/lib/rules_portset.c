@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
-/* portset.c - parse "22,5000-5999" into a port bitmap and query it
+/* rules_portset.c - parse "22,5000-5999" into a port bitmap and query it
  *
  * The parser is strict on purpose: a typo in --allow or --deny must stop
  * the daemon with a message naming the item rather than silently expose
  * (or hide) the wrong ports. It runs twice over the text, validating
  * first and setting bits second, so a failed parse leaves @ps untouched.
  */
-#include "portset.h"
+#include "rules_portset.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-/* listener.c - listener set storage and address classification */
-#include "listener.h"
+/* discovery_listeners.c - the set of listeners a scan found, and address classification */
+#include "discovery_listeners.h"
 #include "array.h"
 
 #include <arpa/inet.h>

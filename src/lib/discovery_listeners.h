@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* listener.h - a TCP listening socket as discovered by a scan, and a scan's result set */
-#ifndef PH_LISTENER_H
-#define PH_LISTENER_H
+/* discovery_listeners.h - a TCP listening socket as discovered by a scan, and a scan's result set */
+#ifndef PH_DISCOVERY_LISTENERS_H
+#define PH_DISCOVERY_LISTENERS_H
 
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -52,4 +52,4 @@ void ph_addr_from_v4(struct in6_addr *out, struct in_addr v4);
 /* Format as dotted quad for v4-mapped, RFC 5952 otherwise. Return: @buf */
 const char *ph_addr_str(const struct in6_addr *a, char *buf, size_t len);
 
-#endif /* PH_LISTENER_H */
+#endif /* PH_DISCOVERY_LISTENERS_H */

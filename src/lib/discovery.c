@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* scanner.c - one call that lists every TCP listener: sock_diag, or /proc when it is missing
+/* discovery.c - one call that lists every TCP listener: sock_diag, or /proc when it is missing
  *
  * Theory of Operation
  *

@@ -1,34 +1,34 @@
 // SPDX-License-Identifier: MIT
-/* shards.c - extra relay threads: clients accepted by the port worker, relayed elsewhere
+/* relay_threads.c - extra relay threads: clients accepted by the port worker, relayed elsewhere
  *
  * Theory of Operation
  * ===================
- * The port worker (ports.c) owns discovery, the listeners and accepting.
+ * The port worker (accept.c) owns discovery, the listeners and accepting.
  * When it runs alone, each client it accepts is relayed on its own loop.
- * With relay threads ("shards") it deals the accepted clients round-robin
- * between itself and them: a client for shard k goes, with the service
- * socket reserved for it before accept() (so no shard ever runs out of
+ * With relay threads it deals the accepted clients round-robin
+ * between itself and them: a client for relay thread k goes, with the service
+ * socket reserved for it before accept() (so no relay thread ever runs out of
  * descriptors mid-way) and a reference on its port entry, into k's queue.
- * The queue is a mutex-protected pair of arrays (the shard swaps them and
+ * The queue is a mutex-protected pair of arrays (the relay thread swaps them and
  * starts a whole batch without the lock); the eventfd is written only
- * when the queue was empty, so a busy shard is not woken per client. The
- * shard starts the relays on its own loop with its own relay context
+ * when the queue was empty, so a busy relay thread is not woken per client. The
+ * relay thread starts the relays on its own loop with its own relay context
  * (scratch buffer, pipe pool): from then on nothing is shared but atomics.
  *
  * Why hand-off rather than every thread accepting: the listeners, their
  * pause on descriptor exhaustion, the connection limit and the quiesce
- * stay on one thread, unchanged, and a shard needs no knowledge of ports.
+ * stay on one thread, unchanged, and a relay thread needs no knowledge of ports.
  * The cost is one queue operation per client (and a wake-up when the
- * shard was idle); connect(), the expensive part on loopback, runs on the
- * shard, in parallel with the port worker's accepting.
+ * relay thread was idle); connect(), the expensive part on loopback, runs on the
+ * relay thread, in parallel with the port worker's accepting.
  *
  * Commands (stop, quiesce, resume) use the same lock: the port worker
- * posts one to each shard in turn and waits for its answer. A shard never
+ * posts one to each relay thread in turn and waits for its answer. A relay thread never
  * waits for the port worker, so this cannot deadlock. Queued clients are
  * started before a command runs, so a quiesce resets them like any relay
  * that existed before it.
  */
-#include "shards.h"
+#include "relay_threads.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -45,9 +45,9 @@
 #include "porthole.h"
 #include "array.h"
 
-enum shard_cmd { SH_NONE, SH_STOP, SH_QUIESCE, SH_RESUME };
+enum rt_cmd { RT_NONE, RT_STOP, RT_QUIESCE, RT_RESUME };
 
-/* A client on its way to a shard */
+/* A client on its way to a relay thread */
 struct handoff {
 	int client_fd;
 	int svc_fd;
@@ -57,7 +57,7 @@ struct handoff {
 };
 
 /**
- * struct ph_shard - one relay thread
+ * struct ph_relay_thread - one relay thread
  * @set:	its set
  * @thread:	the thread
  * @loop:	its loop
@@ -67,16 +67,16 @@ struct handoff {
  * @in:		queued clients
  * @n_in:	how many
  * @cap_in:	allocated
- * @out:	the shard's side of the double buffer: a batch taken from @in
+ * @out:	the relay thread's side of the double buffer: a batch taken from @in
  *		(swapped under @lock) is started from here, without the lock
  * @cap_out:	allocated
- * @cmd:	posted command, SH_NONE when none
- * @cmd_done:	the shard finished @cmd
+ * @cmd:	posted command, RT_NONE when none
+ * @cmd_done:	the relay thread finished @cmd
  * @cmd_result:	relays it reset
  * @quiesce_epoch: relays below this epoch existed at the last quiesce
  */
-struct ph_shard {
-	struct ph_shards *set;
+struct ph_relay_thread {
+	struct ph_relay_threads *set;
 	pthread_t thread;
 	struct ph_loop loop;
 	struct ph_relay_ctx relays;
@@ -86,13 +86,13 @@ struct ph_shard {
 	size_t n_in, cap_in;
 	struct handoff *out;
 	size_t cap_out;
-	enum shard_cmd cmd;
+	enum rt_cmd cmd;
 	bool cmd_done;
 	size_t cmd_result;
 	uint64_t quiesce_epoch;
 };
 
-static void handoff_drop(struct ph_shards *s, struct handoff *h)
+static void handoff_drop(struct ph_relay_threads *s, struct handoff *h)
 {
 	ph_sock_abort(h->client_fd);
 	close(h->svc_fd);
@@ -100,7 +100,7 @@ static void handoff_drop(struct ph_shards *s, struct handoff *h)
 	atomic_fetch_sub_explicit(&s->pending, 1, memory_order_relaxed);
 }
 
-static void start_queued(struct ph_shard *sh, struct handoff *q, size_t n)
+static void start_queued(struct ph_relay_thread *sh, struct handoff *q, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct handoff *h = &q[i];
@@ -112,13 +112,13 @@ static void start_queued(struct ph_shard *sh, struct handoff *q, size_t n)
 	}
 }
 
-/* On the shard: start what was queued, then run the posted command. */
-static void on_shard_wake(struct ph_loop *loop, void *arg)
+/* On the relay thread: start what was queued, then run the posted command. */
+static void on_thread_wake(struct ph_loop *loop, void *arg)
 {
-	struct ph_shard *sh = arg;
+	struct ph_relay_thread *sh = arg;
 	struct handoff *q;
 	size_t n, cap, result = 0;
-	enum shard_cmd cmd;
+	enum rt_cmd cmd;
 
 	/* swap the buffers: the port worker fills the empty one meanwhile */
 	pthread_mutex_lock(&sh->lock);
@@ -136,38 +136,38 @@ static void on_shard_wake(struct ph_loop *loop, void *arg)
 	start_queued(sh, q, n);
 
 	switch (cmd) {
-	case SH_NONE:
+	case RT_NONE:
 		return;
-	case SH_STOP:
+	case RT_STOP:
 		ph_loop_break(loop);
 		break;
-	case SH_QUIESCE:
+	case RT_QUIESCE:
 		sh->quiesce_epoch = ++sh->relays.epoch;
 		result = ph_relay_abort_all(&sh->relays, UINT64_MAX);
 		break;
-	case SH_RESUME:
+	case RT_RESUME:
 		result = ph_relay_abort_all(&sh->relays, sh->quiesce_epoch);
 		break;
 	}
 	pthread_mutex_lock(&sh->lock);
-	sh->cmd = SH_NONE;
+	sh->cmd = RT_NONE;
 	sh->cmd_result = result;
 	sh->cmd_done = true;
 	pthread_cond_broadcast(&sh->cond);
 	pthread_mutex_unlock(&sh->lock);
 }
 
-static void on_shard_relay_closed(struct ph_relay_ctx *ctx)
+static void on_thread_relay_closed(struct ph_relay_ctx *ctx)
 {
-	struct ph_shard *sh = ph_container_of(ctx, struct ph_shard, relays);
+	struct ph_relay_thread *sh = ph_container_of(ctx, struct ph_relay_thread, relays);
 
 	if (sh->set->on_closed)
 		sh->set->on_closed(sh->set->arg);
 }
 
-static void *shard_main(void *arg)
+static void *relay_thread_main(void *arg)
 {
-	struct ph_shard *sh = arg;
+	struct ph_relay_thread *sh = arg;
 	char name[16];
 	int ret;
 
@@ -191,8 +191,8 @@ static void *shard_main(void *arg)
 	return NULL;
 }
 
-/* Post @cmd to @sh and wait for it. Return: the shard's result */
-static size_t shard_cmd(struct ph_shard *sh, enum shard_cmd cmd)
+/* Post @cmd to @sh and wait for it. Return: the relay thread's result */
+static size_t rt_cmd(struct ph_relay_thread *sh, enum rt_cmd cmd)
 {
 	size_t result;
 
@@ -220,13 +220,13 @@ size_t ph_relay_thread_count(const struct ph_config *cfg)
 	return n < 1 ? 1 : n > PH_RELAY_THREADS_AUTO ? PH_RELAY_THREADS_AUTO : (size_t)n;
 }
 
-static void shard_destroy(struct ph_shard *sh)
+static void relay_thread_destroy(struct ph_relay_thread *sh)
 {
 	pthread_cond_destroy(&sh->cond);
 	pthread_mutex_destroy(&sh->lock);
 }
 
-int ph_shards_start(struct ph_shards *s, size_t n, const struct ph_config *cfg,
+int ph_relay_threads_start(struct ph_relay_threads *s, size_t n, const struct ph_config *cfg,
 		    struct ph_stats *stats)
 {
 	size_t i;
@@ -236,19 +236,19 @@ int ph_shards_start(struct ph_shards *s, size_t n, const struct ph_config *cfg,
 	if (!s->v)
 		return -ENOMEM;
 	for (i = 0; i < n; i++) {
-		struct ph_shard *sh = &s->v[i];
+		struct ph_relay_thread *sh = &s->v[i];
 
 		sh->set = s;
 		pthread_mutex_init(&sh->lock, NULL);
 		pthread_cond_init(&sh->cond, NULL);
-		ret = ph_loop_init(&sh->loop, on_shard_wake, sh);
+		ret = ph_loop_init(&sh->loop, on_thread_wake, sh);
 		if (ret)
 			goto fail_sync;
 		ret = ph_relay_ctx_init(&sh->relays, &sh->loop, cfg, stats);
 		if (ret)
 			goto fail_loop;
-		sh->relays.on_closed = on_shard_relay_closed;
-		ret = ph_loop_thread_start(&sh->thread, shard_main, sh);
+		sh->relays.on_closed = on_thread_relay_closed;
+		ret = ph_loop_thread_start(&sh->thread, relay_thread_main, sh);
 		if (ret)
 			goto fail_relays;
 		s->n = i + 1;
@@ -260,17 +260,17 @@ fail_relays:
 fail_loop:
 	ph_loop_fini(&s->v[i].loop);
 fail_sync:
-	shard_destroy(&s->v[i]);
-	ph_shards_stop(s);
+	relay_thread_destroy(&s->v[i]);
+	ph_relay_threads_stop(s);
 	return ret;
 }
 
-void ph_shards_stop(struct ph_shards *s)
+void ph_relay_threads_stop(struct ph_relay_threads *s)
 {
 	for (size_t i = 0; i < s->n; i++) {
-		shard_cmd(&s->v[i], SH_STOP);
+		rt_cmd(&s->v[i], RT_STOP);
 		pthread_join(s->v[i].thread, NULL);
-		shard_destroy(&s->v[i]);
+		relay_thread_destroy(&s->v[i]);
 	}
 	free(s->v);
 	s->v = NULL;
@@ -278,7 +278,7 @@ void ph_shards_stop(struct ph_shards *s)
 	s->next = 0;
 }
 
-struct ph_shard *ph_shards_pick(struct ph_shards *s)
+struct ph_relay_thread *ph_relay_threads_pick(struct ph_relay_threads *s)
 {
 	size_t i;
 
@@ -289,7 +289,7 @@ struct ph_shard *ph_shards_pick(struct ph_shards *s)
 	return i ? &s->v[i - 1] : NULL;
 }
 
-void ph_shards_handoff(struct ph_shards *s, struct ph_shard *sh, int client_fd, int svc_fd,
+void ph_relay_threads_handoff(struct ph_relay_threads *s, struct ph_relay_thread *sh, int client_fd, int svc_fd,
 		       const struct sockaddr *target, socklen_t tlen, struct ph_relay_owner *owner)
 {
 	struct handoff h = {
@@ -313,20 +313,20 @@ void ph_shards_handoff(struct ph_shards *s, struct ph_shard *sh, int client_fd, 
 		ph_loop_wake(&sh->loop);
 }
 
-size_t ph_shards_quiesce(struct ph_shards *s)
+size_t ph_relay_threads_quiesce(struct ph_relay_threads *s)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < s->n; i++)
-		n += shard_cmd(&s->v[i], SH_QUIESCE);
+		n += rt_cmd(&s->v[i], RT_QUIESCE);
 	return n;
 }
 
-size_t ph_shards_resume(struct ph_shards *s)
+size_t ph_relay_threads_resume(struct ph_relay_threads *s)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < s->n; i++)
-		n += shard_cmd(&s->v[i], SH_RESUME);
+		n += rt_cmd(&s->v[i], RT_RESUME);
 	return n;
 }

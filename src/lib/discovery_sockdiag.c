@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* sockdiag.c - enumerate TCP listeners of this netns through NETLINK_SOCK_DIAG
+/* discovery_sockdiag.c - enumerate TCP listeners of this netns through NETLINK_SOCK_DIAG
  *
  * Theory of Operation
  *

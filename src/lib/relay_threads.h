@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* shards.h - extra relay threads: clients accepted by the port worker, relayed elsewhere */
-#ifndef PH_SHARDS_H
-#define PH_SHARDS_H
+/* relay_threads.h - extra relay threads: clients accepted by the port worker, relayed elsewhere */
+#ifndef PH_RELAY_THREADS_H
+#define PH_RELAY_THREADS_H
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -12,10 +12,10 @@
 
 struct ph_config;
 struct ph_stats;
-struct ph_shard;
+struct ph_relay_thread;
 
 /**
- * struct ph_shards - the relay threads of one port worker besides itself
+ * struct ph_relay_threads - the relay threads of one port worker besides itself
  * @v:		the threads
  * @n:		how many (0: the port worker relays everything)
  * @next:	round-robin position, 0 being the port worker itself
@@ -26,8 +26,8 @@ struct ph_shard;
  *
  * Zero-initialised: no threads, everything relays on the port worker.
  */
-struct ph_shards {
-	struct ph_shard *v;
+struct ph_relay_threads {
+	struct ph_relay_thread *v;
 	size_t n;
 	size_t next;
 	_Atomic uint64_t pending;
@@ -47,33 +47,33 @@ struct ph_shards {
 size_t ph_relay_thread_count(const struct ph_config *cfg);
 
 /**
- * ph_shards_start() - start @n relay threads
+ * ph_relay_threads_start() - start @n relay threads
  * @s:		zeroed set, @on_closed and @arg filled in (may be NULL)
  * @n:		threads to start besides the port worker
  * @cfg:	relay settings (outlives the threads)
  * @stats:	counters shared with the port worker
  * Return: 0, or -errno with nothing started
  */
-int ph_shards_start(struct ph_shards *s, size_t n, const struct ph_config *cfg,
+int ph_relay_threads_start(struct ph_relay_threads *s, size_t n, const struct ph_config *cfg,
 		    struct ph_stats *stats);
 
 /**
- * ph_shards_stop() - reset every relay of every thread and join them
+ * ph_relay_threads_stop() - reset every relay of every thread and join them
  * @s:		set; zeroed again afterwards
  */
-void ph_shards_stop(struct ph_shards *s);
+void ph_relay_threads_stop(struct ph_relay_threads *s);
 
 /**
- * ph_shards_pick() - which thread relays the next client
+ * ph_relay_threads_pick() - which thread relays the next client
  * @s:		set
  * Return: NULL for the port worker itself, else a relay thread
  */
-struct ph_shard *ph_shards_pick(struct ph_shards *s);
+struct ph_relay_thread *ph_relay_threads_pick(struct ph_relay_threads *s);
 
 /**
- * ph_shards_handoff() - give an accepted client to relay thread @sh
+ * ph_relay_threads_handoff() - give an accepted client to relay thread @sh
  * @s:		set
- * @sh:		from ph_shards_pick()
+ * @sh:		from ph_relay_threads_pick()
  * @client_fd:	accepted client socket
  * @svc_fd:	its service socket, from ph_relay_take_spare()
  * @target:	service address (owned by @owner, which outlives the relay)
@@ -82,21 +82,21 @@ struct ph_shard *ph_shards_pick(struct ph_shards *s);
  * Both descriptors are always consumed; the thread is woken only when its
  * queue was empty.
  */
-void ph_shards_handoff(struct ph_shards *s, struct ph_shard *sh, int client_fd, int svc_fd,
+void ph_relay_threads_handoff(struct ph_relay_threads *s, struct ph_relay_thread *sh, int client_fd, int svc_fd,
 		       const struct sockaddr *target, socklen_t tlen, struct ph_relay_owner *owner);
 
 /**
- * ph_shards_quiesce() - every thread resets all its relays and queued clients
+ * ph_relay_threads_quiesce() - every thread resets all its relays and queued clients
  * @s:		set
  * Waits for each thread. Return: relays reset
  */
-size_t ph_shards_quiesce(struct ph_shards *s);
+size_t ph_relay_threads_quiesce(struct ph_relay_threads *s);
 
 /**
- * ph_shards_resume() - every thread resets relays older than its quiesce
+ * ph_relay_threads_resume() - every thread resets relays older than its quiesce
  * @s:		set
  * Return: relays reset
  */
-size_t ph_shards_resume(struct ph_shards *s);
+size_t ph_relay_threads_resume(struct ph_relay_threads *s);
 
-#endif /* PH_SHARDS_H */
+#endif /* PH_RELAY_THREADS_H */

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* proctcp.c - fallback listener discovery: parse /proc/net/tcp and /proc/net/tcp6
+/* discovery_proc.c - fallback listener discovery: parse /proc/net/tcp and /proc/net/tcp6
  *
  * Theory of Operation
  *

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+/* accept.c - from the external listeners to relays: limits, back-off, dealing clients out
+ *
+ * Theory of Operation
+ * ===================
+ * Each FORWARDED port's external listener is watched by the worker loop.
+ * When it is readable, up to PH_ACCEPT_BATCH clients are accepted, each one
+ * only after everything its relay needs exists (ph_relay_reserve(): the
+ * service socket is made before accept()), so running out of descriptors
+ * leaves the client queued in the kernel backlog instead of accepting it
+ * and dropping it. The client is then relayed on this loop or handed,
+ * round-robin, to one of the relay threads (relay_threads.h), with a
+ * reference on its port entry.
+ *
+ * Accepting stops, by taking every listener out of the epoll set, while:
+ *  - the daemon is quiesced for a snapshot;
+ *  - max_connections relays are open (counting clients on their way to a
+ *    relay thread); a relay closing on any thread wakes the worker to look
+ *    again;
+ *  - descriptors or memory ran out: ph_accept_backoff() rests for
+ *    PH_ACCEPT_PAUSE_MS, never a busy loop.
+ * Meanwhile the kernel backlog holds the clients.
+ *
+ * The back-off rule itself (ph_accept_exhausted, ph_accept_backoff) is also
+ * the control API's (http.c): one rule for both accept loops.
+ */
+#include "ports_internal.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+
+/* ---- the back-off rule, shared with the control API ---------------------- */
+
+bool ph_accept_exhausted(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+void ph_accept_backoff(struct ph_loop *loop, struct ph_accept_backoff *b, int err,
+		       const char *what, unsigned port, ph_timer_fn resume)
+{
+	if (ph_ratelimit_ok(&b->rl, loop->now_ms, SCAN_ERR_BURST, SCAN_ERR_WINDOW_MS)) {
+		if (what)
+			ph_warn("accept paused", PH_FERR(err), PH_FS("listener", what),
+				PH_FU("pause_ms", PH_ACCEPT_PAUSE_MS),
+				PH_FU("suppressed", b->rl.suppressed));
+		else
+			ph_warn("accept paused", PH_FERR(err), PH_FU("port", port),
+				PH_FU("pause_ms", PH_ACCEPT_PAUSE_MS),
+				PH_FU("suppressed", b->rl.suppressed));
+	}
+	ph_timer_arm(loop, &b->timer, loop->now_ms + PH_ACCEPT_PAUSE_MS, resume);
+}
+
+/* ---- the port worker's accepting ----------------------------------------- */
+
+static bool should_accept(struct cycle *c)
+{
+	/* open relays on every thread, and clients on their way to one */
+	uint64_t open = atomic_load_explicit(&c->p->stats.conns_active, memory_order_relaxed) +
+			atomic_load_explicit(&c->threads.pending, memory_order_relaxed);
+
+	return !c->quiesced && !c->accept_paused && open < c->p->cfg.max_connections;
+}
+
+/* Register or unregister every listener for input, to match should_accept(). */
+void accept_update(struct cycle *c)
+{
+	bool want = should_accept(c);
+
+	atomic_store_explicit(&c->limit_wait, !want, memory_order_relaxed);
+	if (want == c->accepting)
+		return;
+	c->accepting = want;
+	for (size_t i = 0; i < c->n_entries; i++) {
+		struct port_entry *e = c->entries[i];
+
+		if (e->lfd >= 0)
+			ph_loop_mod(&c->loop, &e->io, want ? EPOLLIN : 0);
+	}
+}
+
+static void on_accept_resume(struct ph_loop *loop, struct ph_timer *t)
+{
+	struct cycle *c = ph_container_of(t, struct cycle, accept_backoff.timer);
+
+	(void)loop;
+	c->accept_paused = false;
+	accept_update(c);
+}
+
+void accept_on_relay_closed(struct ph_relay_ctx *ctx)
+{
+	accept_update(ph_container_of(ctx, struct cycle, relays));
+}
+
+/* On a relay thread: a relay closed. Only a worker that stopped accepting
+ * needs to hear of it (the wake runs accept_update() there). */
+void accept_on_thread_relay_closed(void *arg)
+{
+	struct cycle *c = arg;
+
+	if (atomic_load_explicit(&c->limit_wait, memory_order_relaxed))
+		ph_loop_wake(&c->loop);
+}
+
+/* Out of descriptors or memory: clients stay queued in the backlog; try again
+ * shortly instead of spinning on a listener that stays readable. */
+static void pause_accepting(struct cycle *c, const struct port_entry *e, int err)
+{
+	atomic_fetch_add_explicit(&c->p->stats.accept_pauses, 1, memory_order_relaxed);
+	c->accept_paused = true;
+	ph_accept_backoff(&c->loop, &c->accept_backoff, err, NULL, e->d.port, on_accept_resume);
+}
+
+void accept_on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events)
+{
+	struct port_entry *e = ph_container_of(io, struct port_entry, io);
+	struct cycle *c = e->cycle;
+	struct ph_relay_thread *sh;
+
+	(void)loop;
+	(void)events;
+	for (int i = 0; i < PH_ACCEPT_BATCH && should_accept(c); i++) {
+		/* Everything the relay needs exists before the client is
+		 * accepted, so running out of descriptors leaves it queued. */
+		int ret = ph_relay_reserve(&c->relays, e->target.ss_family), fd;
+
+		if (ret) {
+			pause_accepting(c, e, -ret);
+			break;
+		}
+		fd = accept4(e->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (ph_accept_exhausted(errno))
+				pause_accepting(c, e, errno);
+			break;	/* EAGAIN, ECONNABORTED, ...: next readiness */
+		}
+		sh = ph_relay_threads_pick(&c->threads);
+		if (sh)
+			ph_relay_threads_handoff(&c->threads, sh, fd,
+					  ph_relay_take_spare(&c->relays, e->target.ss_family),
+					  (struct sockaddr *)&e->target, e->tlen, &e->owner);
+		else
+			ph_relay_start(&c->relays, fd, (struct sockaddr *)&e->target, e->tlen,
+				       &e->owner);
+	}
+	accept_update(c);
+}

@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: MIT
+/* lifecycle.c - the port worker's cycle, its commands, and the public ph_ports_* API
+ *
+ * Theory of Operation
+ * ===================
+ * Discovery -> rules -> exposure -> accept -> relay, driven by one worker
+ * thread with one event loop (which relays too, alongside the relay threads
+ * of relay_threads.c). Every scan_interval_ms a timer scans the namespace's
+ * TCP listeners and applies the result (exposure.c); the external listeners
+ * accept and hand clients to relays (accept.c, relay.c), which connect to
+ * the service's loopback address and move bytes both ways (small messages
+ * copied, bulk transfers spliced).
+ *
+ * Lifecycle: struct ph_ports lives as long as its owner; each start builds
+ * a fresh struct cycle (loop, scanner, table, relays, threads) and each stop
+ * tears the whole cycle down on the worker thread before the thread is
+ * joined, so a stop returns with nothing of that cycle left. life_lock
+ * serialises the lifecycle calls; the worker never takes it, so callers may
+ * wait for the worker while holding it.
+ *
+ * Commands (quiesce, resume, stop) are posted to the worker through a
+ * mailbox and an eventfd wake; the caller waits for the worker's answer.
+ *
+ * Quiesce (before a VM snapshot): reset every relay, on this loop and on
+ * every relay thread (waiting for each), stop scanning and stop accepting,
+ * but keep the external listeners bound, so that after a restore the kernel
+ * queues new clients at once. Resume: reset relays that existed at quiesce
+ * time (the epoch tells), rescan now, accept what queued.
+ *
+ * Per-port connection counts and all statistics are atomics.
+ */
+#include "ports_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+const unsigned ph_scan_hist_bounds_us[PH_SCAN_HIST_BUCKETS] = {
+	10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000, 250000,
+};
+
+/* The defaults of the fields a zeroed configuration leaves at 0 */
+static void config_fill_defaults(struct ph_config *cfg)
+{
+	if (!cfg->scan_interval_ms)
+		cfg->scan_interval_ms = PH_DEFAULT_SCAN_INTERVAL_MS;
+	if (!cfg->max_connections)
+		cfg->max_connections = PH_DEFAULT_MAX_CONNECTIONS;
+	if (!cfg->backlog)
+		cfg->backlog = PH_DEFAULT_BACKLOG;
+}
+
+void ph_config_defaults(struct ph_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	config_fill_defaults(cfg);
+	cfg->relay_threads = 1;
+	cfg->keepalive = (struct ph_keepalive){ .idle_s = 30, .interval_s = 10, .count = 3 };
+}
+
+static void on_scan_timer(struct ph_loop *loop, struct ph_timer *t)
+{
+	struct cycle *c = ph_container_of(t, struct cycle, scan_timer);
+
+	if (c->quiesced)
+		return;
+	exposure_scan(c);
+	ph_timer_arm(loop, t, ph_now_ms() + c->p->cfg.scan_interval_ms, on_scan_timer);
+}
+
+/* ---- commands ------------------------------------------------------------- */
+
+static int do_quiesce(struct cycle *c)
+{
+	size_t n;
+
+	if (c->quiesced)
+		return 0;
+	c->quiesced = true;
+	ph_timer_cancel(&c->loop, &c->scan_timer);
+	accept_update(c);
+	/* relays tagged with an older epoch existed before the freeze */
+	c->quiesce_epoch = ++c->relays.epoch;
+	n = ph_relay_abort_all(&c->relays, UINT64_MAX);
+	n += ph_relay_threads_quiesce(&c->threads);
+	atomic_store(&c->p->quiesced, true);
+	ph_info("quiesced for snapshot", PH_FU("connections_reset", n));
+	return 0;
+}
+
+static int do_resume(struct cycle *c)
+{
+	size_t n;
+
+	if (!c->quiesced)
+		return 0;
+	n = ph_relay_abort_all(&c->relays, c->quiesce_epoch);
+	n += ph_relay_threads_resume(&c->threads);
+	c->quiesced = false;
+	atomic_store(&c->p->quiesced, false);
+	exposure_scan(c);
+	accept_update(c);
+	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->p->cfg.scan_interval_ms,
+		     on_scan_timer);
+	ph_info("resumed", PH_FU("stale_connections_reset", n));
+	return 1;
+}
+
+static void on_wake(struct ph_loop *loop, void *arg)
+{
+	struct cycle *c = arg;
+	struct ph_ports *p = c->p;
+	enum cmd cmd;
+	int ret = 0;
+
+	pthread_mutex_lock(&p->cmd_lock);
+	cmd = p->cmd;
+	p->cmd = CMD_NONE;
+	pthread_mutex_unlock(&p->cmd_lock);
+
+	switch (cmd) {
+	case CMD_NONE:
+		/* a relay thread freed room under the connection limit */
+		accept_update(c);
+		return;
+	case CMD_STOP:
+		ph_loop_break(loop);
+		break;
+	case CMD_QUIESCE:
+		ret = do_quiesce(c);
+		break;
+	case CMD_RESUME:
+		ret = do_resume(c);
+		break;
+	}
+	pthread_mutex_lock(&p->cmd_lock);
+	p->cmd_result = ret;
+	p->cmd_done = true;
+	pthread_cond_broadcast(&p->cmd_cond);
+	pthread_mutex_unlock(&p->cmd_lock);
+}
+
+/* Post @cmd to the worker and wait for its answer. Caller holds life_lock. */
+static int send_cmd(struct ph_ports *p, enum cmd cmd)
+{
+	int ret;
+
+	pthread_mutex_lock(&p->cmd_lock);
+	p->cmd = cmd;
+	p->cmd_done = false;
+	ph_loop_wake(&p->cycle->loop);
+	while (!p->cmd_done)
+		pthread_cond_wait(&p->cmd_cond, &p->cmd_lock);
+	ret = p->cmd_result;
+	pthread_mutex_unlock(&p->cmd_lock);
+	return ret;
+}
+
+/* ---- cycle ---------------------------------------------------------------- */
+
+/* Release everything of a cycle. Runs on the worker thread (or the caller when
+ * the thread never started). */
+static void cycle_teardown(struct cycle *c)
+{
+	struct ph_ports *p = c->p;
+
+	ph_relay_threads_stop(&c->threads);	/* their relays hold entry references */
+	ph_relay_ctx_fini(&c->relays);
+	pthread_mutex_lock(&p->table_lock);
+	for (size_t i = 0; i < c->n_entries; i++)
+		port_entry_destroy(c, c->entries[i]);
+	free(c->entries);
+	c->entries = NULL;
+	c->n_entries = 0;
+	pthread_mutex_unlock(&p->table_lock);
+	ph_timer_cancel(&c->loop, &c->scan_timer);
+	ph_timer_cancel(&c->loop, &c->accept_backoff.timer);
+	ph_scanner_fini(&c->scanner);
+	ph_scan_free(&c->scan);
+	free(c->decisions);
+	free(c->own);
+	ph_loop_fini(&c->loop);
+}
+
+static void *worker(void *arg)
+{
+	struct cycle *c = arg;
+	int ret;
+
+	pthread_setname_np(pthread_self(), "ph-ports");
+	exposure_scan(c);
+	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->p->cfg.scan_interval_ms,
+		     on_scan_timer);
+	ret = ph_loop_run(&c->loop);
+	if (ret)
+		ph_error("port worker loop failed", PH_FERR(ret));
+	cycle_teardown(c);	/* the stopper joins us: then nothing is left */
+	return NULL;
+}
+
+static int cycle_start(struct ph_ports *p)
+{
+	struct cycle *c;
+	int ret;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->p = p;
+	c->external = p->cfg.external;
+	c->external_known = p->cfg.external.s_addr != 0;
+	c->accepting = true;
+	ret = ph_loop_init(&c->loop, on_wake, c);
+	if (ret)
+		goto fail_free;
+	ret = ph_scanner_init(&c->scanner, p->cfg.force_proc);
+	if (ret)
+		goto fail_loop;
+	ret = ph_relay_ctx_init(&c->relays, &c->loop, &p->cfg, &p->stats);
+	if (ret)
+		goto fail_relays;
+	c->relays.on_closed = accept_on_relay_closed;
+	c->threads.on_closed = accept_on_thread_relay_closed;
+	c->threads.arg = c;
+	ret = ph_relay_threads_start(&c->threads, ph_relay_thread_count(&p->cfg) - 1, &p->cfg, &p->stats);
+	if (ret)
+		goto fail_relays;
+	ph_info("port subsystem starting", PH_FS("discovery", ph_scanner_method(&c->scanner)),
+		PH_FS("relay", p->cfg.force_copy ? "copy" : "copy+splice"),
+		PH_FU("relay_threads", c->threads.n + 1));
+
+	ret = ph_loop_thread_start(&c->thread, worker, c);
+	if (ret)
+		goto fail_threads;
+	p->cycle = c;
+	atomic_store(&p->quiesced, false);
+	return 0;
+
+fail_threads:
+	ph_relay_threads_stop(&c->threads);
+fail_relays:
+	ph_relay_ctx_fini(&c->relays);
+	ph_scanner_fini(&c->scanner);
+fail_loop:
+	ph_loop_fini(&c->loop);
+fail_free:
+	free(c);
+	return ret;
+}
+
+static void cycle_stop(struct ph_ports *p)
+{
+	struct cycle *c = p->cycle;
+
+	send_cmd(p, CMD_STOP);
+	pthread_join(c->thread, NULL);
+	p->cycle = NULL;
+	atomic_store(&p->quiesced, false);
+	free(c);
+}
+
+/* ---- public API ------------------------------------------------------------- */
+
+struct ph_ports *ph_ports_new(const struct ph_config *cfg)
+{
+	struct ph_ports *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->cfg = *cfg;
+	config_fill_defaults(&p->cfg);
+	p->bus = ph_bus_new();
+	if (!p->bus) {
+		free(p);
+		errno = ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_init(&p->life_lock, NULL);
+	pthread_mutex_init(&p->table_lock, NULL);
+	pthread_mutex_init(&p->own_lock, NULL);
+	pthread_mutex_init(&p->cmd_lock, NULL);
+	pthread_cond_init(&p->cmd_cond, NULL);
+	return p;
+}
+
+void ph_ports_free(struct ph_ports *p)
+{
+	if (!p)
+		return;
+	ph_ports_stop(p);
+	ph_bus_free(p->bus);
+	pthread_cond_destroy(&p->cmd_cond);
+	pthread_mutex_destroy(&p->cmd_lock);
+	pthread_mutex_destroy(&p->own_lock);
+	pthread_mutex_destroy(&p->table_lock);
+	pthread_mutex_destroy(&p->life_lock);
+	free(p);
+}
+
+int ph_ports_start(struct ph_ports *p)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&p->life_lock);
+	if (!p->cycle)
+		ret = cycle_start(p);
+	pthread_mutex_unlock(&p->life_lock);
+	return ret;
+}
+
+int ph_ports_stop(struct ph_ports *p)
+{
+	pthread_mutex_lock(&p->life_lock);
+	if (p->cycle)
+		cycle_stop(p);
+	pthread_mutex_unlock(&p->life_lock);
+	return 0;
+}
+
+int ph_ports_restart(struct ph_ports *p)
+{
+	int ret;
+
+	pthread_mutex_lock(&p->life_lock);
+	if (p->cycle)
+		cycle_stop(p);
+	ret = cycle_start(p);
+	pthread_mutex_unlock(&p->life_lock);
+	return ret;
+}
+
+bool ph_ports_running(struct ph_ports *p)
+{
+	bool running;
+
+	pthread_mutex_lock(&p->life_lock);
+	running = p->cycle != NULL;
+	pthread_mutex_unlock(&p->life_lock);
+	return running;
+}
+
+int ph_ports_quiesce(struct ph_ports *p)
+{
+	int ret = -ESRCH;
+
+	pthread_mutex_lock(&p->life_lock);
+	if (p->cycle)
+		ret = send_cmd(p, CMD_QUIESCE);
+	pthread_mutex_unlock(&p->life_lock);
+	return ret;
+}
+
+int ph_ports_resume(struct ph_ports *p)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&p->life_lock);
+	if (p->cycle)
+		ret = send_cmd(p, CMD_RESUME);
+	pthread_mutex_unlock(&p->life_lock);
+	return ret;
+}
+
+bool ph_ports_quiesced(struct ph_ports *p)
+{
+	return atomic_load(&p->quiesced);
+}
+
+int ph_ports_list(struct ph_ports *p, struct ph_port_list *out)
+{
+	struct cycle *c;
+	int ret = 0;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&p->life_lock);
+	c = p->cycle;
+	if (!c)
+		goto out;
+	pthread_mutex_lock(&p->table_lock);
+	if (c->external_known)
+		inet_ntop(AF_INET, &c->external, out->external, sizeof(out->external));
+	if (c->n_entries) {
+		out->ports = calloc(c->n_entries, sizeof(*out->ports));
+		if (!out->ports)
+			ret = -ENOMEM;
+		else
+			out->n = c->n_entries;
+	}
+	for (size_t i = 0; i < out->n; i++)
+		port_entry_info(c->entries[i], &out->ports[i]);
+	pthread_mutex_unlock(&p->table_lock);
+out:
+	pthread_mutex_unlock(&p->life_lock);
+	return ret;
+}
+
+void ph_port_list_free(struct ph_port_list *l)
+{
+	free(l->ports);
+	l->ports = NULL;
+	l->n = 0;
+}
+
+struct ph_bus *ph_ports_bus(struct ph_ports *p)
+{
+	return p->bus;
+}
+
+struct ph_stats *ph_ports_stats(struct ph_ports *p)
+{
+	return &p->stats;
+}
+
+int ph_ports_add_own_inode(struct ph_ports *p, uint64_t inode)
+{
+	int ret = 0;
+
+	if (!inode)
+		return -EINVAL;
+	pthread_mutex_lock(&p->own_lock);
+	if (p->n_own < PH_MAX_OWN_INODES)
+		p->own[p->n_own++] = inode;
+	else
+		ret = -ENOSPC;
+	pthread_mutex_unlock(&p->own_lock);
+	return ret;
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/* ports_internal.h - state shared by the port worker's files (exposure, accept, lifecycle)
+ *
+ * The port subsystem is one worker thread with one event loop, split by the
+ * stage of the pipeline each file serves:
+ *
+ *   exposure.c   a scan's decisions -> the port table: bind EXTERNAL:port,
+ *                enter and leave states, publish events
+ *   accept.c     external listeners -> relays: the connection limit, the
+ *                pause on descriptor exhaustion, dealing clients to threads
+ *   lifecycle.c  start/stop of a cycle, the command mailbox (quiesce,
+ *                resume, stop), the scan timer, and the public ph_ports_* API
+ *
+ * Everything declared here runs on the worker thread unless it says
+ * otherwise; nothing here is part of the library's public interface.
+ */
+#ifndef PH_PORTS_INTERNAL_H
+#define PH_PORTS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "accept.h"
+#include "discovery.h"
+#include "log.h"
+#include "loop.h"
+#include "porthole.h"
+#include "relay.h"
+#include "relay_threads.h"
+#include "rules.h"
+
+/* failed scans and accept pauses: at most this many warnings per window */
+#define SCAN_ERR_BURST		3
+#define SCAN_ERR_WINDOW_MS	60000
+
+/* commands posted to the worker (lifecycle.c) */
+enum cmd { CMD_NONE, CMD_STOP, CMD_QUIESCE, CMD_RESUME };
+
+/**
+ * struct port_entry - one row of the port table
+ * @owner:	relay accounting (connections on this port); embedded first
+ * @d:		the decision it reflects
+ * @state:	FORWARDED, CONFLICT, EXCLUDED or PUBLIC
+ * @lfd:	external listener (FORWARDED only), else -1
+ * @linode:	its inode, reported to the rules as the daemon's own
+ * @io:		its loop registration
+ * @target:	connect address of the service
+ * @since_ms:	wall clock when @state was entered
+ * @error:	bind error for CONFLICT
+ * @cycle:	back pointer
+ */
+struct port_entry {
+	struct ph_relay_owner owner;
+	struct ph_decision d;
+	enum ph_port_state state;
+	int lfd;
+	uint64_t linode;
+	struct ph_io io;
+	struct sockaddr_storage target;
+	socklen_t tlen;
+	int64_t since_ms;
+	char error[64];
+	struct cycle *cycle;
+};
+
+/**
+ * struct cycle - everything one start..stop owns
+ */
+struct cycle {
+	struct ph_ports *p;
+	pthread_t thread;
+	struct ph_loop loop;
+	struct ph_scanner scanner;
+	struct ph_scan scan;
+	struct ph_relay_ctx relays;
+	struct ph_relay_threads threads;	/* relay threads besides this one */
+	struct ph_timer scan_timer;
+	struct ph_accept_backoff accept_backoff;	/* out of descriptors */
+
+	/* table: sorted by port; entries[i]->d.port ascending */
+	struct port_entry **entries;
+	size_t n_entries;
+	struct ph_decision *decisions;
+	size_t n_decisions;
+
+	/* built during an apply: the next table */
+	struct port_entry **next;
+	size_t n_next;
+
+	uint64_t *own;		/* scratch: own inodes for the rules */
+	size_t cap_own;
+
+	struct in_addr external;
+	bool external_known;
+	bool external_warned;
+	bool quiesced;
+	bool accept_paused;	/* fd exhaustion back-off */
+	bool accepting;		/* listeners registered for EPOLLIN */
+	_Atomic bool limit_wait;	/* not accepting: relay threads' closes wake us */
+	uint64_t quiesce_epoch;
+	struct ph_ratelimit scan_rl;
+};
+
+struct ph_ports {
+	struct ph_config cfg;
+	pthread_mutex_t life_lock;	/* lifecycle calls, one at a time */
+	pthread_mutex_t table_lock;	/* cycle's table vs readers */
+	pthread_mutex_t own_lock;	/* own inodes added at run time */
+	pthread_mutex_t cmd_lock;	/* mailbox */
+	pthread_cond_t cmd_cond;
+	enum cmd cmd;
+	int cmd_result;
+	bool cmd_done;
+	uint64_t own[PH_MAX_OWN_INODES];
+	size_t n_own;
+	struct cycle *cycle;		/* NULL when stopped; changed under life_lock */
+	_Atomic bool quiesced;
+	struct ph_bus *bus;
+	struct ph_stats stats;
+};
+
+
+/* ---- exposure.c ---------------------------------------------------------- */
+
+/** port_entry_info() - the public view of @e (caller holds table_lock or is the worker) */
+void port_entry_info(const struct port_entry *e, struct ph_port_info *info);
+
+/**
+ * port_entry_destroy() - take @e out of service: close its listener, drop
+ * the table's reference (relays still open on it, on any thread, keep it alive)
+ */
+void port_entry_destroy(struct cycle *c, struct port_entry *e);
+
+/**
+ * exposure_scan() - scan now and apply the result to the port table
+ * @c:		cycle
+ *
+ * A failed scan changes nothing (the previous table stands) and is counted
+ * and logged, rate-limited.
+ */
+void exposure_scan(struct cycle *c);
+
+/* ---- accept.c ------------------------------------------------------------ */
+
+/**
+ * accept_update() - watch every external listener for input, or none,
+ * as the limit, the quiesce state and the descriptor back-off allow
+ */
+void accept_update(struct cycle *c);
+
+/* ph_io_fn of an external listener (struct port_entry.io) */
+void accept_on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events);
+
+/* struct ph_relay_ctx.on_closed of the worker's own relays */
+void accept_on_relay_closed(struct ph_relay_ctx *ctx);
+
+/* struct ph_relay_threads.on_closed: runs on a relay thread */
+void accept_on_thread_relay_closed(void *arg);
+
+#endif /* PH_PORTS_INTERNAL_H */
