@@ -42,7 +42,7 @@
 #include <unistd.h>
 
 #include "discovery.h"
-#include "listener.h"
+#include "discovery_listeners.h"
 
 /* Connections per holder process (and per listening port): 2 fds each
  * stay under a 20,000 RLIMIT_NOFILE hard limit, and the count stays clear
