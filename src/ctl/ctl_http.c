@@ -21,6 +21,7 @@
  */
 #include "ctl_http.h"
 #include "loop.h"
+#include "parse.h"
 #include "array.h"
 
 #include <ctype.h>
@@ -258,11 +259,10 @@ static int parse_chunk_size(const char *s, uint64_t *out)
 	uint64_t n = 0;
 	const char *p = s;
 
-	for (; isxdigit((unsigned char)*p); p++) {
+	for (int d; (d = ph_hexval(*p)) >= 0; p++) {
 		if (n >> 60)
 			return -EPROTO;
-		n = n * 16 + (uint64_t)(isdigit((unsigned char)*p) ? *p - '0' :
-					tolower((unsigned char)*p) - 'a' + 10);
+		n = n * 16 + (uint64_t)d;
 	}
 	if (p == s)
 		return -EPROTO;
@@ -274,6 +274,37 @@ static int parse_chunk_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/*
+ * One byte of the response head. At its end ("\n\n" or "\n\r\n") the head is
+ * parsed and the body begins; an interim (1xx) response starts over.
+ * Return: 0 or -errno
+ */
+static int head_byte(struct ph_ctl_http_resp *r, char c)
+{
+	int ret;
+
+	if (r->head_len + 1 >= sizeof(r->head))
+		return -EMSGSIZE;
+	if (c == '\0')
+		return -EPROTO;
+	r->head[r->head_len++] = c;
+	if (c != '\n')
+		return 0;
+	if (r->head_len == 1)
+		return -EPROTO;	/* empty line before the status line */
+	if (r->head[r->head_len - 2] != '\n' &&
+	    !(r->head_len >= 3 && r->head[r->head_len - 2] == '\r' &&
+	      r->head[r->head_len - 3] == '\n'))
+		return 0;
+	ret = parse_head(r);
+	if (ret)
+		return ret;
+	ret = begin_body(r);
+	if (ret == 1)	/* interim: start over, keep the body consumer */
+		ph_ctl_http_resp_init(r, r->on_body, r->arg);
+	return ret < 0 ? ret : 0;
+}
+
 int ph_ctl_http_resp_feed(struct ph_ctl_http_resp *r, const char *data, size_t len, size_t *used)
 {
 	size_t i = 0;
@@ -281,39 +312,11 @@ int ph_ctl_http_resp_feed(struct ph_ctl_http_resp *r, const char *data, size_t l
 
 	while (i < len && r->state != PH_CTL_RESP_DONE) {
 		switch (r->state) {
-		case PH_CTL_RESP_HEAD: {
-			char c = data[i++];
-
-			if (r->head_len + 1 >= sizeof(r->head)) {
-				ret = -EMSGSIZE;
+		case PH_CTL_RESP_HEAD:
+			ret = head_byte(r, data[i++]);
+			if (ret)
 				goto out;
-			}
-			if (c == '\0') {
-				ret = -EPROTO;
-				goto out;
-			}
-			r->head[r->head_len++] = c;
-			/* end of head: "\n\n" or "\n\r\n" */
-			if (c == '\n' && r->head_len >= 2 &&
-			    (r->head[r->head_len - 2] == '\n' ||
-			     (r->head_len >= 3 && r->head[r->head_len - 2] == '\r' &&
-			      r->head[r->head_len - 3] == '\n'))) {
-				ret = parse_head(r);
-				if (ret)
-					goto out;
-				ret = begin_body(r);
-				if (ret < 0)
-					goto out;
-				if (ret == 1) {	/* interim: start over, keep the body consumer */
-					ph_ctl_http_resp_init(r, r->on_body, r->arg);
-					ret = 0;
-				}
-			} else if (c == '\n' && r->head_len == 1) {
-				ret = -EPROTO;	/* empty line before the status line */
-				goto out;
-			}
 			break;
-		}
 		case PH_CTL_RESP_BODY_LENGTH:
 		case PH_CTL_RESP_CHUNK_DATA: {
 			size_t n = len - i;

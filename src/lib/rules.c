@@ -167,34 +167,27 @@ static bool excluded(const struct ph_rules_input *in, uint16_t port)
  *
  * Return: 0 or -ENOMEM (then *@out is NULL and *@n is 0)
  */
-int ph_rules_decide(const struct ph_rules_input *in, struct ph_decision **out, size_t *n)
+/*
+ * The candidates: every listener a rule can see (rank_of() not R_NONE) that
+ * is not one of the daemon's own sockets, keyed for sorting by port, then
+ * rank, then address. @c has room for every listener of the scan.
+ * Return: how many, or -ENOMEM
+ */
+static long collect_candidates(const struct ph_rules_input *in, struct cand *c)
 {
 	const struct ph_scan *scan = in->scan;
-	size_t len = scan ? scan->len : 0, nc = 0, nd = 0;
-	uint64_t *own = NULL;
-	struct cand *c = NULL, *tmp = NULL;
-	struct ph_decision *d = NULL;
 	uint32_t ext = ntohl(in->external.s_addr);
-	int ret = -ENOMEM;
-
-	*out = NULL;
-	*n = 0;
-	if (!len)
-		return 0;
+	uint64_t *own = NULL;
+	size_t nc = 0;
 
 	if (in->n_own) {
 		own = malloc(in->n_own * sizeof(*own));
 		if (!own)
-			goto out;
+			return -ENOMEM;
 		memcpy(own, in->own_inodes, in->n_own * sizeof(*own));
 		qsort(own, in->n_own, sizeof(*own), cmp_u64);
 	}
-	c = malloc(len * sizeof(*c));
-	tmp = malloc(len * sizeof(*tmp));
-	if (!c || !tmp)
-		goto out;
-
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = 0; i < scan->len; i++) {
 		const struct ph_listener *l = &scan->v[i];
 		uint32_t v4;
 		enum rank r = rank_of(l, ext, &v4);
@@ -209,20 +202,20 @@ int ph_rules_decide(const struct ph_rules_input *in, struct ph_decision **out, s
 			.idx = (uint32_t)i,
 		};
 	}
-	if (!nc) {
-		ret = 0;
-		goto out;
-	}
-	sort_by_port(c, tmp, nc);
+	free(own);
+	return (long)nc;
+}
 
-	for (size_t i = 0; i < nc; i++)
-		if (!i || c[i].key >> 48 != c[i - 1].key >> 48)
-			nd++;
-	d = calloc(nd, sizeof(*d));
-	if (!d)
-		goto out;
+/*
+ * One decision per port from candidates sorted by port: the best-ranked
+ * listener of each port decides. @d has room for one per distinct port.
+ * Return: decisions written
+ */
+static size_t decide_per_port(const struct ph_rules_input *in, const struct cand *c, size_t nc,
+			      struct ph_decision *d)
+{
+	size_t nd = 0;
 
-	nd = 0;
 	for (size_t i = 0, j; i < nc; i = j) {
 		const struct cand *best = &c[i];
 		const struct ph_listener *l;
@@ -233,7 +226,7 @@ int ph_rules_decide(const struct ph_rules_input *in, struct ph_decision **out, s
 			if (cmp_cand(&c[j], best) < 0)
 				best = &c[j];
 		r = (enum rank)((best->key >> 40) & 0xff);
-		l = &scan->v[best->idx];
+		l = &in->scan->v[best->idx];
 		d[nd++] = (struct ph_decision){
 			.addr = l->addr,
 			.inode = l->inode,
@@ -245,13 +238,44 @@ int ph_rules_decide(const struct ph_rules_input *in, struct ph_decision **out, s
 				: PH_DECIDE_EXPOSE,
 		};
 	}
+	return nd;
+}
+
+int ph_rules_decide(const struct ph_rules_input *in, struct ph_decision **out, size_t *n)
+{
+	size_t len = in->scan ? in->scan->len : 0, nd = 0;
+	struct cand *c = NULL, *tmp = NULL;
+	struct ph_decision *d;
+	long nc;
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	*n = 0;
+	if (!len)
+		return 0;
+	c = malloc(len * sizeof(*c));
+	tmp = malloc(len * sizeof(*tmp));
+	if (!c || !tmp)
+		goto out;
+	nc = collect_candidates(in, c);
+	if (nc <= 0) {
+		ret = (int)nc;
+		goto out;
+	}
+	sort_by_port(c, tmp, (size_t)nc);
+
+	for (size_t i = 0; i < (size_t)nc; i++)
+		if (!i || c[i].key >> 48 != c[i - 1].key >> 48)
+			nd++;
+	d = calloc(nd, sizeof(*d));
+	if (!d)
+		goto out;
 	*out = d;
-	*n = nd;
+	*n = decide_per_port(in, c, (size_t)nc, d);
 	ret = 0;
 out:
 	free(tmp);
 	free(c);
-	free(own);
 	return ret;
 }
 
