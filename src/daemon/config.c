@@ -23,6 +23,7 @@ enum {
 	OPT_CGROUP, OPT_VERSION, OPT_HELP, OPT_LISTEN, OPT_TOKEN, OPT_KA_IDLE, OPT_KA_INTVL,
 	OPT_KA_CNT, OPT_HEAD_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_MAX_API, OPT_PIPE, OPT_BACKLOG,
 	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY, OPT_CLIENT_CC, OPT_RELAY_THREADS,
+	OPT_MAX_STREAMS,
 };
 
 static const struct option options[] = {
@@ -44,6 +45,7 @@ static const struct option options[] = {
 	{ "write-timeout", required_argument, NULL, OPT_WRITE_TO },
 	{ "max-api-connections", required_argument, NULL, OPT_MAX_API },
 	{ "sse-ping", required_argument, NULL, OPT_SSE_PING },
+	{ "max-event-streams", required_argument, NULL, OPT_MAX_STREAMS },
 	{ "pipe-size", required_argument, NULL, OPT_PIPE },
 	{ "backlog", required_argument, NULL, OPT_BACKLOG },
 	{ "discovery", required_argument, NULL, OPT_DISCOVERY },
@@ -87,7 +89,9 @@ static const char usage_text[] =
 	"  --head-timeout DUR       request head deadline from its first byte (default 5s)\n"
 	"  --idle-timeout DUR       keep-alive idle timeout (default 640s)\n"
 	"  --write-timeout DUR      drop a client that does not read its response (default 30s)\n"
-	"  --max-api-connections N  API connections at once, 503 beyond (default 256)\n"
+	"  --max-api-connections N  API connection slots (default 256); at the cap a new\n"
+	"                           connection evicts an idle, slow or streaming one\n"
+	"  --max-event-streams N    event streams at once, the oldest evicted (default 64)\n"
 	"  --sse-ping DUR           interval of event-stream pings (default 15s)\n"
 	"Process:\n"
 	"  --cgroup DIR             move into this cgroup v2 directory at start\n"
@@ -113,6 +117,7 @@ static void defaults(struct ph_daemon_config *cfg)
 		.idle_timeout_ms = 640000,
 		.write_timeout_ms = 30000,
 		.max_conns = 256,
+		.max_streams = 64,
 		.max_head = 16384,
 		.max_body = 65536,
 		.sse_ping_ms = 15000,
@@ -249,6 +254,11 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 			if (ph_parse_uint(optarg, 1, 65536, &v))
 				BAD("expected a number, 1 to 65536");
 			cfg->http.max_conns = (unsigned)v;
+			break;
+		case OPT_MAX_STREAMS:
+			if (ph_parse_uint(optarg, 1, 65536, &v))
+				BAD("expected a number, 1 to 65536");
+			cfg->http.max_streams = (unsigned)v;
 			break;
 		case OPT_PIPE:
 			if (ph_parse_uint(optarg, 4096, 1 << 24, &v))
