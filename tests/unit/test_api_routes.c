@@ -371,6 +371,18 @@ static void test_auth(void **state)
 	assert_int_equal(request(f, "POST /snapshot/prepare HTTP/1.1\r\nAuthorization: Bearer s3cr3t-token\r\n\r\n",
 				 buf, sizeof(buf)), 204);
 	assert_true(fake.quiesced);
+	/* quiesced by an authenticated client: /health without the token only reports */
+	assert_int_equal(GET(f, "/health", buf), 200);
+	assert_non_null(strstr(buf, "\"state\":\"quiesced\""));
+	assert_true(fake.quiesced);
+	assert_int_equal(request(f, "GET /health HTTP/1.1\r\nAuthorization: Bearer wrong\r\n\r\n",
+				 buf, sizeof(buf)), 200);
+	assert_true(fake.quiesced);
+	/* with the token, the first /health after a restore resumes */
+	assert_int_equal(request(f, "GET /health HTTP/1.1\r\nAuthorization: Bearer s3cr3t-token\r\n\r\n",
+				 buf, sizeof(buf)), 200);
+	assert_non_null(strstr(buf, "\"state\":\"running\""));
+	assert_false(fake.quiesced);
 }
 
 static struct ph_event ev(enum ph_event_type t, uint16_t port)
