@@ -100,7 +100,8 @@ static const char usage_text[] =
 	"  --version                print the version and exit\n"
 	"  --help                   print this help and exit\n"
 	"DUR: 500ms, 5s, 2m, 1h (a bare number is seconds). Exit status: 0 stopped by\n"
-	"SIGTERM/SIGINT, 1 runtime failure, 2 invalid usage.\n";
+	"SIGTERM/SIGINT, 1 runtime failure, 2 invalid usage. SIGHUP re-reads the token\n"
+	"file; SIGUSR1, SIGUSR2 and SIGPIPE are ignored.\n";
 
 static void defaults(struct ph_daemon_config *cfg)
 {
@@ -226,6 +227,7 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 			if (ret)
 				BAD(ret == -EINVAL ? "empty, or not a token68 bearer token" :
 				    ret == -EFBIG ? "token too long" : ph_strerror(ret));
+			cfg->token_path = optarg;
 			break;
 		case OPT_KA_IDLE:
 		case OPT_KA_INTVL:

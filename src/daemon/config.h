@@ -44,6 +44,7 @@ struct ph_http_limits {
  * @listen_str:	as given, for logs
  * @token:	bearer token read from --token-file (NUL-terminated); empty: no auth
  * @token_len:	its length
+ * @token_path:	--token-file, re-read on SIGHUP; NULL when not given
  * @http:	API deadlines and limits
  * @log_format, @log_level: logging
  * @cgroup_dir:	cgroup v2 directory to move into at start, NULL for none
@@ -55,6 +56,7 @@ struct ph_daemon_config {
 	char listen_str[64];
 	char token[PH_TOKEN_MAX];
 	size_t token_len;
+	const char *token_path;
 	struct ph_http_limits http;
 	enum ph_log_format log_format;
 	enum ph_log_level log_level;
