@@ -84,8 +84,10 @@ static const char usage_text[] =
 	"                           if the external address is link-local, else the\n"
 	"                           system's (default)\n"
 	"Control API:\n"
-	"  --listen ADDR:PORT       HTTP control API address (default 0.0.0.0:49982)\n"
-	"  --token-file FILE        require 'Authorization: Bearer <token>' (not for /health)\n"
+	"  --listen ADDR:PORT       HTTP control API address (default 0.0.0.0:49982); ADDR\n"
+	"                           numeric, [IPv6], or localhost (127.0.0.1, no other name)\n"
+	"  --token-file FILE        require 'Authorization: Bearer <token>' (not for /health,\n"
+	"                           which resumes only with it); SIGHUP re-reads FILE\n"
 	"  --head-timeout DUR       request head deadline from its first byte (default 5s)\n"
 	"  --idle-timeout DUR       keep-alive idle timeout (default 640s)\n"
 	"  --write-timeout DUR      drop a client that does not read its response (default 30s)\n"
@@ -219,7 +221,7 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 		case OPT_LISTEN:
 			if (strlen(optarg) >= sizeof(cfg->listen_str) ||
 			    ph_parse_hostport(optarg, &cfg->listen, &cfg->listen_len, 1))
-				BAD("expected ADDR:PORT with a numeric address");
+				BAD("expected ADDR:PORT: a numeric address, [IPv6] or localhost");
 			strcpy(cfg->listen_str, optarg);
 			break;
 		case OPT_TOKEN:

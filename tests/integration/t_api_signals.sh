@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
 # t_api_signals.sh - signals never kill portholed uncleanly: SIGHUP re-reads the token
 # file (a bad one keeps the old token), SIGUSR1, SIGUSR2 and SIGPIPE are ignored; after
-# each the daemon keeps serving, and SIGTERM still stops it with status 0.
+# each the daemon keeps serving, and SIGTERM still stops it with status 0. Also the
+# control API's small flags: --listen takes a numeric address or "localhost" (only),
+# --max-event-streams a positive count.
 
 API=http://$GUEST_IP:$API_PORT
 
@@ -36,4 +38,15 @@ check "SIGHUP with a bad token file: logged, not fatal" daemon_alive
 [ "$(code -H "Authorization: Bearer tok-b-$PH_ID" "$API/ports")" = 200 ] &&
 	ok "SIGHUP with a bad token file: the previous token stays" ||
 	fail "SIGHUP with a bad token file: the previous token stays"
+daemon_stop
+
+# --- --listen: numeric or localhost, no other name ---------------------------------
+for args in "--listen example.com:1" "--listen localhost:0x" "--max-event-streams 0"; do
+	out=$(in_guest "$PH_BUILD/portholed" $args 2>&1)
+	st=$?
+	[ $st = 2 ] && [[ $out == *"${args%% *}"* ]] && ok "invalid '$args': exit 2" ||
+		fail "invalid '$args': exit 2 (got $st)" "$out"
+done
+daemon_start --listen localhost:49990 || exit 1
+check "--listen localhost:49990 listens on 127.0.0.1:49990" guest_listening 127.0.0.1 49990
 daemon_stop
