@@ -23,7 +23,11 @@
  * Authentication: with a token, everything but /health needs
  * "Authorization: Bearer TOKEN"; the comparison takes the same time
  * whatever the first differing byte. Unknown paths are checked too, so an
- * unauthenticated client cannot probe which paths exist.
+ * unauthenticated client cannot probe which paths exist. /health answers
+ * anyone, but only changes state for a client that could call
+ * /snapshot/resume itself: the resume-on-first-health after a restore is
+ * done for an authenticated request (anyone when no token is configured);
+ * without the token /health just reports "quiesced".
  */
 #include "api.h"
 
@@ -48,6 +52,7 @@ struct ph_api {
 	uint64_t prepares;
 	uint64_t resumes;
 	uint64_t prepare_seq;	/* newest API connection when prepare ran */
+	bool authed;		/* the current request may change state */
 };
 
 struct route {
@@ -109,7 +114,7 @@ static void r_health(struct ph_api *api, struct ph_http_conn *c, const struct ph
 	int ret;
 
 	(void)req;
-	if (running && ph_ports_quiesced(api->ports)) {
+	if (running && api->authed && ph_ports_quiesced(api->ports)) {
 		ret = resume(api, c, "health");
 		if (ret < 0) {
 			send_errno(c, ret);
@@ -280,7 +285,8 @@ static void handle(void *arg, struct ph_http_conn *c, const struct ph_http_req *
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !req->path_too_long; i++)
 		if (!strcmp(req->path, routes[i].path))
 			r = &routes[i];
-	if (api->cfg->token_len && !(r && r->public) && !authorized(api, req)) {
+	api->authed = !api->cfg->token_len || authorized(api, req);
+	if (!api->authed && !(r && r->public)) {
 		ph_http_send_error(c, 401, "missing or wrong bearer token",
 				   "WWW-Authenticate: Bearer realm=\"portholed\"\r\n", false);
 		return;
@@ -314,7 +320,9 @@ int ph_api_new(struct ph_api **out, struct ph_loop *loop, const struct ph_daemon
 	api->sse = (struct ph_sse_hub){
 		.loop = loop, .bus = ph_ports_bus(ports), .queue = cfg->http.sse_queue,
 		.ping_ms = cfg->http.sse_ping_ms, .snapshot = ports_doc, .arg = api,
+		.max_streams = cfg->http.max_streams,
 	};
+	ph_list_init(&api->sse.streams);
 	ret = ph_http_server_init(&api->http, loop, &cfg->http, handle, api);
 	if (ret)
 		goto fail;

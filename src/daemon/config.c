@@ -23,6 +23,7 @@ enum {
 	OPT_CGROUP, OPT_VERSION, OPT_HELP, OPT_LISTEN, OPT_TOKEN, OPT_KA_IDLE, OPT_KA_INTVL,
 	OPT_KA_CNT, OPT_HEAD_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_MAX_API, OPT_PIPE, OPT_BACKLOG,
 	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY, OPT_CLIENT_CC, OPT_RELAY_THREADS,
+	OPT_MAX_STREAMS,
 };
 
 static const struct option options[] = {
@@ -44,6 +45,7 @@ static const struct option options[] = {
 	{ "write-timeout", required_argument, NULL, OPT_WRITE_TO },
 	{ "max-api-connections", required_argument, NULL, OPT_MAX_API },
 	{ "sse-ping", required_argument, NULL, OPT_SSE_PING },
+	{ "max-event-streams", required_argument, NULL, OPT_MAX_STREAMS },
 	{ "pipe-size", required_argument, NULL, OPT_PIPE },
 	{ "backlog", required_argument, NULL, OPT_BACKLOG },
 	{ "discovery", required_argument, NULL, OPT_DISCOVERY },
@@ -82,12 +84,16 @@ static const char usage_text[] =
 	"                           if the external address is link-local, else the\n"
 	"                           system's (default)\n"
 	"Control API:\n"
-	"  --listen ADDR:PORT       HTTP control API address (default 0.0.0.0:49982)\n"
-	"  --token-file FILE        require 'Authorization: Bearer <token>' (not for /health)\n"
+	"  --listen ADDR:PORT       HTTP control API address (default 0.0.0.0:49982); ADDR\n"
+	"                           numeric, [IPv6], or localhost (127.0.0.1, no other name)\n"
+	"  --token-file FILE        require 'Authorization: Bearer <token>' (not for /health,\n"
+	"                           which resumes only with it); SIGHUP re-reads FILE\n"
 	"  --head-timeout DUR       request head deadline from its first byte (default 5s)\n"
 	"  --idle-timeout DUR       keep-alive idle timeout (default 640s)\n"
 	"  --write-timeout DUR      drop a client that does not read its response (default 30s)\n"
-	"  --max-api-connections N  API connections at once, 503 beyond (default 256)\n"
+	"  --max-api-connections N  API connection slots (default 256); at the cap a new\n"
+	"                           connection evicts an idle, slow or streaming one\n"
+	"  --max-event-streams N    event streams at once, the oldest evicted (default 64)\n"
 	"  --sse-ping DUR           interval of event-stream pings (default 15s)\n"
 	"Process:\n"
 	"  --cgroup DIR             move into this cgroup v2 directory at start\n"
@@ -96,7 +102,8 @@ static const char usage_text[] =
 	"  --version                print the version and exit\n"
 	"  --help                   print this help and exit\n"
 	"DUR: 500ms, 5s, 2m, 1h (a bare number is seconds). Exit status: 0 stopped by\n"
-	"SIGTERM/SIGINT, 1 runtime failure, 2 invalid usage.\n";
+	"SIGTERM/SIGINT, 1 runtime failure, 2 invalid usage. SIGHUP re-reads the token\n"
+	"file; SIGUSR1, SIGUSR2 and SIGPIPE are ignored.\n";
 
 static void defaults(struct ph_daemon_config *cfg)
 {
@@ -113,6 +120,7 @@ static void defaults(struct ph_daemon_config *cfg)
 		.idle_timeout_ms = 640000,
 		.write_timeout_ms = 30000,
 		.max_conns = 256,
+		.max_streams = 64,
 		.max_head = 16384,
 		.max_body = 65536,
 		.sse_ping_ms = 15000,
@@ -213,7 +221,7 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 		case OPT_LISTEN:
 			if (strlen(optarg) >= sizeof(cfg->listen_str) ||
 			    ph_parse_hostport(optarg, &cfg->listen, &cfg->listen_len, 1))
-				BAD("expected ADDR:PORT with a numeric address");
+				BAD("expected ADDR:PORT: a numeric address, [IPv6] or localhost");
 			strcpy(cfg->listen_str, optarg);
 			break;
 		case OPT_TOKEN:
@@ -221,6 +229,7 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 			if (ret)
 				BAD(ret == -EINVAL ? "empty, or not a token68 bearer token" :
 				    ret == -EFBIG ? "token too long" : ph_strerror(ret));
+			cfg->token_path = optarg;
 			break;
 		case OPT_KA_IDLE:
 		case OPT_KA_INTVL:
@@ -249,6 +258,11 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 			if (ph_parse_uint(optarg, 1, 65536, &v))
 				BAD("expected a number, 1 to 65536");
 			cfg->http.max_conns = (unsigned)v;
+			break;
+		case OPT_MAX_STREAMS:
+			if (ph_parse_uint(optarg, 1, 65536, &v))
+				BAD("expected a number, 1 to 65536");
+			cfg->http.max_streams = (unsigned)v;
 			break;
 		case OPT_PIPE:
 			if (ph_parse_uint(optarg, 4096, 1 << 24, &v))

@@ -17,7 +17,8 @@
  * @head_timeout_ms:	a request head must be complete this long after its first byte
  * @idle_timeout_ms:	keep-alive connection with no request in progress
  * @write_timeout_ms:	a response (or SSE stream) the client does not read is dropped
- * @max_conns:		API connections at once; more get 503 and are closed
+ * @max_conns:		API connections at once (see http.c: eviction, then 503)
+ * @max_streams:	event streams at once; a new one evicts the oldest (0: no cap)
  * @max_head:		request head bytes (431 beyond)
  * @max_body:		request body bytes (413 beyond)
  * @sse_ping_ms:	interval of ": ping" comments on event streams
@@ -28,6 +29,7 @@ struct ph_http_limits {
 	uint64_t idle_timeout_ms;
 	uint64_t write_timeout_ms;
 	unsigned max_conns;
+	unsigned max_streams;
 	size_t max_head;
 	size_t max_body;
 	uint64_t sse_ping_ms;
@@ -42,6 +44,7 @@ struct ph_http_limits {
  * @listen_str:	as given, for logs
  * @token:	bearer token read from --token-file (NUL-terminated); empty: no auth
  * @token_len:	its length
+ * @token_path:	--token-file, re-read on SIGHUP; NULL when not given
  * @http:	API deadlines and limits
  * @log_format, @log_level: logging
  * @cgroup_dir:	cgroup v2 directory to move into at start, NULL for none
@@ -53,6 +56,7 @@ struct ph_daemon_config {
 	char listen_str[64];
 	char token[PH_TOKEN_MAX];
 	size_t token_len;
+	const char *token_path;
 	struct ph_http_limits http;
 	enum ph_log_format log_format;
 	enum ph_log_level log_level;

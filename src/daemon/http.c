@@ -30,11 +30,36 @@
  *  - write: from the moment the socket stops taking output, the queue must
  *    drain within write_timeout (partial progress does not extend it).
  *
- * Connection limit: when max_conns connections exist, a new one evicts the
- * connection that has been idle longest (it holds no request, so closing it
- * loses nothing; HTTP clients retry such closes). Only when every slot has
- * a request in progress, a response being written or an event stream, the
- * new connection gets 503 and is closed.
+ * Connection limit (max_conns slots). The control plane (GET /health, POST
+ * /snapshot/prepare and resume, GET /metrics) must always get a slot, but a new connection's path
+ * is unknown until its head arrives. So no slot is reserved by path;
+ * instead every connection that could hold slots for long without doing
+ * useful work can be evicted, and a new connection at the cap takes the
+ * slot of one of them, cheapest loss first (eviction_victim()):
+ *  1. one lingering after its final response (only input is drained);
+ *  2. the oldest with a request still arriving (head or body incomplete:
+ *     a live client's request arrives within a round trip, a trickling one
+ *     is what stays; this bounds slowloris clients by the accept rate, not
+ *     only by the head deadline);
+ *  3. the one idle longest (no request in progress, including a new
+ *     connection that has not sent a byte; HTTP clients retry such closes);
+ *  4. the oldest event stream (told "event: evicted" first). Streams also
+ *     have their own, lower cap (sse.c), so they never reach this in the
+ *     default configuration.
+ * Never a connection whose request was dispatched and whose response is
+ * still being written: that is bounded by the write deadline. Only when
+ * every slot holds such a response does the new connection get 503 with
+ * Retry-After; it is answered like any final response (half-close, input
+ * drained for LINGER_MS), so the client reads the 503 instead of a reset.
+ * Such connections hold no slot; at most REJECT_MAX linger at once, beyond
+ * that they are answered and closed at once. A new connection is read as
+ * soon as it is accepted: a client that sent its request with the
+ * handshake is served before the next accept can evict it.
+ *
+ * Memory: an output queue that grew (a stream, a large response) is freed
+ * once drained rather than kept at its high-water mark, and after
+ * connections worth TRIM_BYTES were released, malloc_trim() hands the
+ * freed heap back to the kernel (TRIM_DELAY_MS later, once per burst).
  *
  * Closing after a final response ("Connection: close", errors) is graceful:
  * the write side is shut down once the queue is written and input is
@@ -50,6 +75,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <llhttp.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -67,6 +93,10 @@
 #define LINGER_MS	2000		/* drain input after a final response */
 #define URL_MAX		2048
 #define AUTH_MAX	(PH_TOKEN_MAX + 64)
+#define OUT_KEEP	16384		/* output capacity kept once drained */
+#define REJECT_MAX	64		/* 503s lingering at once */
+#define TRIM_BYTES	(1024 * 1024)	/* released before malloc_trim() */
+#define TRIM_DELAY_MS	200
 
 enum hdr { HDR_OTHER, HDR_AUTH, HDR_EXPECT };
 
@@ -127,7 +157,13 @@ struct ph_http_conn {
 	bool lingering;
 	uint64_t linger_until_ms;
 	bool failed;		/* write error noticed outside a callback */
+	bool abort;		/* close with a reset (a stream cut for not reading) */
+	bool rejected;		/* turned away at the cap: holds no slot */
 	bool dead;
+
+	/* request line, watched for HTTP/0.9 (no version) */
+	unsigned line_len, line_sp;
+	bool line_done;
 
 	char url[URL_MAX + 1];
 	char auth[AUTH_MAX];
@@ -556,6 +592,28 @@ int ph_http_stream_write(struct ph_http_conn *c, const void *data, size_t n)
 	return 0;
 }
 
+void ph_http_stream_evict(struct ph_http_conn *c)
+{
+	if (c->dead || !c->streaming)
+		return;
+	c->srv->stats.streams_evicted++;
+	if (c->sops && c->sops->evict)
+		c->sops->evict(c, c->sctx);
+	ph_http_conn_close(c);
+}
+
+void ph_http_stream_cut(struct ph_http_conn *c)
+{
+	if (c->dead || c->failed || !c->streaming)
+		return;
+	c->srv->stats.streams_cut++;
+	ph_debug("API event stream not read, cut", PH_FU("conn", c->seq),
+		 PH_FU("buffered", out_pending(c)));
+	c->failed = true;	/* the timer closes it on the next turn */
+	c->abort = true;
+	rearm(c);
+}
+
 /* ---- connection lifecycle --------------------------------------------- */
 
 static void idle_unlink(struct ph_http_conn *c)
@@ -581,6 +639,23 @@ static void update_idle(struct ph_http_conn *c)
 		return;
 	c->idle_since_ms = now_ms(c);
 	ph_list_add_tail(&s->idle, &c->idle);
+}
+
+static void on_trim(struct ph_loop *loop, struct ph_timer *t)
+{
+	struct ph_http_server *s = ph_container_of(t, struct ph_http_server, trim_timer);
+
+	(void)loop;
+	s->freed = 0;
+	malloc_trim(0);
+}
+
+/* Count memory about to be released; hand it back after a burst of closes */
+static void note_freed(struct ph_http_server *s, size_t n)
+{
+	s->freed += n;
+	if (s->freed >= TRIM_BYTES && !ph_timer_armed(&s->trim_timer))
+		ph_timer_arm(s->loop, &s->trim_timer, s->loop->now_ms + TRIM_DELAY_MS, on_trim);
 }
 
 static void free_conn(struct ph_defer *d)
@@ -610,10 +685,17 @@ void ph_http_conn_close(struct ph_http_conn *c)
 	ph_timer_cancel(s->loop, &c->timer);
 	if (c->fd >= 0) {
 		ph_loop_del(s->loop, &c->io);
+		if (c->abort)
+			setsockopt(c->fd, SOL_SOCKET, SO_LINGER,
+				   &(struct linger){ .l_onoff = 1, .l_linger = 0 },
+				   sizeof(struct linger));
 		close(c->fd);
 		c->fd = -1;
 	}
 	s->stats.conns_active--;
+	if (c->rejected)
+		s->rejecting--;
+	note_freed(s, sizeof(*c) + c->out.cap);
 	ph_loop_defer(s->loop, &c->defer, free_conn);
 }
 
@@ -673,7 +755,11 @@ static void flush(struct ph_http_conn *c, bool callbacks)
 	}
 	if (c->dead)
 		return;
-	ph_buf_reset(&c->out);
+	/* a queue that grew (stream backlog, large response) is not kept */
+	if (c->out.cap > OUT_KEEP)
+		ph_buf_free(&c->out);
+	else
+		ph_buf_reset(&c->out);
 	c->out_off = 0;
 	c->write_blocked = false;
 	if (!callbacks)
@@ -787,6 +873,37 @@ static void reset_request(struct ph_http_conn *c)
 	c->err_msg = NULL;
 	c->answered = false;
 	c->method = HTTP_GET;
+	c->line_len = c->line_sp = 0;
+	c->line_done = false;
+}
+
+/**
+ * http09_line() - does the request line in @p end without a version?
+ * @c:		connection (keeps the line's state across reads)
+ * @p, @n:	the next head bytes
+ *
+ * "GET /path" CRLF is an HTTP/0.9 request. llhttp takes it as one, but only
+ * decides when the byte after the line ending arrives, and then expects
+ * headers: a 0.9 client waiting for its answer would wait for the head
+ * deadline. A request line has exactly two spaces (llhttp in strict mode
+ * allows no others), so one is enough to tell.
+ * Return: true when the line is complete and has fewer than two spaces
+ */
+static bool http09_line(struct ph_http_conn *c, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n && !c->line_done; i++) {
+		if (p[i] == '\n') {
+			if (!c->line_len)
+				continue;	/* an empty line before the request */
+			c->line_done = true;
+			return c->line_sp < 2;
+		}
+		if (p[i] == '\r')
+			continue;
+		c->line_len++;
+		c->line_sp += p[i] == ' ';
+	}
+	return false;
 }
 
 /* A parse error or limit: answer it and close (no resync is possible) */
@@ -875,6 +992,10 @@ static void process(struct ph_http_conn *c)
 		}
 		if (!c->headers_done && n > lim->max_head - c->head_used)
 			n = lim->max_head - c->head_used;
+		if (!c->line_done && http09_line(c, data, n)) {
+			fail(c, 400, "HTTP/0.9 request (no version): not supported");
+			return;
+		}
 		err = llhttp_execute(&c->parser, data, n);
 		used = n;
 		if (err == HPE_PAUSED) {
@@ -1097,8 +1218,8 @@ int ph_http_server_init(struct ph_http_server *s, struct ph_loop *loop,
 	return 0;
 }
 
-/* Every slot is taken: answer 503 without keeping any state, then close */
-static void reject(struct ph_http_server *s, int fd)
+/* Every slot is taken and nothing can be evicted: 503, the socket alone */
+static void reject_now(struct ph_http_server *s, int fd)
 {
 	static const char body[] = "{\"error\":\"too many API connections\"}\n";
 	char buf[512];
@@ -1116,8 +1237,102 @@ static void reject(struct ph_http_server *s, int fd)
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
 	close(fd);
-	s->stats.conns_rejected++;
 	s->stats.responses[503]++;
+}
+
+/*
+ * Every slot holds a response being written: answer 503 as a final
+ * response of a connection that holds no slot, so that its request is read
+ * (drained) before the close and the client sees the 503, not a reset.
+ */
+static void reject(struct ph_http_server *s, int fd)
+{
+	struct ph_http_conn *c = NULL;
+
+	s->stats.conns_rejected++;
+	if (s->rejecting < REJECT_MAX)
+		c = ph_http_conn_new(s, fd, NULL);
+	if (!c) {
+		reject_now(s, fd);
+		return;
+	}
+	c->rejected = true;
+	s->rejecting++;
+	idle_unlink(c);
+	ph_http_send_error(c, 503, "too many API connections", "Retry-After: 1\r\n", true);
+	c->closing = true;
+	flush(c, true);
+	if (c->dead)
+		return;
+	update_events(c);
+	rearm(c);
+}
+
+/* Rank of @c as an eviction victim, lower goes first; -1: never (see top) */
+static int evict_rank(const struct ph_http_conn *c)
+{
+	if (c->dead || c->rejected)
+		return -1;
+	if (c->lingering)
+		return 0;
+	if (c->streaming)
+		return 3;
+	if (c->in_req && !c->msg_done)
+		return 1;
+	if (ph_list_linked(&c->idle))
+		return 2;
+	return -1;
+}
+
+/**
+ * eviction_victim() - the connection that gives its slot to a new one
+ * @s:		server at its cap
+ *
+ * One pass over the connections (at most max_conns of them, and only when
+ * the cap is reached). Within a rank the oldest goes: by accept order, and
+ * for idle connections the one idle longest.
+ * Return: the victim, or NULL when every slot is writing a response
+ */
+static struct ph_http_conn *eviction_victim(struct ph_http_server *s)
+{
+	struct ph_http_conn *best = NULL;
+	struct ph_list *n, *tmp;
+	int best_rank = 4;
+
+	ph_list_for_each_safe(n, tmp, &s->conns) {
+		struct ph_http_conn *c = ph_list_entry(n, struct ph_http_conn, node);
+		int r = evict_rank(c);
+
+		/* newest first: a later one of the same rank is older */
+		if (r >= 0 && r <= best_rank) {
+			best = c;
+			best_rank = r;
+		}
+	}
+	if (best_rank == 2)
+		best = ph_list_entry(ph_list_first(&s->idle), struct ph_http_conn, idle);
+	return best;
+}
+
+/* Make room for one more connection. Return: false when none can go */
+static bool make_room(struct ph_http_server *s)
+{
+	struct ph_http_conn *v;
+
+	if (s->stats.conns_active - s->rejecting < s->lim->max_conns)
+		return true;
+	v = eviction_victim(s);
+	if (!v)
+		return false;
+	ph_debug("API connection evicted for a new one", PH_FU("conn", v->seq),
+		 PH_FI("rank", evict_rank(v)));
+	if (v->streaming) {
+		ph_http_stream_evict(v);
+	} else {
+		s->stats.conns_evicted++;
+		ph_http_conn_close(v);
+	}
+	return true;
 }
 
 static void on_accept(struct ph_loop *loop, struct ph_io *io, uint32_t events);
@@ -1136,6 +1351,7 @@ static void on_accept(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 
 	(void)events;
 	for (int i = 0; i < PH_ACCEPT_BATCH; i++) {
+		struct ph_http_conn *c;
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
 
 		if (fd < 0) {
@@ -1151,19 +1367,18 @@ static void on_accept(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 			return;
 		}
 		s->stats.conns_total++;
-		if (s->stats.conns_active >= s->lim->max_conns) {
-			struct ph_list *oldest = ph_list_first(&s->idle);
-
-			if (!oldest) {
-				reject(s, fd);
-				continue;
-			}
-			s->stats.conns_evicted++;
-			ph_http_conn_close(ph_list_entry(oldest, struct ph_http_conn, idle));
+		if (!make_room(s)) {
+			reject(s, fd);
+			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (!ph_http_conn_new(s, fd, NULL))
+		c = ph_http_conn_new(s, fd, NULL);
+		if (!c) {
 			close(fd);
+			continue;
+		}
+		/* the request often came with the handshake: serve it now */
+		on_io(loop, &c->io, EPOLLIN);
 	}
 }
 
@@ -1250,6 +1465,7 @@ void ph_http_server_fini(struct ph_http_server *s)
 	ph_list_for_each_safe(n, tmp, &s->conns)
 		ph_http_conn_close(ph_list_entry(n, struct ph_http_conn, node));
 	ph_timer_cancel(s->loop, &s->accept_backoff.timer);
+	ph_timer_cancel(s->loop, &s->trim_timer);
 	if (s->lfd >= 0) {
 		ph_loop_del(s->loop, &s->lio);
 		close(s->lfd);

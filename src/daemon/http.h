@@ -72,10 +72,13 @@ typedef void (*ph_http_handler_fn)(void *arg, struct ph_http_conn *c,
 /**
  * struct ph_http_stream_ops - callbacks of a streaming response (SSE)
  * @drained:	the output queue was written out completely: produce more
+ * @evict:	the stream is about to be closed to make room: write a last
+ *		word with ph_http_stream_write() (may be NULL)
  * @closed:	the connection is going away; release @ctx (no more calls)
  */
 struct ph_http_stream_ops {
 	void (*drained)(struct ph_http_conn *c, void *ctx);
+	void (*evict)(struct ph_http_conn *c, void *ctx);
 	void (*closed)(struct ph_http_conn *c, void *ctx);
 };
 
@@ -88,7 +91,9 @@ struct ph_http_stats {
 	uint64_t responses[PH_HTTP_MAX_STATUS];	/* by status code */
 	uint64_t conns_total;		/* accepted */
 	uint64_t conns_rejected;	/* 503 at accept: every slot busy */
-	uint64_t conns_evicted;		/* idle keep-alive closed to admit a new one */
+	uint64_t conns_evicted;		/* idle, head-incomplete or lingering, closed to admit a new one */
+	uint64_t streams_evicted;	/* event streams closed to admit a new one */
+	uint64_t streams_cut;		/* event streams closed: their client stopped reading */
 	uint64_t timeouts_head;
 	uint64_t timeouts_idle;
 	uint64_t timeouts_write;
@@ -112,6 +117,9 @@ struct ph_http_server {
 	struct ph_list conns;		/* all connections, newest first */
 	struct ph_list idle;		/* idle keep-alive ones, oldest first */
 	uint64_t seq;
+	unsigned rejecting;		/* turned away with 503, lingering: hold no slot */
+	size_t freed;			/* bytes released since the last malloc_trim() */
+	struct ph_timer trim_timer;
 	struct ph_http_stats stats;
 };
 
@@ -174,6 +182,17 @@ int ph_http_stream_begin(struct ph_http_conn *c, const char *content_type,
 			 const struct ph_http_stream_ops *ops, void *ctx);
 /* Queue stream bytes. Return: 0 or -errno (-EPIPE: closed) */
 int ph_http_stream_write(struct ph_http_conn *c, const void *data, size_t n);
+/*
+ * Close a stream to make room for another: ops->evict writes its last word,
+ * one write is tried, then the connection closes at once. Safe to call on
+ * another connection from inside a handler or stream callback.
+ */
+void ph_http_stream_evict(struct ph_http_conn *c);
+/*
+ * The stream's client does not read: close it with a reset on the next loop
+ * turn (safe from a producer; the stream's closed callback still runs).
+ */
+void ph_http_stream_cut(struct ph_http_conn *c);
 /* Bytes queued and not yet written */
 size_t ph_http_out_pending(const struct ph_http_conn *c);
 

@@ -8,6 +8,12 @@
  * daemon's event loop: the HTTP control API (api.c), event streams, and the
  * signalfd that turns SIGTERM/SIGINT into a clean stop. Setup is linear with
  * one cleanup path; every failure before serving exits 1 with a log line.
+ *
+ * Signals: SIGTERM and SIGINT stop cleanly (exit 0). SIGHUP re-reads what
+ * can be re-read, the --token-file (a bad file keeps the old token), and
+ * logs it. SIGPIPE (EPIPE is handled where it happens), SIGUSR1 and SIGUSR2
+ * (reserved for a future upgrade) are ignored, so none of them can kill
+ * the daemon uncleanly.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,11 +32,34 @@
 #include "porthole.h"
 
 struct daemon {
+	struct ph_daemon_config *cfg;
 	struct ph_loop loop;
 	struct ph_io sig_io;
 	int sigfd;
 	int exit_signal;
 };
+
+/* SIGHUP: re-read the token file; the old token stays if the new one is bad */
+static void reload(struct ph_daemon_config *cfg)
+{
+	char tok[PH_TOKEN_MAX];
+	size_t len;
+	int ret;
+
+	if (!cfg->token_path) {
+		ph_info("SIGHUP: nothing to reload (no --token-file)");
+		return;
+	}
+	ret = ph_token_read(cfg->token_path, tok, sizeof(tok), &len);
+	if (ret) {
+		ph_warn("SIGHUP: token file not reloaded, the old token stays",
+			PH_FS("token_file", cfg->token_path), PH_FERR(ret));
+		return;
+	}
+	memcpy(cfg->token, tok, len + 1);
+	cfg->token_len = len;
+	ph_info("SIGHUP: token file reloaded", PH_FS("token_file", cfg->token_path));
+}
 
 static void on_signal(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 {
@@ -39,6 +68,10 @@ static void on_signal(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 
 	(void)events;
 	while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			reload(d->cfg);
+			continue;
+		}
 		d->exit_signal = (int)si.ssi_signo;
 		ph_loop_break(loop);
 	}
@@ -84,7 +117,7 @@ int main(int argc, char **argv)
 	struct ph_daemon_config cfg;
 	struct ph_ports *ports = NULL;
 	struct ph_api *api = NULL;
-	struct daemon d = { .sigfd = -1 };
+	struct daemon d = { .cfg = &cfg, .sigfd = -1 };
 	sigset_t mask;
 	int ret, status = 1;
 
@@ -107,12 +140,15 @@ int main(int argc, char **argv)
 	}
 	raise_nofile();
 
-	/* Signals: SIGPIPE is answered by EPIPE; SIGTERM/SIGINT arrive on a
-	 * signalfd. Blocked before any thread starts, so all threads inherit. */
+	/* Signals (see the top): SIGTERM/SIGINT/SIGHUP arrive on a signalfd,
+	 * blocked before any thread starts, so all threads inherit the mask. */
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	signal(SIGUSR2, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d.sigfd < 0) {

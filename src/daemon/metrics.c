@@ -132,7 +132,13 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 		       "Control API connections answered 503 because every slot was busy.",
 		       h->conns_rejected);
 		single(b, "porthole_api_connections_evicted_total", "counter",
-		       "Idle control API connections closed to admit a new one.", h->conns_evicted);
+		       "Idle, head-incomplete or lingering control API connections closed to admit a new one.",
+		       h->conns_evicted);
+		single(b, "porthole_api_event_streams_evicted_total", "counter",
+		       "Event streams closed to admit a new one (stream cap or connection cap).",
+		       h->streams_evicted);
+		single(b, "porthole_api_event_streams_cut_total", "counter",
+		       "Event streams closed because their client stopped reading.", h->streams_cut);
 		family(b, "porthole_api_timeouts_total", "counter",
 		       "Control API connections closed by a deadline.");
 		ph_buf_printf(b, "porthole_api_timeouts_total{kind=\"request\"} %" PRIu64 "\n"

@@ -6,16 +6,21 @@
  * Every client gets its own bus subscription (a bounded queue filled by the
  * port worker, which never waits) whose eventfd is watched on the API loop.
  * When it fires, events are moved from the queue into the connection's
- * output, but only while that output holds less than SSE_HIGH bytes. A
- * client that stops reading therefore costs at most SSE_HIGH bytes here and
- * its queue's capacity in the bus: once the queue is full the bus drops
- * events for this client alone and counts them, and when the client reads
- * again it first gets what was queued, then "event: lost" with the count.
- * If it never reads again, the HTTP layer's write deadline closes it. The
- * eventfd is unwatched while output is above the mark (it stays readable,
- * and epoll is level-triggered) and watched again from the "drained"
- * callback. A ": ping" comment every ping_ms keeps proxies and the
- * client's own idle timers from cutting a quiet stream.
+ * output, which writes what the socket takes at once. What the socket does
+ * not take stays buffered here; once more than SSE_MAX bytes beyond the
+ * snapshot wait (the client has not read the kernel's socket buffers and
+ * SSE_MAX on top), the stream is cut with a reset and its memory freed:
+ * such a client is far behind and has to re-read /ports anyway. So a
+ * client that stops reading costs at most the snapshot plus SSE_MAX here,
+ * not the 30 s of the write deadline. The bus queue covers the other case,
+ * a loop that does not run for a while: when it is full the bus drops
+ * events for this client alone and counts them, and the client then gets
+ * "event: lost" with the count. A ": ping" comment every ping_ms keeps
+ * proxies and the client's own idle timers from cutting a quiet stream.
+ *
+ * Streams are capped (max_streams, --max-event-streams): a new one at the
+ * cap evicts the oldest, which is sent "event: evicted" and closed. Streams
+ * therefore never hold more than that many of the API's connection slots.
  */
 #include "sse.h"
 
@@ -27,17 +32,18 @@
 
 #include "log.h"
 
-#define SSE_HIGH	(64 * 1024)
+#define SSE_MAX		(64 * 1024)
 #define TAKE_BATCH	32
 
 struct sse {
 	struct ph_sse_hub *hub;
 	struct ph_http_conn *c;
+	struct ph_list node;		/* hub->streams, oldest first */
 	struct ph_sub *sub;
 	struct ph_io io;
 	struct ph_timer ping;
 	struct ph_defer defer;
-	bool paused;
+	size_t bound;			/* buffered bytes beyond which the stream is cut */
 };
 
 void ph_sse_format(struct ph_buf *b, const char *event, const char *data, size_t len)
@@ -71,12 +77,21 @@ static void write_event(const struct ph_event *ev, struct ph_buf *tmp)
 	ph_buf_free(&data);
 }
 
-/* Move queued events into the output while there is room */
+/* Cut the stream if its client left too much unread. Return: true if cut */
+static bool over_bound(struct sse *s)
+{
+	if (ph_http_out_pending(s->c) <= s->bound)
+		return false;
+	ph_http_stream_cut(s->c);
+	return true;
+}
+
+/* Move queued events into the output */
 static void pump(struct sse *s)
 {
 	struct ph_event evs[TAKE_BATCH];
 
-	while (ph_http_out_pending(s->c) < SSE_HIGH) {
+	for (;;) {
 		struct ph_buf out = { 0 };
 		uint64_t lost = 0;
 		size_t n = ph_sub_take(s->sub, evs, TAKE_BATCH, &lost);
@@ -92,12 +107,9 @@ static void pump(struct sse *s)
 		}
 		ret = out.len ? ph_http_stream_write(s->c, out.data, out.len) : 0;
 		ph_buf_free(&out);
-		if (ret || (!n && !lost))
+		if (ret || (!n && !lost) || over_bound(s))
 			return;
 	}
-	/* full: stop watching until the client has read */
-	if (!s->paused && ph_loop_mod(s->hub->loop, &s->io, 0) == 0)
-		s->paused = true;
 }
 
 static void on_sub(struct ph_loop *loop, struct ph_io *io, uint32_t events)
@@ -114,7 +126,7 @@ static void on_ping(struct ph_loop *loop, struct ph_timer *t)
 	struct sse *s = ph_container_of(t, struct sse, ping);
 	static const char ping[] = ": ping\n\n";
 
-	if (ph_http_stream_write(s->c, ping, sizeof(ping) - 1) == 0)
+	if (ph_http_stream_write(s->c, ping, sizeof(ping) - 1) == 0 && !over_bound(s))
 		ph_timer_arm(loop, t, loop->now_ms + s->hub->ping_ms, on_ping);
 }
 
@@ -123,9 +135,15 @@ static void on_drained(struct ph_http_conn *c, void *ctx)
 	struct sse *s = ctx;
 
 	(void)c;
-	if (s->paused && ph_loop_mod(s->hub->loop, &s->io, EPOLLIN) == 0)
-		s->paused = false;
 	pump(s);
+}
+
+static void on_evict(struct ph_http_conn *c, void *ctx)
+{
+	static const char msg[] = "event: evicted\ndata: too many event streams\n\n";
+
+	(void)ctx;
+	ph_http_stream_write(c, msg, sizeof(msg) - 1);
 }
 
 static void free_sse(struct ph_defer *d)
@@ -142,12 +160,14 @@ static void on_closed(struct ph_http_conn *c, void *ctx)
 	ph_loop_del(s->hub->loop, &s->io);
 	ph_timer_cancel(s->hub->loop, &s->ping);
 	ph_bus_unsubscribe(s->hub->bus, s->sub);
+	ph_list_del(&s->node);
 	s->hub->clients--;
 	ph_loop_defer(s->hub->loop, &s->defer, free_sse);
 }
 
 static const struct ph_http_stream_ops sse_ops = {
 	.drained = on_drained,
+	.evict = on_evict,
 	.closed = on_closed,
 };
 
@@ -162,6 +182,7 @@ int ph_sse_start(struct ph_sse_hub *hub, struct ph_http_conn *c)
 		return -ENOMEM;
 	s->hub = hub;
 	s->c = c;
+	ph_list_init(&s->node);
 	s->sub = ph_bus_subscribe(hub->bus, hub->queue ? hub->queue : 1);
 	if (!s->sub) {
 		ret = -errno;
@@ -178,6 +199,12 @@ int ph_sse_start(struct ph_sse_hub *hub, struct ph_http_conn *c)
 		return ret == 1 ? 0 : ret;
 	}
 	/* from here on the connection owns @s: on_closed releases it */
+	if (hub->max_streams && hub->clients >= hub->max_streams) {
+		struct sse *old = ph_list_entry(ph_list_first(&hub->streams), struct sse, node);
+
+		ph_http_stream_evict(old->c);
+	}
+	ph_list_add_tail(&hub->streams, &s->node);
 	hub->clients++;
 	ret = ph_loop_add(hub->loop, &s->io, ph_sub_fd(s->sub), EPOLLIN, on_sub);
 	if (ret) {
@@ -186,6 +213,7 @@ int ph_sse_start(struct ph_sse_hub *hub, struct ph_http_conn *c)
 		return 0;
 	}
 	ph_sse_format(&out, "snapshot", snap.data ? snap.data : "", snap.len);
+	s->bound = out.len + SSE_MAX;
 	ph_http_stream_write(c, out.data, out.len);
 	ph_buf_free(&out);
 	ph_buf_free(&snap);

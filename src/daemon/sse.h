@@ -9,6 +9,7 @@
 #include "events.h"
 #include "http.h"
 #include "json.h"
+#include "list.h"
 #include "loop.h"
 
 /*
@@ -25,6 +26,8 @@ typedef int (*ph_sse_snapshot_fn)(void *arg, struct ph_buf *out);
  * @ping_ms:	interval of ": ping" comments
  * @snapshot:	produces the first event's data
  * @arg:	its argument
+ * @max_streams: streams at once; a new one evicts the oldest (0: no cap)
+ * @streams:	open streams, oldest first (ph_list_init() it)
  * @clients:	streams open now
  * @lost:	events dropped for slow clients, all time
  */
@@ -35,6 +38,8 @@ struct ph_sse_hub {
 	uint64_t ping_ms;
 	ph_sse_snapshot_fn snapshot;
 	void *arg;
+	unsigned max_streams;
+	struct ph_list streams;
 	uint64_t clients;
 	uint64_t lost;
 };

@@ -124,21 +124,42 @@ out=$(printf 'GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n' | raw_http
 [[ $out == *"Connection: keep-alive"* && $out != *"<EOF>" ]] && ok "HTTP/1.0 keep-alive: kept open" ||
 	fail "HTTP/1.0 keep-alive kept open" "$out"
 
-# --- 503 beyond the connection limit -----------------------------------------
+# --- the connection limit: slow requests are evicted, 503 only when every slot writes
 daemon_stop
 daemon_start --max-api-connections 4 || exit 1
+# MODE slow: 4 half-sent requests (evictable); MODE unread: 4 clients that
+# pipeline /metrics requests and never read (responses being written: not
+# evictable, bounded by the write deadline)
 BUSY_PY='
 import socket, sys, time
-socks = [socket.create_connection((sys.argv[1], int(sys.argv[2]))) for _ in range(4)]
-for s in socks:
-    s.sendall(b"GET /health HTTP/1.1\r\nX-Slow: ")   # a request in progress: not evictable
-time.sleep(float(sys.argv[3]))
+host, port, mode, hold = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+socks = []
+for _ in range(4):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((host, port))
+    if mode == "slow":
+        s.sendall(b"GET /health HTTP/1.1\r\nX-Slow: ")
+    else:
+        s.setblocking(False)
+        try:
+            s.send(b"GET /metrics HTTP/1.1\r\n\r\n" * 400)
+        except BlockingIOError:
+            pass
+    socks.append(s)
+time.sleep(hold)
 '
-bg_host "$PH_PYTHON" -c "$BUSY_PY" "$GUEST_IP" "$API_PORT" 3
+bg_host "$PH_PYTHON" -c "$BUSY_PY" "$GUEST_IP" "$API_PORT" slow 3
 busy=$PH_LAST_PID
 sleep 0.5
 hcurl "$API/health"
-expect "every slot busy with a request: 503 with a JSON error" 503 '"error"' '^Connection: close'
+expect "every slot holding a half-sent request: the oldest is evicted, /health 200" 200 '"state"'
+kill_now "$busy"
+bg_host "$PH_PYTHON" -c "$BUSY_PY" "$GUEST_IP" "$API_PORT" unread 3
+busy=$PH_LAST_PID
+sleep 0.5
+hcurl "$API/health"
+expect "every slot writing a response nobody reads: 503 with Retry-After" 503 '"error"' '^Retry-After: 1'
 kill_now "$busy"
 wait_for "$(scaled 2000)" bash -c "[ \"\$(nsenter --net=/run/netns/$PH_HOST_NS curl -s -o /dev/null -w '%{http_code}' $API/health)\" = 200 ]" &&
 	ok "slots freed: /health answers 200 again" || fail "slots freed: /health answers 200 again"

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "http.h"
 #include "config.h"
 #include "events.h"
 #include "porthole.h"
@@ -101,7 +102,8 @@ static uint16_t free_port(void)
 	return ntohs(sin.sin_port);
 }
 
-static int start(void **state, const char *token, size_t queue, uint64_t ping_ms)
+static int start(void **state, const char *token, size_t queue, uint64_t ping_ms,
+		 unsigned max_streams)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct sockaddr_in *sin;
@@ -127,6 +129,7 @@ static int start(void **state, const char *token, size_t queue, uint64_t ping_ms
 	}
 	f->cfg.http.sse_queue = queue;
 	f->cfg.http.sse_ping_ms = ping_ms;
+	f->cfg.http.max_streams = max_streams;
 	assert_int_equal(ph_loop_init(&f->loop, NULL, NULL), 0);
 	assert_int_equal(ph_api_new(&f->api, &f->loop, &f->cfg, (struct ph_ports *)&fake), 0);
 	assert_true(ph_api_listen_inode(f->api) > 0);
@@ -134,9 +137,11 @@ static int start(void **state, const char *token, size_t queue, uint64_t ping_ms
 	return 0;
 }
 
-static int setup(void **state) { return start(state, NULL, 64, 15000); }
-static int setup_token(void **state) { return start(state, "s3cr3t-token", 64, 15000); }
-static int setup_small_queue(void **state) { return start(state, NULL, 4, 50); }
+static int setup(void **state) { return start(state, NULL, 64, 15000, 64); }
+static int setup_token(void **state) { return start(state, "s3cr3t-token", 64, 15000, 64); }
+static int setup_small_queue(void **state) { return start(state, NULL, 4, 50, 64); }
+
+static int setup_one_stream(void **state) { return start(state, NULL, 64, 15000, 1); }
 
 static int teardown(void **state)
 {
@@ -366,6 +371,18 @@ static void test_auth(void **state)
 	assert_int_equal(request(f, "POST /snapshot/prepare HTTP/1.1\r\nAuthorization: Bearer s3cr3t-token\r\n\r\n",
 				 buf, sizeof(buf)), 204);
 	assert_true(fake.quiesced);
+	/* quiesced by an authenticated client: /health without the token only reports */
+	assert_int_equal(GET(f, "/health", buf), 200);
+	assert_non_null(strstr(buf, "\"state\":\"quiesced\""));
+	assert_true(fake.quiesced);
+	assert_int_equal(request(f, "GET /health HTTP/1.1\r\nAuthorization: Bearer wrong\r\n\r\n",
+				 buf, sizeof(buf)), 200);
+	assert_true(fake.quiesced);
+	/* with the token, the first /health after a restore resumes */
+	assert_int_equal(request(f, "GET /health HTTP/1.1\r\nAuthorization: Bearer s3cr3t-token\r\n\r\n",
+				 buf, sizeof(buf)), 200);
+	assert_non_null(strstr(buf, "\"state\":\"running\""));
+	assert_false(fake.quiesced);
 }
 
 static struct ph_event ev(enum ph_event_type t, uint16_t port)
@@ -429,6 +446,33 @@ static void test_events_lost_and_ping(void **state)
 	ph_loop_run_once(&f->loop, 5);
 }
 
+/* At the stream cap the oldest stream is told "event: evicted" and closed */
+static void test_events_cap_evicts_oldest(void **state)
+{
+	struct fx *f = *state;
+	char a[16384] = "", b[16384] = "";
+	int fa = dial(f), fb;
+	bool eof;
+
+	ph_loop_run_once(&f->loop, 5);
+	assert_int_equal(send(fa, "GET /ports/events HTTP/1.1\r\n\r\n", 30, MSG_NOSIGNAL), 30);
+	pump(f, fa, a, sizeof(a), "event: snapshot", 1000, &eof);
+	assert_non_null(strstr(a, "event: snapshot"));
+	fb = dial(f);
+	ph_loop_run_once(&f->loop, 5);
+	assert_int_equal(send(fb, "GET /ports/events HTTP/1.1\r\n\r\n", 30, MSG_NOSIGNAL), 30);
+	pump(f, fb, b, sizeof(b), "event: snapshot", 1000, &eof);
+	assert_non_null(strstr(b, "event: snapshot"));
+	a[0] = '\0';
+	pump(f, fa, a, sizeof(a), "never", 300, &eof);
+	assert_non_null(strstr(a, "event: evicted\ndata: too many event streams\n\n"));
+	assert_true(eof);
+	assert_int_equal(ph_api_http_server(f->api)->stats.streams_evicted, 1);
+	close(fa);
+	close(fb);
+	ph_loop_run_once(&f->loop, 5);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,6 +485,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_auth, setup_token, teardown),
 		cmocka_unit_test_setup_teardown(test_events_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events_lost_and_ping, setup_small_queue, teardown),
+		cmocka_unit_test_setup_teardown(test_events_cap_evicts_oldest, setup_one_stream, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -251,6 +251,8 @@ static const struct bad_case bad[] = {
 	{ "space in target", "GET /a b HTTP/1.1\r\n\r\n", 400 },
 	{ "bad version", "GET / HTTP/1.2\r\n\r\n", 400 },
 	{ "HTTP/2", "GET / HTTP/2.0\r\n\r\n", 505 },
+	{ "HTTP/0.9, nothing after the line", "GET /health\r\n", 400 },
+	{ "HTTP/0.9 after an empty line", "\r\nGET /health\r\n", 400 },
 	{ "TE not chunked", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabcd", 400 },
 	{ "chunked body", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 411 },
 	{ "CL too large", "POST / HTTP/1.1\r\nContent-Length: 65537\r\n\r\n", 413 },
@@ -560,7 +562,7 @@ static ssize_t read_reply(struct fx *f, int fd, char *buf, size_t size, int ms)
 	return (ssize_t)got;
 }
 
-static void test_conn_limit_evicts_idle_then_503(void **state)
+static void test_conn_limit_evicts_idle_then_slow(void **state)
 {
 	struct fx *f = *state;
 	int fds[4], extra;
@@ -581,16 +583,48 @@ static void test_conn_limit_evicts_idle_then_503(void **state)
 	assert_int_equal(strncmp(buf, "HTTP/1.1 200", 12), 0);
 	assert_int_equal(f->srv.stats.conns_evicted, 1);
 	assert_int_equal(recv(fds[0], buf, sizeof(buf), MSG_DONTWAIT), 0);	/* evicted: EOF */
-	/* make every slot busy with half a request: the next gets 503 */
-	for (int i = 1; i < 4; i++)
-		assert_int_equal(send(fds[i], "GET /", 5, 0), 5);
+	/* half a request (slowloris) is evicted before an idle connection */
+	assert_int_equal(send(fds[1], "GET /", 5, 0), 5);
 	run_for(f, 20);
 	extra = connect_to(port);
+	assert_int_equal(send(extra, "GET /ok HTTP/1.1\r\n\r\n", 20, 0), 20);
+	assert_true(read_reply(f, extra, buf, sizeof(buf), 1000) > 0);
+	assert_int_equal(strncmp(buf, "HTTP/1.1 200", 12), 0);
+	assert_int_equal(f->srv.stats.conns_evicted, 2);
+	assert_int_equal(recv(fds[1], buf, sizeof(buf), MSG_DONTWAIT), 0);
+	assert_int_equal(f->srv.stats.conns_rejected, 0);
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	close(extra);
+	run_for(f, 20);
+}
+
+/* Every slot writes a response its client does not read: a real 503, read
+ * by the client even though it sent its request (no reset). */
+static void test_conn_limit_503_when_all_write(void **state)
+{
+	struct fx *f = *state;
+	int fds[3], extra, rcv = 4096;
+	char buf[2048];
+	uint16_t port;
+
+	f->lim.max_conns = 3;
+	port = listen_any(f);
+	for (int i = 0; i < 3; i++) {
+		fds[i] = connect_to(port);
+		setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+		assert_int_equal(send(fds[i], "GET /big HTTP/1.1\r\n\r\n", 21, 0), 21);
+		run_for(f, 10);
+	}
+	extra = connect_to(port);
+	assert_int_equal(send(extra, "GET /ok HTTP/1.1\r\n\r\n", 20, 0), 20);
 	assert_true(read_reply(f, extra, buf, sizeof(buf), 1000) > 0);
 	assert_int_equal(strncmp(buf, "HTTP/1.1 503", 12), 0);
+	assert_non_null(strstr(buf, "Retry-After: 1"));
 	assert_non_null(strstr(buf, "too many API connections"));
 	assert_int_equal(f->srv.stats.conns_rejected, 1);
-	for (int i = 0; i < 4; i++)
+	assert_int_equal(f->srv.stats.conns_active, 4);	/* 3 slots + 1 lingering 503 */
+	for (int i = 0; i < 3; i++)
 		close(fds[i]);
 	close(extra);
 	run_for(f, 20);
@@ -640,7 +674,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_conn_limit_evicts_idle_then_503, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conn_limit_evicts_idle_then_slow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conn_limit_503_when_all_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_idle_spares_busy, setup, teardown),
 	};
 

@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: MIT
+/* apiload.c - control API load for the integration tests: a /health prober and hostile clients
+ *
+ * Theory of Operation
+ * ===================
+ * One process per role, each bounded in connections and time:
+ *
+ *   probe ADDR PORT SECS          a new connection every 50 ms sends
+ *                                 "GET /health" (Connection: close) and times
+ *                                 the whole answer; at the end prints
+ *                                 "sent N ok N non200 N p50 X p99 X p100 X"
+ *                                 (milliseconds; a probe that fails or takes
+ *                                 over 1 s counts as non-200)
+ *   streams ADDR PORT N SECS read|noread
+ *                                 N clients of GET /ports/events, all at once;
+ *                                 "read" ones read and discard, "noread" ones
+ *                                 never read; one the server closed
+ *                                 reconnects at the next second; held SECS
+ *   slow ADDR PORT N SECS RAMP_MS slowloris: N clients, one every RAMP_MS (0:
+ *                                 all at once), each sends the first byte of a
+ *                                 request head at once, then one byte a
+ *                                 second; one the server closed reconnects at
+ *                                 the next tick; held SECS
+ *
+ * The hostile roles print "connected N closed_by_server N" at the end.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROBE_EVERY_MS	50
+#define PROBE_MAX_MS	1000
+#define MAX_CLIENTS	4096
+
+static struct sockaddr_in target;
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int dial(int flags)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&target, sizeof(target)) && errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* One probe. Return: HTTP status, or -1; *us: its duration */
+static int probe_once(uint64_t *us)
+{
+	static const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	uint64_t t0 = now_us(), deadline = t0 + PROBE_MAX_MS * 1000u;
+	char buf[2048];
+	size_t got = 0;
+	int fd = dial(0), st = -1;
+
+	if (fd < 0)
+		goto out;
+	if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1)
+		goto out;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t now = now_us();
+		ssize_t n;
+
+		if (now >= deadline || poll(&p, 1, (int)((deadline - now) / 1000u) + 1) <= 0)
+			goto out;
+		n = read(fd, buf + got, sizeof(buf) - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (got == sizeof(buf) - 1)
+			break;
+	}
+	buf[got] = '\0';
+	if (sscanf(buf, "HTTP/1.1 %d", &st) != 1)
+		st = -1;
+out:
+	*us = now_us() - t0;
+	if (fd >= 0)
+		close(fd);
+	return st;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int probe(int secs)
+{
+	size_t cap = (size_t)secs * (1000 / PROBE_EVERY_MS) + 16, n = 0, bad = 0;
+	uint64_t *lat = calloc(cap, sizeof(*lat)), end = now_us() + (uint64_t)secs * 1000000u;
+	uint64_t next = now_us();
+
+	if (!lat)
+		return 1;
+	while (now_us() < end && n < cap) {
+		uint64_t us, now;
+
+		if (probe_once(&us) != 200)
+			bad++;
+		lat[n++] = us;
+		next += PROBE_EVERY_MS * 1000u;
+		now = now_us();
+		if (next > now)
+			usleep((useconds_t)(next - now));
+		else
+			next = now;
+	}
+	qsort(lat, n, sizeof(*lat), cmp_u64);
+	printf("sent %zu ok %zu non200 %zu p50 %.1f p99 %.1f p100 %.1f\n", n, n - bad, bad,
+	       n ? lat[n / 2] / 1000.0 : 0, n ? lat[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] / 1000.0 : 0,
+	       n ? lat[n - 1] / 1000.0 : 0);
+	free(lat);
+	return 0;
+}
+
+/* Hostile clients: each an fd in an epoll set, or -1 while it waits to reconnect */
+struct crowd {
+	int ep;
+	int fd[MAX_CLIENTS];
+	size_t sent[MAX_CLIENTS];
+	int n;
+	unsigned connected, closed;
+};
+
+static void join(struct crowd *c, int i, const char *first, size_t len)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.u32 = (uint32_t)i };
+	int fd = dial(0);
+
+	c->fd[i] = -1;
+	if (fd < 0)
+		return;
+	if (send(fd, first, len, MSG_NOSIGNAL) != (ssize_t)len ||
+	    epoll_ctl(c->ep, EPOLL_CTL_ADD, fd, &ev)) {
+		close(fd);
+		return;
+	}
+	c->fd[i] = fd;
+	c->sent[i] = len;
+	c->connected++;
+}
+
+/* Wait for input up to @ms; read it if @read, notice closes */
+static void crowd_poll(struct crowd *c, int ms, int rd)
+{
+	struct epoll_event evs[256];
+	char buf[65536];
+	int k = epoll_wait(c->ep, evs, 256, ms);
+
+	for (int j = 0; j < k; j++) {
+		int i = (int)evs[j].data.u32;
+		ssize_t n = 1;
+
+		if (c->fd[i] < 0)
+			continue;
+		if (rd || (evs[j].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+			n = read(c->fd[i], buf, sizeof(buf));
+		if (n == 0 || (n < 0 && errno != EAGAIN) ||
+		    (!rd && (evs[j].events & (EPOLLHUP | EPOLLERR)))) {
+			close(c->fd[i]);
+			c->fd[i] = -1;
+			c->closed++;
+		} else if (!rd) {
+			/* not reading: stop hearing about this one's data */
+			struct epoll_event ev = { .events = EPOLLRDHUP, .data.u32 = (uint32_t)i };
+
+			epoll_ctl(c->ep, EPOLL_CTL_MOD, c->fd[i], &ev);
+		}
+	}
+}
+
+static int streams(int n, int secs, int rd)
+{
+	static const char req[] = "GET /ports/events HTTP/1.1\r\nHost: x\r\n\r\n";
+	static struct crowd c;
+	uint64_t end = now_us() + (uint64_t)secs * 1000000u;
+
+	uint64_t tick = now_us() + 1000000u;
+
+	c.ep = epoll_create1(EPOLL_CLOEXEC);
+	c.n = n;
+	for (int i = 0; i < n; i++)
+		join(&c, i, req, sizeof(req) - 1);
+	while (now_us() < end) {
+		crowd_poll(&c, 50, rd);
+		if (now_us() < tick)
+			continue;
+		tick = now_us() + 1000000u;
+		for (int i = 0; i < n; i++)
+			if (c.fd[i] < 0)
+				join(&c, i, req, sizeof(req) - 1);
+	}
+	printf("connected %u closed_by_server %u\n", c.connected, c.closed);
+	return 0;
+}
+
+static int slow(int n, int secs, int ramp_ms)
+{
+	static const char head[] = "GET /health HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	static struct crowd c;
+	uint64_t start = now_us(), end = start + (uint64_t)secs * 1000000u, tick = start;
+	int started = 0;
+
+	c.ep = epoll_create1(EPOLL_CLOEXEC);
+	c.n = n;
+	for (int i = 0; i < n; i++)
+		c.fd[i] = -1;
+	while (now_us() < end) {
+		uint64_t now = now_us();
+
+		while (started < n && (ramp_ms == 0 ||
+				       now >= start + (uint64_t)started * (uint64_t)ramp_ms * 1000u)) {
+			join(&c, started, head, 1);
+			started++;
+		}
+		if (now >= tick) {
+			tick = now + 1000000u;
+			for (int i = 0; i < started; i++) {
+				if (c.fd[i] < 0) {
+					join(&c, i, head, 1);
+				} else if (c.sent[i] < sizeof(head) - 1) {
+					if (send(c.fd[i], head + c.sent[i], 1, MSG_NOSIGNAL) == 1)
+						c.sent[i]++;
+				}
+			}
+		}
+		crowd_poll(&c, 20, 1);
+	}
+	printf("connected %u closed_by_server %u\n", c.connected, c.closed);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 5)
+		goto usage;
+	target.sin_family = AF_INET;
+	target.sin_port = htons((uint16_t)atoi(argv[3]));
+	if (inet_pton(AF_INET, argv[2], &target.sin_addr) != 1)
+		goto usage;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!strcmp(argv[1], "probe"))
+		return probe(atoi(argv[4]));
+	if (argc >= 7 && !strcmp(argv[1], "streams") && atoi(argv[4]) <= MAX_CLIENTS)
+		return streams(atoi(argv[4]), atoi(argv[5]), !strcmp(argv[6], "read"));
+	if (argc >= 7 && !strcmp(argv[1], "slow") && atoi(argv[4]) <= MAX_CLIENTS)
+		return slow(atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
+usage:
+	fprintf(stderr, "usage: apiload probe ADDR PORT SECS | streams ADDR PORT N SECS read|noread |"
+			" slow ADDR PORT N SECS RAMP_MS\n");
+	return 2;
+}
