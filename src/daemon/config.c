@@ -62,8 +62,11 @@ static const char usage_text[] =
 	"Expose loopback-only TCP listeners on the external address and relay connections.\n"
 	"\n"
 	"Ports:\n"
-	"  --external-addr IP       address to expose ports on (default: first IPv4 address\n"
-	"                           of the default route's interface, detected until found)\n"
+	"  --external-addr IP|IF    address to expose ports on: IPv4, IPv6 (fe80::1%eth0), or\n"
+	"                           an interface (all its global and link-local addresses);\n"
+	"                           repeatable; followed as they change (default: the first\n"
+	"                           IPv4 address of the IPv4 default route's interface and\n"
+	"                           the first global IPv6 address of the IPv6 one's)\n"
 	"  --scan-interval MS       milliseconds between listener scans (default 50)\n"
 	"  --allow PORTS            expose only these ports, e.g. 22,5000-5999\n"
 	"  --deny PORTS             never expose these ports (wins over --allow)\n"
@@ -185,9 +188,12 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_EXTERNAL:
-			if (inet_pton(AF_INET, optarg, &cfg->ports.external) != 1 ||
-			    !cfg->ports.external.s_addr)
-				BAD("expected an IPv4 address");
+			if (cfg->ports.n_ext_specs >= PH_MAX_EXT_SPECS)
+				BAD("given more than 8 times");
+			if (ph_ext_spec_parse(optarg, &cfg->ports.ext_specs[cfg->ports.n_ext_specs]))
+				BAD("expected an IPv4 or IPv6 address (fe80::1%IF for a link-local "
+				    "one) or an interface name");
+			cfg->ports.n_ext_specs++;
 			break;
 		case OPT_SCAN:
 			if (ph_parse_uint(optarg, 1, 60000, &v))

@@ -334,7 +334,8 @@ void ph_rfc3339_ms(char *buf, size_t size, int64_t unix_ms)
  * @pi:		the port
  *
  * "connections" only for forwarded ports, "error" only for conflicts,
- * "since" whenever the subsystem knows when the state began.
+ * "addresses" (the external addresses it is bound to) whenever it is bound
+ * to any, "since" whenever the subsystem knows when the state began.
  */
 void ph_json_port(struct ph_json *j, const struct ph_port_info *pi)
 {
@@ -357,6 +358,10 @@ void ph_json_port(struct ph_json *j, const struct ph_port_info *pi)
 		ph_json_key(j, "error");
 		ph_json_strn(j, pi->error, strnlen(pi->error, sizeof(pi->error)));
 	}
+	if (pi->addrs.n) {
+		ph_json_key(j, "addresses");
+		ph_json_addr_set(j, &pi->addrs);
+	}
 	if (pi->since_ms > 0) {
 		ph_rfc3339_ms(since, sizeof(since), pi->since_ms);
 		ph_json_key(j, "since");
@@ -370,10 +375,34 @@ void ph_json_port_list(struct ph_json *j, const struct ph_port_list *l)
 	ph_json_obj_begin(j);
 	ph_json_key(j, "external_address");
 	ph_json_strn(j, l->external, strnlen(l->external, sizeof(l->external)));
+	if (l->external_addrs.n) {
+		ph_json_key(j, "external_addresses");
+		ph_json_addr_set(j, &l->external_addrs);
+	}
 	ph_json_key(j, "ports");
 	ph_json_arr_begin(j);
 	for (size_t i = 0; i < l->n; i++)
 		ph_json_port(j, &l->ports[i]);
 	ph_json_arr_end(j);
+	ph_json_obj_end(j);
+}
+
+void ph_json_addr_set(struct ph_json *j, const struct ph_addr_set *s)
+{
+	char buf[PH_ADDR_STRLEN];
+
+	ph_json_arr_begin(j);
+	for (uint32_t i = 0; i < s->n && i < PH_MAX_EXT_ADDRS; i++)
+		ph_json_str(j, ph_ext_addr_str(&s->a[i], buf, sizeof(buf)));
+	ph_json_arr_end(j);
+}
+
+void ph_json_address_event(struct ph_json *j, const struct ph_event *ev)
+{
+	ph_json_obj_begin(j);
+	ph_json_key(j, "old");
+	ph_json_addr_set(j, &ev->addresses.old);
+	ph_json_key(j, "new");
+	ph_json_addr_set(j, &ev->addresses.now);
 	ph_json_obj_end(j);
 }

@@ -76,10 +76,18 @@ void ph_rfc3339_ms(char *buf, size_t size, int64_t unix_ms);
 
 struct ph_port_info;
 struct ph_port_list;
+struct ph_addr_set;
+struct ph_event;
 /* One port object of the API ({"port":..,"family":..,...}), see docs/api.md */
 void ph_json_port(struct ph_json *j, const struct ph_port_info *pi);
 /* The /ports document: {"external_address":..,"ports":[...]} */
 void ph_json_port_list(struct ph_json *j, const struct ph_port_list *l);
+
+/* An array of address strings ("fe80::1%eth0" for a link-local one) */
+void ph_json_addr_set(struct ph_json *j, const struct ph_addr_set *s);
+
+/* The data of an "address" event: {"old":[...],"new":[...]} */
+void ph_json_address_event(struct ph_json *j, const struct ph_event *ev);
 
 /* Append @s (length @n) escaped as JSON string content, without quotes */
 void ph_json_escape(struct ph_buf *b, const char *s, size_t n);

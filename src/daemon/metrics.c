@@ -31,6 +31,8 @@ void ph_metrics_core_load(struct ph_metrics_core *out, struct ph_stats *st)
 	out->bytes_to_client = LD(st->bytes_to_client);
 	out->accept_pauses = LD(st->accept_pauses);
 	out->bind_conflicts = LD(st->bind_conflicts);
+	out->address_changes = LD(st->address_changes);
+	out->netlink_resyncs = LD(st->netlink_resyncs);
 }
 
 static void family(struct ph_buf *b, const char *name, const char *type, const char *help)
@@ -108,6 +110,12 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 	single(b, "porthole_bind_conflicts_total", "counter",
 	       "Ports that could not be exposed because the external port was taken.",
 	       c->bind_conflicts);
+	single(b, "porthole_address_changes_total", "counter",
+	       "Changes of the set of external addresses (ports moved to the new ones).",
+	       c->address_changes);
+	single(b, "porthole_netlink_resyncs_total", "counter",
+	       "Full re-reads of addresses and routes after lost or malformed rtnetlink messages.",
+	       c->netlink_resyncs);
 
 	single(b, "porthole_quiesced", "gauge", "1 between a snapshot prepare and the resume.",
 	       in->quiesced);

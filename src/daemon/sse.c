@@ -64,14 +64,18 @@ void ph_sse_format(struct ph_buf *b, const char *event, const char *data, size_t
 	ph_buf_add(b, "\n", 1);
 }
 
-/* Append one port event, its data the port object */
+/* Append one event, its data the port object (or, for "address", the old
+ * and new external addresses) */
 static void write_event(const struct ph_event *ev, struct ph_buf *tmp)
 {
 	struct ph_buf data = { 0 };
 	struct ph_json j;
 
 	ph_json_init(&j, &data);
-	ph_json_port(&j, &ev->port);
+	if (ev->type == PH_EV_ADDRESS)
+		ph_json_address_event(&j, ev);
+	else
+		ph_json_port(&j, &ev->port);
 	if (ph_json_finish(&j) == 0)
 		ph_sse_format(tmp, ph_event_type_name(ev->type), data.data, data.len);
 	ph_buf_free(&data);

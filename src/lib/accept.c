@@ -75,8 +75,9 @@ void accept_update(struct cycle *c)
 	for (size_t i = 0; i < c->n_entries; i++) {
 		struct port_entry *e = c->entries[i];
 
-		if (e->lfd >= 0)
-			ph_loop_mod(&c->loop, &e->io, want ? EPOLLIN : 0);
+		for (unsigned j = 0; j < PH_MAX_EXT_ADDRS; j++)
+			if (e->ls[j].fd >= 0)
+				ph_loop_mod(&c->loop, &e->ls[j].io, want ? EPOLLIN : 0);
 	}
 }
 
@@ -115,7 +116,8 @@ static void pause_accepting(struct cycle *c, const struct port_entry *e, int err
 
 void accept_on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 {
-	struct port_entry *e = ph_container_of(io, struct port_entry, io);
+	struct ext_listener *x = ph_container_of(io, struct ext_listener, io);
+	struct port_entry *e = x->e;
 	struct cycle *c = e->cycle;
 	struct ph_relay_thread *sh;
 
@@ -130,7 +132,7 @@ void accept_on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 			pause_accepting(c, e, -ret);
 			break;
 		}
-		fd = accept4(e->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		fd = accept4(x->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (ph_accept_exhausted(errno))
 				pause_accepting(c, e, errno);

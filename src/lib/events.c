@@ -75,6 +75,8 @@ const char *ph_event_type_name(enum ph_event_type t)
 		return "close";
 	case PH_EV_CONFLICT:
 		return "conflict";
+	case PH_EV_ADDRESS:
+		return "address";
 	}
 	return "unknown";
 }

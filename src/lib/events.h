@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addrset.h"
+
 enum ph_port_state {
 	PH_PORT_FORWARDED,	/* exposed on EXTERNAL:port and relayed */
 	PH_PORT_CONFLICT,	/* should be exposed, but binding EXTERNAL:port failed */
@@ -25,6 +27,7 @@ const char *ph_port_state_name(enum ph_port_state s);
  * @connections: relayed connections open now (FORWARDED only)
  * @since_ms:	wall-clock time (Unix ms) it entered @state
  * @error:	bind error text for CONFLICT, else empty
+ * @addrs:	the external addresses it is bound to (FORWARDED, CONFLICT)
  */
 struct ph_port_info {
 	uint16_t port;
@@ -33,16 +36,30 @@ struct ph_port_info {
 	enum ph_port_state state;
 	uint32_t connections;
 	int64_t since_ms;
-	char error[64];
+	char error[80];
+	struct ph_addr_set addrs;
 };
 
-enum ph_event_type { PH_EV_OPEN, PH_EV_CLOSE, PH_EV_CONFLICT };
+enum ph_event_type { PH_EV_OPEN, PH_EV_CLOSE, PH_EV_CONFLICT, PH_EV_ADDRESS };
 
-const char *ph_event_type_name(enum ph_event_type t);	/* "open", "close", "conflict" */
+/* "open", "close", "conflict", "address" */
+const char *ph_event_type_name(enum ph_event_type t);
 
+/**
+ * struct ph_event - one event
+ * @type:	see enum ph_event_type
+ * @port:	the port (open, close, conflict)
+ * @addresses:	the external addresses before and after (address)
+ */
 struct ph_event {
 	enum ph_event_type type;
-	struct ph_port_info port;
+	union {
+		struct ph_port_info port;
+		struct {
+			struct ph_addr_set old;
+			struct ph_addr_set now;
+		} addresses;
+	};
 };
 
 struct ph_bus;

@@ -56,6 +56,9 @@ void port_entry_info(const struct port_entry *e, struct ph_port_info *info)
 	info->connections = atomic_load_explicit(&e->owner.conns, memory_order_relaxed);
 	info->since_ms = e->since_ms;
 	memcpy(info->error, e->error, sizeof(info->error));
+	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
+		if (e->ls[i].fd >= 0)
+			ph_addr_set_add(&info->addrs, &e->ls[i].at);
 }
 
 static void publish(struct cycle *c, enum ph_event_type type, const struct port_entry *e)
@@ -71,72 +74,157 @@ static void entry_release(struct ph_relay_owner *o)
 	free(ph_container_of(o, struct port_entry, owner));
 }
 
-static void entry_close_listener(struct cycle *c, struct port_entry *e)
+static void listener_close(struct cycle *c, struct ext_listener *x)
 {
-	if (e->lfd < 0)
+	if (x->fd < 0)
 		return;
-	ph_loop_del(&c->loop, &e->io);
-	close(e->lfd);
-	e->lfd = -1;
-	e->linode = 0;
+	ph_loop_del(&c->loop, &x->io);
+	close(x->fd);
+	x->fd = -1;
+	x->inode = 0;
+}
+
+static void entry_close_listeners(struct cycle *c, struct port_entry *e)
+{
+	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
+		listener_close(c, &e->ls[i]);
 }
 
 /* Remove from service; relays still counted against it, on any thread,
  * keep it alive: the table's reference is dropped here. */
 void port_entry_destroy(struct cycle *c, struct port_entry *e)
 {
-	entry_close_listener(c, e);
+	entry_close_listeners(c, e);
 	ph_relay_owner_put(&e->owner);
 }
 
+/* The client leg's congestion control for a listener on @a (relay.c's rule
+ * reads link-local off an IPv4 address; fe80::/10 is link-local the same way) */
+static const char *client_cc(const struct ph_config *cfg, const struct ph_ext_addr *a)
+{
+	struct in_addr v4 = { htonl(0xa9fe0000) };	/* 169.254.0.0: link-local */
+
+	if (ph_ext_addr_fam(a) == PH_FAM_V4)
+		memcpy(&v4, &a->addr.s6_addr[12], 4);
+	else if (!ph_addr_is_v6_linklocal(&a->addr))
+		v4.s_addr = 0;
+	return ph_relay_client_cc(cfg, v4);
+}
+
 /**
- * entry_bind() - open EXTERNAL:port for a port to expose
+ * listener_bind() - open EXTERNAL:port on one external address
  * @c:		cycle
- * @e:		entry; on failure @e->error says why
+ * @e:		entry
+ * @x:		a free slot of @e
+ * @a:		the address
  *
+ * IPv6 listeners are IPV6_V6ONLY: each family's addresses get their own.
  * Return: 0 or -errno
  */
-static int entry_bind(struct cycle *c, struct port_entry *e)
+static int listener_bind(struct cycle *c, struct port_entry *e, struct ext_listener *x,
+			 const struct ph_ext_addr *a)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(e->d.port),
-				   .sin_addr = c->external };
+	struct sockaddr_storage ss;
+	socklen_t sl = ph_ext_addr_sockaddr(a, e->d.port, &ss);
 	const char *cc;
 	int one = 1, fd, ret;
 
-	if (!c->external_known) {
-		snprintf(e->error, sizeof(e->error), "external address not known yet");
-		return -EADDRNOTAVAIL;
-	}
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		ret = -errno;
-		goto fail;
-	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
 	/* inherited by accepted clients */
 	ph_relay_sock_options(fd, &c->p->cfg, true);
-	cc = ph_relay_client_cc(&c->p->cfg, c->external);
+	cc = client_cc(&c->p->cfg, a);
 	if (cc && (ret = ph_sock_congestion(fd, cc)))
 		/* checked at start; this only fails if the module went away */
 		ph_debug("client congestion control not set", PH_FS("cc", cc), PH_FERR(ret));
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
-	    listen(fd, (int)c->p->cfg.backlog)) {
+	    (ss.ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) ||
+	    bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, (int)c->p->cfg.backlog)) {
 		ret = -errno;
 		close(fd);
-		goto fail;
+		return ret;
 	}
-	ret = ph_loop_add(&c->loop, &e->io, fd, c->accepting ? EPOLLIN : 0, accept_on_listener);
+	ret = ph_loop_add(&c->loop, &x->io, fd, c->accepting ? EPOLLIN : 0, accept_on_listener);
 	if (ret) {
 		close(fd);
-		goto fail;
+		return ret;
 	}
-	e->lfd = fd;
-	e->linode = ph_sock_inode(fd);
-	e->error[0] = '\0';
+	x->fd = fd;
+	x->inode = ph_sock_inode(fd);
+	x->at = *a;
+	x->e = e;
 	return 0;
-fail:
-	snprintf(e->error, sizeof(e->error), "%s", ph_strerror(ret));
-	return ret;
+}
+
+static struct ext_listener *entry_listener(struct port_entry *e, const struct ph_ext_addr *a)
+{
+	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
+		if (e->ls[i].fd >= 0 && !memcmp(&e->ls[i].at, a, sizeof(*a)))
+			return &e->ls[i];
+	return NULL;
+}
+
+static struct ext_listener *entry_free_slot(struct port_entry *e)
+{
+	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
+		if (e->ls[i].fd < 0)
+			return &e->ls[i];
+	return NULL;	/* cannot happen: as many slots as addresses */
+}
+
+/* An exposed port is bound to every external address of the families no
+ * listener of its own covers */
+static bool entry_wants(const struct cycle *c, const struct port_entry *e,
+			const struct ph_ext_addr *a)
+{
+	return !(ph_ext_addr_fam(a) & e->d.public_fams) && ph_addr_set_has(&c->ext, a);
+}
+
+/**
+ * entry_sync() - match @e's listeners to the external addresses: close
+ * those on addresses that went, bind the missing ones
+ * @c:		cycle
+ * @e:		an entry to expose; on failure @e->error says why
+ *
+ * Return: 0 when every address is bound; 1 when there is no address to bind
+ * (not an error of this port); else the first bind error (-errno), while
+ * the other addresses stay bound
+ */
+static int entry_sync(struct cycle *c, struct port_entry *e)
+{
+	unsigned wanted = 0;
+	int first = 0;
+
+	e->ext_gen = c->ext_gen;
+	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
+		if (e->ls[i].fd >= 0 && !entry_wants(c, e, &e->ls[i].at))
+			listener_close(c, &e->ls[i]);
+	for (uint32_t i = 0; i < c->ext.n; i++) {
+		const struct ph_ext_addr *a = &c->ext.a[i];
+		char at[PH_ADDR_STRLEN];
+		int ret;
+
+		if (!entry_wants(c, e, a))
+			continue;
+		wanted++;
+		if (entry_listener(e, a))
+			continue;
+		ret = listener_bind(c, e, entry_free_slot(e), a);
+		if (ret && !first) {
+			first = ret;
+			snprintf(e->error, sizeof(e->error), "%s: %s",
+				 ph_ext_addr_str(a, at, sizeof(at)), ph_strerror(ret));
+		}
+	}
+	if (!wanted) {
+		snprintf(e->error, sizeof(e->error), "no external address");
+		return 1;
+	}
+	if (!first)
+		e->error[0] = '\0';
+	return first;
 }
 
 static enum ph_port_state passive_state(enum ph_decision_kind k)
@@ -159,16 +247,14 @@ static void entry_enter(struct cycle *c, struct port_entry *e, bool is_new)
 {
 	enum ph_port_state old = e->state, want;
 	char addr[INET6_ADDRSTRLEN];
+	int ret = 0;
 
 	if (e->d.kind == PH_DECIDE_EXPOSE) {
 		entry_set_target(e);
-		if (e->lfd >= 0 || entry_bind(c, e) == 0) {
-			want = PH_PORT_FORWARDED;
-		} else {
-			want = PH_PORT_CONFLICT;
-		}
+		ret = entry_sync(c, e);
+		want = ret ? PH_PORT_CONFLICT : PH_PORT_FORWARDED;
 	} else {
-		entry_close_listener(c, e);
+		entry_close_listeners(c, e);
 		want = passive_state(e->d.kind);
 		e->error[0] = '\0';
 	}
@@ -183,8 +269,13 @@ static void entry_enter(struct cycle *c, struct port_entry *e, bool is_new)
 		publish(c, PH_EV_OPEN, e);
 		break;
 	case PH_PORT_CONFLICT:
-		atomic_fetch_add_explicit(&c->p->stats.bind_conflicts, 1, memory_order_relaxed);
-		ph_warn("port conflict", PH_FU("port", e->d.port), PH_FS("error", e->error));
+		if (ret == 1) {	/* no address at all: said once, not per port */
+			ph_debug("port waits for an external address", PH_FU("port", e->d.port));
+		} else {
+			atomic_fetch_add_explicit(&c->p->stats.bind_conflicts, 1,
+						  memory_order_relaxed);
+			ph_warn("port conflict", PH_FU("port", e->d.port), PH_FS("error", e->error));
+		}
 		publish(c, PH_EV_CONFLICT, e);
 		break;
 	default:
@@ -238,7 +329,8 @@ static void on_change(void *arg, const struct ph_change *ch)
 			ph_error("out of memory for a port entry", PH_FU("port", port));
 			return;
 		}
-		e->lfd = -1;
+		for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
+			e->ls[i].fd = -1;
 		e->cycle = c;
 		e->owner.release = entry_release;
 		atomic_init(&e->owner.refs, 1);	/* the table's */
@@ -277,7 +369,8 @@ static int cmp_u64(const void *a, const void *b)
 static int collect_own(struct cycle *c, size_t *n)
 {
 	struct ph_ports *p = c->p;
-	size_t need = p->cfg.n_own_inodes + PH_MAX_OWN_INODES + c->n_entries, k = 0;
+	size_t need = p->cfg.n_own_inodes + PH_MAX_OWN_INODES + c->n_entries * PH_MAX_EXT_ADDRS,
+	       k = 0;
 
 	if (ph_array_grow(&c->own, &c->cap_own, need, sizeof(*c->own), 64))
 		return -ENOMEM;
@@ -288,32 +381,15 @@ static int collect_own(struct cycle *c, size_t *n)
 		c->own[k++] = p->own[i];
 	pthread_mutex_unlock(&p->own_lock);
 	for (size_t i = 0; i < c->n_entries; i++)
-		if (c->entries[i]->linode)
-			c->own[k++] = c->entries[i]->linode;
+		for (unsigned j = 0; j < PH_MAX_EXT_ADDRS; j++)
+			if (c->entries[i]->ls[j].inode)
+				c->own[k++] = c->entries[i]->ls[j].inode;
 	qsort(c->own, k, sizeof(*c->own), cmp_u64);
 	*n = k;
 	return 0;
 }
 
-static void detect_external(struct cycle *c)
-{
-	int ret;
-
-	if (c->external_known)
-		return;
-	ret = ph_default_ipv4(&c->external, "/proc/net/route");
-	if (ret == 0) {
-		char buf[INET_ADDRSTRLEN];
-
-		c->external_known = true;
-		inet_ntop(AF_INET, &c->external, buf, sizeof(buf));
-		ph_info("external address detected", PH_FS("address", buf));
-	} else if (!c->external_warned) {
-		c->external_warned = true;
-		ph_warn("no external address yet (no default route with an IPv4 address); "
-			"retrying every scan", PH_FERR(ret));
-	}
-}
+static bool addresses_refresh(struct cycle *c);
 
 /**
  * apply_scan() - turn the latest scan into the port table
@@ -325,7 +401,7 @@ static int apply_scan(struct cycle *c)
 {
 	struct ph_ports *p = c->p;
 	struct ph_rules_input in = {
-		.scan = &c->scan, .external = c->external_known ? c->external : (struct in_addr){ 0 },
+		.scan = &c->scan, .ext = &c->ext,
 		.allow = &p->cfg.allow, .deny = &p->cfg.deny,
 	};
 	struct ph_decision *dec = NULL;
@@ -353,9 +429,11 @@ static int apply_scan(struct cycle *c)
 	pthread_mutex_lock(&p->table_lock);
 	ph_rules_diff(c->decisions, c->n_decisions, dec, n_dec, on_change, &a);
 	carry_until(&a, UINT16_MAX + 1u);	/* the rest, port 65535 included */
-	/* ports in CONFLICT are retried on every scan */
+	/* ports in CONFLICT are retried on every scan; after an address
+	 * change every exposed port follows */
 	for (size_t i = 0; i < c->n_next; i++)
-		if (c->next[i]->state == PH_PORT_CONFLICT)
+		if (c->next[i]->state == PH_PORT_CONFLICT ||
+		    (c->next[i]->d.kind == PH_DECIDE_EXPOSE && c->next[i]->ext_gen != c->ext_gen))
 			entry_enter(c, c->next[i], false);
 	free(c->entries);
 	c->entries = c->next;
@@ -375,7 +453,8 @@ void exposure_scan(struct cycle *c)
 	uint64_t t0 = ph_now_ns(), us;
 	int ret;
 
-	detect_external(c);
+	if (c->rtnl_stale)
+		addresses_refresh(c);	/* this scan follows any change */
 	ret = ph_scanner_run(&c->scanner, &c->scan);
 	us = (ph_now_ns() - t0) / 1000;
 	atomic_fetch_add_explicit(&p->stats.scans, 1, memory_order_relaxed);
@@ -396,4 +475,141 @@ void exposure_scan(struct cycle *c)
 				PH_FS("method", ph_scanner_method(&c->scanner)),
 				PH_FU("suppressed", c->scan_rl.suppressed));
 	}
+}
+
+/* ---- following the external addresses -------------------------------------- */
+
+/* Say once which --external-addr values name nothing configured now, and
+ * when they appear */
+static void warn_missing(struct cycle *c, uint32_t missing)
+{
+	for (size_t i = 0; i < c->n_specs && i < 32; i++) {
+		uint32_t bit = 1u << i;
+		char spec[PH_ADDR_STRLEN];
+
+		if ((missing & bit) == (c->specs_missing & bit))
+			continue;
+		ph_ext_spec_str(&c->specs[i], spec, sizeof(spec));
+		if (missing & bit)
+			ph_warn("--external-addr is not configured on any interface; nothing is "
+				"exposed on it until it appears", PH_FS("external_addr", spec));
+		else
+			ph_info("--external-addr appeared", PH_FS("external_addr", spec));
+	}
+	c->specs_missing = missing;
+}
+
+/**
+ * addresses_update() - read the external addresses off the model; on a
+ * change log old -> new, count it and publish an address event
+ * @c:		cycle
+ *
+ * Return: true when they changed (cycle.ext_gen was bumped)
+ */
+static bool addresses_update(struct cycle *c)
+{
+	struct ph_ports *p = c->p;
+	struct ph_event ev = { .type = PH_EV_ADDRESS };
+	char was[256], now[256];
+	uint32_t missing;
+
+	missing = ph_rtnl_select(&c->rtnl.m, c->specs, c->n_specs, &ev.addresses.now);
+	warn_missing(c, missing);
+	if (ph_addr_set_equal(&c->ext, &ev.addresses.now))
+		return false;
+	ev.addresses.old = c->ext;
+	pthread_mutex_lock(&p->table_lock);
+	c->ext = ev.addresses.now;
+	c->ext_gen++;
+	pthread_mutex_unlock(&p->table_lock);
+	atomic_fetch_add_explicit(&p->stats.address_changes, 1, memory_order_relaxed);
+	ph_info("external addresses changed", PH_FS("old", ph_addr_set_str(&ev.addresses.old, was,
+									sizeof(was))),
+		PH_FS("new", ph_addr_set_str(&c->ext, now, sizeof(now))));
+	if (!c->ext.n && !c->ext_warned) {
+		c->ext_warned = true;
+		ph_warn("no external address; exposed ports are withdrawn until one appears");
+	}
+	if (c->ext.n)
+		c->ext_warned = false;
+	ph_bus_publish(p->bus, &ev);
+	return true;
+}
+
+/* The addresses changed: every exposed port follows at once. Quiesced, the
+ * rules wait for the resume's scan, but listeners move now, so that clients
+ * of a restored clone queue on its new address. */
+static void addresses_follow(struct cycle *c)
+{
+	if (!c->quiesced) {
+		exposure_scan(c);
+		return;
+	}
+	pthread_mutex_lock(&c->p->table_lock);
+	for (size_t i = 0; i < c->n_entries; i++)
+		if (c->entries[i]->d.kind == PH_DECIDE_EXPOSE)
+			entry_enter(c, c->entries[i], false);
+	pthread_mutex_unlock(&c->p->table_lock);
+}
+
+static void note_resyncs(struct cycle *c, uint64_t before)
+{
+	if (c->rtnl.resyncs != before)
+		atomic_fetch_add_explicit(&c->p->stats.netlink_resyncs, c->rtnl.resyncs - before,
+					  memory_order_relaxed);
+}
+
+static void rtnl_failed(struct cycle *c, int err)
+{
+	c->rtnl_stale = true;	/* the next scan dumps again */
+	if (ph_ratelimit_ok(&c->rtnl_rl, c->loop.now_ms, SCAN_ERR_BURST, SCAN_ERR_WINDOW_MS))
+		ph_warn("reading the network configuration failed; retrying every scan",
+			PH_FERR(err), PH_FU("suppressed", c->rtnl_rl.suppressed));
+}
+
+void exposure_addresses_init(struct cycle *c)
+{
+	if (!addresses_update(c) && !c->ext.n && !c->ext_warned) {
+		c->ext_warned = true;
+		ph_warn(c->n_specs ? "no external address yet; waiting for one to appear"
+				   : "no external address yet (no default route with an address); "
+				     "waiting for one to appear");
+	}
+}
+
+/* Dump again and read the addresses off. Return: true when they changed */
+static bool addresses_refresh(struct cycle *c)
+{
+	int ret = ph_rtnl_watch_dump(&c->rtnl);
+
+	if (ret) {
+		rtnl_failed(c, ret);
+		return false;
+	}
+	c->rtnl_stale = false;
+	return addresses_update(c);
+}
+
+void exposure_addresses_recheck(struct cycle *c)
+{
+	if (addresses_refresh(c))
+		addresses_follow(c);
+}
+
+void exposure_on_rtnl(struct ph_loop *loop, struct ph_io *io, uint32_t events)
+{
+	struct cycle *c = ph_container_of(io, struct cycle, rtnl_io);
+	uint64_t before = c->rtnl.resyncs;
+	int ret;
+
+	(void)loop;
+	(void)events;
+	ret = ph_rtnl_watch_read(&c->rtnl);
+	note_resyncs(c, before);
+	if (ret < 0) {
+		rtnl_failed(c, ret);
+		return;
+	}
+	if (ret > 0 && addresses_update(c))
+		addresses_follow(c);
 }

@@ -99,6 +99,7 @@ static int do_resume(struct cycle *c)
 	n += ph_relay_threads_resume(&c->threads);
 	c->quiesced = false;
 	atomic_store(&c->p->quiesced, false);
+	exposure_addresses_recheck(c);	/* a restored clone may have a new address */
 	exposure_scan(c);
 	accept_update(c);
 	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->p->cfg.scan_interval_ms,
@@ -176,6 +177,8 @@ static void cycle_teardown(struct cycle *c)
 	pthread_mutex_unlock(&p->table_lock);
 	ph_timer_cancel(&c->loop, &c->scan_timer);
 	ph_timer_cancel(&c->loop, &c->accept_backoff.timer);
+	ph_loop_del(&c->loop, &c->rtnl_io);
+	ph_rtnl_watch_close(&c->rtnl);
 	ph_scanner_fini(&c->scanner);
 	ph_scan_free(&c->scan);
 	free(c->decisions);
@@ -189,6 +192,10 @@ static void *worker(void *arg)
 	int ret;
 
 	pthread_setname_np(pthread_self(), "ph-ports");
+	ret = ph_loop_add(&c->loop, &c->rtnl_io, c->rtnl.sub_fd, EPOLLIN, exposure_on_rtnl);
+	if (ret)	/* then the scans' re-dumps alone follow the addresses */
+		ph_error("cannot watch the network configuration", PH_FERR(ret));
+	exposure_addresses_init(c);
 	exposure_scan(c);
 	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->p->cfg.scan_interval_ms,
 		     on_scan_timer);
@@ -197,6 +204,21 @@ static void *worker(void *arg)
 		ph_error("port worker loop failed", PH_FERR(ret));
 	cycle_teardown(c);	/* the stopper joins us: then nothing is left */
 	return NULL;
+}
+
+/* The --external-addr values, the legacy single IPv4 address last */
+static void cycle_specs(struct cycle *c)
+{
+	const struct ph_config *cfg = &c->p->cfg;
+
+	for (unsigned i = 0; i < cfg->n_ext_specs && i < PH_MAX_EXT_SPECS; i++)
+		c->specs[c->n_specs++] = cfg->ext_specs[i];
+	if (cfg->external.s_addr) {
+		struct ph_ext_spec *s = &c->specs[c->n_specs++];
+
+		memset(s, 0, sizeof(*s));
+		ph_addr_from_v4(&s->addr, cfg->external);
+	}
 }
 
 static int cycle_start(struct ph_ports *p)
@@ -208,15 +230,19 @@ static int cycle_start(struct ph_ports *p)
 	if (!c)
 		return -ENOMEM;
 	c->p = p;
-	c->external = p->cfg.external;
-	c->external_known = p->cfg.external.s_addr != 0;
+	cycle_specs(c);
 	c->accepting = true;
 	ret = ph_loop_init(&c->loop, on_wake, c);
 	if (ret)
 		goto fail_free;
+	ret = ph_rtnl_watch_open(&c->rtnl);
+	if (ret) {
+		ph_error("cannot read the network configuration (rtnetlink)", PH_FERR(ret));
+		goto fail_loop;
+	}
 	ret = ph_scanner_init(&c->scanner, p->cfg.force_proc);
 	if (ret)
-		goto fail_loop;
+		goto fail_rtnl;
 	ret = ph_relay_ctx_init(&c->relays, &c->loop, &p->cfg, &p->stats);
 	if (ret)
 		goto fail_relays;
@@ -242,6 +268,8 @@ fail_threads:
 fail_relays:
 	ph_relay_ctx_fini(&c->relays);
 	ph_scanner_fini(&c->scanner);
+fail_rtnl:
+	ph_rtnl_watch_close(&c->rtnl);
 fail_loop:
 	ph_loop_fini(&c->loop);
 fail_free:
@@ -378,8 +406,10 @@ int ph_ports_list(struct ph_ports *p, struct ph_port_list *out)
 	if (!c)
 		goto out;
 	pthread_mutex_lock(&p->table_lock);
-	if (c->external_known)
-		inet_ntop(AF_INET, &c->external, out->external, sizeof(out->external));
+	out->external_addrs = c->ext;
+	for (uint32_t i = c->ext.n; i-- > 0;)	/* the first IPv4 one, else the first */
+		if (!i || ph_ext_addr_fam(&c->ext.a[i]) == PH_FAM_V4)
+			ph_ext_addr_str(&c->ext.a[i], out->external, sizeof(out->external));
 	if (c->n_entries) {
 		out->ports = calloc(c->n_entries, sizeof(*out->ports));
 		if (!out->ports)

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "addrset.h"
+#include "discovery_listeners.h"
 #include "porthole.h"
 
 int ph_sock_keepalive(int fd, const struct ph_keepalive *ka, bool user_timeout)
@@ -122,4 +124,97 @@ int ph_default_ipv4(struct in_addr *out, const char *route_path)
 	}
 	freeifaddrs(ifa);
 	return ret;
+}
+
+/* ---- external addresses (addrset.h) --------------------------------------- */
+
+unsigned ph_ext_addr_fam(const struct ph_ext_addr *a)
+{
+	return IN6_IS_ADDR_V4MAPPED(&a->addr) ? PH_FAM_V4 : PH_FAM_V6;
+}
+
+bool ph_addr_is_v6_linklocal(const struct in6_addr *a)
+{
+	return a->s6_addr[0] == 0xfe && (a->s6_addr[1] & 0xc0) == 0x80;
+}
+
+const char *ph_ext_addr_str(const struct ph_ext_addr *a, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN], ifn[IF_NAMESIZE];
+
+	ph_addr_str(&a->addr, ip, sizeof(ip));
+	if (!ph_addr_is_v6_linklocal(&a->addr) || !a->ifindex)
+		snprintf(buf, len, "%s", ip);
+	else if (if_indextoname(a->ifindex, ifn))
+		snprintf(buf, len, "%s%%%s", ip, ifn);
+	else
+		snprintf(buf, len, "%s%%%u", ip, a->ifindex);
+	return buf;
+}
+
+socklen_t ph_ext_addr_sockaddr(const struct ph_ext_addr *a, uint16_t port,
+			       struct sockaddr_storage *ss)
+{
+	socklen_t len = ph_sockaddr_from(ss, &a->addr, port);
+
+	if (ss->ss_family == AF_INET6 && ph_addr_is_v6_linklocal(&a->addr))
+		((struct sockaddr_in6 *)ss)->sin6_scope_id = a->ifindex;
+	return len;
+}
+
+static bool ext_addr_eq(const struct ph_ext_addr *x, const struct ph_ext_addr *y)
+{
+	return !memcmp(&x->addr, &y->addr, sizeof(x->addr)) && x->ifindex == y->ifindex;
+}
+
+bool ph_addr_set_has(const struct ph_addr_set *s, const struct ph_ext_addr *a)
+{
+	for (uint32_t i = 0; i < s->n; i++)
+		if (ext_addr_eq(&s->a[i], a))
+			return true;
+	return false;
+}
+
+bool ph_addr_set_equal(const struct ph_addr_set *x, const struct ph_addr_set *y)
+{
+	if (x->n != y->n)
+		return false;
+	for (uint32_t i = 0; i < x->n; i++)
+		if (!ext_addr_eq(&x->a[i], &y->a[i]))
+			return false;
+	return true;
+}
+
+bool ph_addr_set_add(struct ph_addr_set *s, const struct ph_ext_addr *a)
+{
+	if (s->n >= PH_MAX_EXT_ADDRS || ph_addr_set_has(s, a))
+		return false;
+	s->a[s->n++] = *a;
+	return true;
+}
+
+unsigned ph_addr_set_fams(const struct ph_addr_set *s)
+{
+	unsigned f = 0;
+
+	for (uint32_t i = 0; i < s->n; i++)
+		f |= ph_ext_addr_fam(&s->a[i]);
+	return f;
+}
+
+const char *ph_addr_set_str(const struct ph_addr_set *s, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	snprintf(buf, len, "none");
+	for (uint32_t i = 0; i < s->n && off + 1 < len; i++) {
+		char one[PH_ADDR_STRLEN];
+		int k = snprintf(buf + off, len - off, "%s%s", i ? ", " : "",
+				 ph_ext_addr_str(&s->a[i], one, sizeof(one)));
+
+		if (k < 0)
+			break;
+		off += (size_t)k;
+	}
+	return buf;
 }

@@ -9,11 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addrset.h"
 #include "events.h"
 #include "rules_portset.h"
 
 #define PH_MAX_OWN_INODES 16
 #define PH_SCAN_HIST_BUCKETS 12
+#define PH_MAX_EXT_SPECS 8
 
 /**
  * struct ph_keepalive - TCP keepalive applied to both legs of a relay
@@ -31,7 +33,13 @@ struct ph_keepalive {
 
 /**
  * struct ph_config - settings of the port subsystem (ph_config_defaults() first)
- * @external:		external IPv4 address; INADDR_ANY: detect from the default route
+ * @external:		an external IPv4 address (an address spec besides @ext_specs)
+ * @ext_specs:		--external-addr values: addresses or interface names,
+ *			followed as they change; none (and no @external): the
+ *			first IPv4 address of the interface with the IPv4 default
+ *			route and the first global IPv6 address of the one with
+ *			the IPv6 default route
+ * @n_ext_specs:	how many
  * @scan_interval_ms:	time between scans (default 50)
  * @allow, @deny:	port filters (see rules.h)
  * @max_connections:	relayed connections at once; beyond it new clients are
@@ -50,6 +58,8 @@ struct ph_keepalive {
  */
 struct ph_config {
 	struct in_addr external;
+	struct ph_ext_spec ext_specs[PH_MAX_EXT_SPECS];
+	unsigned n_ext_specs;
 	unsigned scan_interval_ms;
 	struct ph_portset allow;
 	struct ph_portset deny;
@@ -86,18 +96,23 @@ struct ph_stats {
 	_Atomic uint64_t bytes_to_client;	/* loopback service -> client */
 	_Atomic uint64_t accept_pauses;		/* EMFILE/ENFILE/ENOBUFS back-offs */
 	_Atomic uint64_t bind_conflicts;	/* ports entering CONFLICT */
+	_Atomic uint64_t address_changes;	/* the external addresses changed */
+	_Atomic uint64_t netlink_resyncs;	/* full re-dumps: lost notifications */
 };
 
 extern const unsigned ph_scan_hist_bounds_us[PH_SCAN_HIST_BUCKETS];
 
 /**
  * struct ph_port_list - a copy of the port table (ph_ports_list())
- * @external:	external address text, "" when unknown
+ * @external:	the first external IPv4 address (else the first one) as text,
+ *		"" when there is none
+ * @external_addrs: all external addresses
  * @ports:	one entry per port, sorted
  * @n:		entries
  */
 struct ph_port_list {
-	char external[INET_ADDRSTRLEN];
+	char external[PH_ADDR_STRLEN];
+	struct ph_addr_set external_addrs;
 	struct ph_port_info *ports;
 	size_t n;
 };

@@ -31,6 +31,7 @@
 #include "porthole.h"
 #include "relay.h"
 #include "relay_threads.h"
+#include "rtnl.h"
 #include "rules.h"
 
 /* failed scans and accept pauses: at most this many warnings per window */
@@ -41,13 +42,30 @@
 enum cmd { CMD_NONE, CMD_STOP, CMD_QUIESCE, CMD_RESUME };
 
 /**
+ * struct ext_listener - one external listener of a port, on one address
+ * @io:		its loop registration
+ * @fd:		the socket, -1 when this slot is free
+ * @inode:	its inode, reported to the rules as the daemon's own
+ * @at:		the external address it is bound to
+ * @e:		its port
+ */
+struct ext_listener {
+	struct ph_io io;
+	int fd;
+	uint64_t inode;
+	struct ph_ext_addr at;
+	struct port_entry *e;
+};
+
+/**
  * struct port_entry - one row of the port table
  * @owner:	relay accounting (connections on this port); embedded first
  * @d:		the decision it reflects
  * @state:	FORWARDED, CONFLICT, EXCLUDED or PUBLIC
- * @lfd:	external listener (FORWARDED only), else -1
- * @linode:	its inode, reported to the rules as the daemon's own
- * @io:		its loop registration
+ * @ls:		external listeners, one per external address of the families
+ *		the port is exposed on (slots, not packed: each is registered
+ *		with the loop by address)
+ * @ext_gen:	cycle.ext_gen its listeners were last matched to
  * @target:	connect address of the service
  * @since_ms:	wall clock when @state was entered
  * @error:	bind error for CONFLICT
@@ -57,13 +75,12 @@ struct port_entry {
 	struct ph_relay_owner owner;
 	struct ph_decision d;
 	enum ph_port_state state;
-	int lfd;
-	uint64_t linode;
-	struct ph_io io;
+	struct ext_listener ls[PH_MAX_EXT_ADDRS];
+	uint32_t ext_gen;
 	struct sockaddr_storage target;
 	socklen_t tlen;
 	int64_t since_ms;
-	char error[64];
+	char error[80];
 	struct cycle *cycle;
 };
 
@@ -94,9 +111,17 @@ struct cycle {
 	uint64_t *own;		/* scratch: own inodes for the rules */
 	size_t cap_own;
 
-	struct in_addr external;
-	bool external_known;
-	bool external_warned;
+	/* external addresses (rtnl.h): written under table_lock */
+	struct ph_rtnl_watch rtnl;
+	struct ph_io rtnl_io;
+	bool rtnl_stale;	/* a dump failed: the model may be old; dump at the next scan */
+	struct ph_ext_spec specs[PH_MAX_EXT_SPECS + 1];
+	size_t n_specs;
+	struct ph_addr_set ext;
+	uint32_t ext_gen;	/* bumped whenever @ext changes */
+	uint32_t specs_missing;	/* specs warned about as not configured */
+	bool ext_warned;	/* warned that there is no external address */
+	struct ph_ratelimit rtnl_rl;
 	bool quiesced;
 	bool accept_paused;	/* fd exhaustion back-off */
 	bool accepting;		/* listeners registered for EPOLLIN */
@@ -143,6 +168,21 @@ void port_entry_destroy(struct cycle *c, struct port_entry *e);
  * and logged, rate-limited.
  */
 void exposure_scan(struct cycle *c);
+
+/**
+ * exposure_addresses_init() - choose the first external addresses (worker,
+ * before the first scan)
+ */
+void exposure_addresses_init(struct cycle *c);
+
+/**
+ * exposure_addresses_recheck() - dump addresses and routes again and follow
+ * any change (on resume: the VM may have been restored as a clone)
+ */
+void exposure_addresses_recheck(struct cycle *c);
+
+/* ph_io_fn of the rtnetlink subscription (cycle.rtnl_io) */
+void exposure_on_rtnl(struct ph_loop *loop, struct ph_io *io, uint32_t events);
 
 /* ---- accept.c ------------------------------------------------------------ */
 

@@ -7,18 +7,19 @@
  * global state, so it is tested exhaustively from tables and fuzzed freely.
  *
  * Every listener that matters gets a rank (see enum rank): the ranks that
- * cover the external address (PUBLIC) come first, then the loopback ranks
- * in the order we prefer them as connect() targets. Listeners that are
- * neither (a specific non-loopback address, "::" with IPV6_V6ONLY, the
- * daemon's own sockets) get no rank and are dropped. The candidates are
+ * cover an external address come first (each covers IPv4, IPv6 or both:
+ * rank_fams()), then the loopback ranks in the order we prefer them as
+ * connect() targets. Listeners that are neither (a specific non-loopback
+ * address, the daemon's own sockets) get no rank and are dropped. The candidates are
  * packed into a 64-bit key
  *
  *	port << 48 | rank << 40 | IPv4 address (host order, where it matters)
  *
  * and grouped by port with a two-pass byte radix sort (stable, O(n), no
- * table larger than 256 counters). Within a port the smallest (key, inode)
- * decides: a PUBLIC rank is smaller than any loopback one, so "PUBLIC wins"
- * needs no special case; among loopback candidates the smallest is the
+ * table larger than 256 counters). Within a port, the covering ranks say on
+ * which families the port is public already; the smallest (key, inode)
+ * among those covering a family that counts is the listener shown for a
+ * PUBLIC port; among loopback candidates the smallest is the
  * preferred connect() target (127.0.0.1, then the lowest other 127/8
  * address, then a v4-mapped 127/8 bound by an IPv6 socket, then ::1);
  * equal addresses (SO_REUSEPORT groups) fall back to the lowest inode, so
@@ -42,7 +43,9 @@ enum rank {
 	R_ANY_MAPPED,		/* AF_INET6 ::ffff:0.0.0.0 */
 	R_EXT4,			/* AF_INET EXTERNAL */
 	R_EXT_MAPPED,		/* AF_INET6 ::ffff:EXTERNAL */
-	R_PUBLIC_LAST = R_EXT_MAPPED,
+	R_ANY6_ONLY,		/* AF_INET6 :: with IPV6_V6ONLY: IPv6 only */
+	R_EXT6,			/* AF_INET6 an IPv6 EXTERNAL */
+	R_PUBLIC_LAST = R_EXT6,
 	/* loopback-only listeners, most preferred connect() target first */
 	R_LO_ONE = 8,		/* AF_INET 127.0.0.1 */
 	R_LO4,			/* AF_INET other 127/8, lowest address first */
@@ -109,16 +112,46 @@ static uint32_t mapped_v4(const struct in6_addr *a)
 	return ntohl(v);
 }
 
+/* PH_FAM_* bits a rank covers */
+static unsigned rank_fams(enum rank r)
+{
+	switch (r) {
+	case R_ANY6:
+		return PH_FAM_V4 | PH_FAM_V6;
+	case R_ANY6_ONLY:
+	case R_EXT6:
+		return PH_FAM_V6;
+	default:
+		return r <= R_PUBLIC_LAST ? PH_FAM_V4 : 0;
+	}
+}
+
+/* @a (v4-mapped or IPv6) is one of the external addresses */
+static bool is_external(const struct ph_rules_input *in, const struct in6_addr *a)
+{
+	struct in6_addr legacy;
+
+	if (in->external.s_addr) {
+		ph_addr_from_v4(&legacy, in->external);
+		if (!memcmp(&legacy, a, sizeof(*a)))
+			return true;
+	}
+	for (uint32_t i = 0; in->ext && i < in->ext->n; i++)
+		if (!memcmp(&in->ext->a[i].addr, a, sizeof(*a)))
+			return true;
+	return false;
+}
+
 /*
  * rank_of() - classify one listener
- * @ext:	external IPv4 address, host order; 0 when unknown (so that
- *		only wildcard listeners make a port PUBLIC)
+ * @in:		the external addresses (none: only wildcard listeners cover)
  * @v4:	set to the IPv4 address (host order) for v4-mapped listeners
  *
- * Return: its rank, or R_NONE when it neither covers the external address
+ * Return: its rank, or R_NONE when it neither covers an external address
  * nor is loopback-only
  */
-static enum rank rank_of(const struct ph_listener *l, uint32_t ext, uint32_t *v4)
+static enum rank rank_of(const struct ph_rules_input *in, const struct ph_listener *l,
+			 uint32_t *v4)
 {
 	bool inet = l->family == AF_INET;
 
@@ -129,7 +162,7 @@ static enum rank rank_of(const struct ph_listener *l, uint32_t ext, uint32_t *v4
 		*v4 = a;
 		if (a == 0)
 			return inet ? R_ANY4 : R_ANY_MAPPED;
-		if (ext && a == ext)
+		if (is_external(in, &l->addr))
 			return inet ? R_EXT4 : R_EXT_MAPPED;
 		if (a >> 24 == 127) {
 			if (!inet)
@@ -142,10 +175,10 @@ static enum rank rank_of(const struct ph_listener *l, uint32_t ext, uint32_t *v4
 		return R_NONE;	/* malformed: AF_INET must be stored v4-mapped */
 	/* Without sock_diag we cannot know IPV6_V6ONLY: assume the default, dual stack */
 	if (IN6_IS_ADDR_UNSPECIFIED(&l->addr))
-		return l->v6only_known && l->v6only ? R_NONE : R_ANY6;
+		return l->v6only_known && l->v6only ? R_ANY6_ONLY : R_ANY6;
 	if (IN6_IS_ADDR_LOOPBACK(&l->addr))
 		return R_LO6;
-	return R_NONE;
+	return is_external(in, &l->addr) ? R_EXT6 : R_NONE;
 }
 
 static bool excluded(const struct ph_rules_input *in, uint16_t port)
@@ -176,7 +209,6 @@ static bool excluded(const struct ph_rules_input *in, uint16_t port)
 static long collect_candidates(const struct ph_rules_input *in, struct cand *c)
 {
 	const struct ph_scan *scan = in->scan;
-	uint32_t ext = ntohl(in->external.s_addr);
 	uint64_t *own = NULL;
 	size_t nc = 0;
 
@@ -190,7 +222,7 @@ static long collect_candidates(const struct ph_rules_input *in, struct cand *c)
 	for (size_t i = 0; i < scan->len; i++) {
 		const struct ph_listener *l = &scan->v[i];
 		uint32_t v4;
-		enum rank r = rank_of(l, ext, &v4);
+		enum rank r = rank_of(in, l, &v4);
 
 		if (r == R_NONE)
 			continue;
@@ -206,26 +238,48 @@ static long collect_candidates(const struct ph_rules_input *in, struct cand *c)
 	return (long)nc;
 }
 
+/* The families with external addresses; none known: IPv4 stands in */
+static unsigned counted_fams(const struct ph_rules_input *in, unsigned *active)
+{
+	*active = (in->ext ? ph_addr_set_fams(in->ext) : 0) | (in->external.s_addr ? PH_FAM_V4 : 0);
+	return *active ? *active : PH_FAM_V4;
+}
+
 /*
- * One decision per port from candidates sorted by port: the best-ranked
- * listener of each port decides. @d has room for one per distinct port.
+ * One decision per port from candidates sorted by port: which families a
+ * covering listener serves, the best covering listener of a family that
+ * counts, the best loopback listener. @d has room for one per distinct port.
  * Return: decisions written
  */
 static size_t decide_per_port(const struct ph_rules_input *in, const struct cand *c, size_t nc,
 			      struct ph_decision *d)
 {
+	unsigned active, counted = counted_fams(in, &active);
 	size_t nd = 0;
 
 	for (size_t i = 0, j; i < nc; i = j) {
-		const struct cand *best = &c[i];
+		const struct cand *cov = NULL, *lo = NULL, *best;
 		const struct ph_listener *l;
 		uint16_t port = (uint16_t)(c[i].key >> 48);
-		enum rank r;
+		unsigned pub = 0;
 
-		for (j = i + 1; j < nc && (uint16_t)(c[j].key >> 48) == port; j++)
-			if (cmp_cand(&c[j], best) < 0)
-				best = &c[j];
-		r = (enum rank)((best->key >> 40) & 0xff);
+		for (j = i; j < nc && (uint16_t)(c[j].key >> 48) == port; j++) {
+			enum rank r = (enum rank)((c[j].key >> 40) & 0xff);
+			unsigned f = rank_fams(r) & counted;
+
+			pub |= f;
+			if (f && (!cov || cmp_cand(&c[j], cov) < 0))
+				cov = &c[j];
+			if (r > R_PUBLIC_LAST && (!lo || cmp_cand(&c[j], lo) < 0))
+				lo = &c[j];
+		}
+		/* expose when a family with addresses is not covered, or none has any */
+		if (lo && ((active & ~pub) || !pub))
+			best = lo;
+		else if (cov)
+			best = cov;
+		else
+			continue;
 		l = &in->scan->v[best->idx];
 		d[nd++] = (struct ph_decision){
 			.addr = l->addr,
@@ -233,7 +287,8 @@ static size_t decide_per_port(const struct ph_rules_input *in, const struct cand
 			.uid = l->uid,
 			.port = port,
 			.family = ph_addr_is_v4(&l->addr) ? AF_INET : AF_INET6,
-			.kind = r <= R_PUBLIC_LAST ? PH_DECIDE_PUBLIC
+			.public_fams = (uint8_t)pub,
+			.kind = best == cov ? PH_DECIDE_PUBLIC
 				: excluded(in, port) ? PH_DECIDE_EXCLUDED
 				: PH_DECIDE_EXPOSE,
 		};
@@ -270,8 +325,11 @@ int ph_rules_decide(const struct ph_rules_input *in, struct ph_decision **out, s
 	d = calloc(nd, sizeof(*d));
 	if (!d)
 		goto out;
-	*out = d;
 	*n = decide_per_port(in, c, (size_t)nc, d);
+	if (*n)
+		*out = d;
+	else
+		free(d);	/* only listeners that count on no family */
 	ret = 0;
 out:
 	free(tmp);
@@ -282,7 +340,7 @@ out:
 static bool same_target(const struct ph_decision *a, const struct ph_decision *b)
 {
 	return a->kind == b->kind && a->family == b->family &&
-	       !memcmp(&a->addr, &b->addr, sizeof(a->addr));
+	       a->public_fams == b->public_fams && !memcmp(&a->addr, &b->addr, sizeof(a->addr));
 }
 
 /**
@@ -291,7 +349,8 @@ static bool same_target(const struct ph_decision *a, const struct ph_decision *b
  * @b, @nb:	current set (sorted by port, one entry per port)
  * @fn, @arg:	called once per change, in port order (@fn may be NULL to count)
  *
- * A port in both sets is UPDATED when kind, family or address differ,
+ * A port in both sets is UPDATED when kind, family, address or the
+ * families it is public on differ,
  * RESTARTED when only the inode does; an identical entry is no change.
  *
  * Return: number of changes reported

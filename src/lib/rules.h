@@ -7,13 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addrset.h"
 #include "discovery_listeners.h"
 #include "rules_portset.h"
 
 enum ph_decision_kind {
-	PH_DECIDE_EXPOSE,	/* loopback-only: open EXTERNAL:port and relay */
-	PH_DECIDE_EXCLUDED,	/* loopback-only, but --allow/--deny rule it out */
-	PH_DECIDE_PUBLIC,	/* already reachable on the external address */
+	PH_DECIDE_EXPOSE,	/* loopback-only on a family: open EXTERNAL:port and relay */
+	PH_DECIDE_EXCLUDED,	/* the same, but --allow/--deny rule it out */
+	PH_DECIDE_PUBLIC,	/* already reachable on the external addresses */
 };
 
 /**
@@ -27,6 +28,9 @@ enum ph_decision_kind {
  *		addresses, and IPv4 loopback over ::1
  * @inode:	inode of that listener (changes when the service restarts)
  * @uid:	its owner
+ * @public_fams: PH_FAM_V4/PH_FAM_V6: the families on which a listener
+ *		already covers the external addresses; an EXPOSE port is
+ *		exposed on the external addresses of the other families
  */
 struct ph_decision {
 	struct in6_addr addr;
@@ -34,13 +38,15 @@ struct ph_decision {
 	uint32_t uid;
 	uint16_t port;
 	uint8_t family;
+	uint8_t public_fams;
 	enum ph_decision_kind kind;
 };
 
 /**
  * struct ph_rules_input - everything a decision depends on
  * @scan:	listeners of the namespace
- * @external:	external IPv4 address; INADDR_ANY (0) when not known yet
+ * @external:	an external IPv4 address; INADDR_ANY (0): none (besides @ext)
+ * @ext:	the external addresses, both families (may be NULL)
  * @allow:	when @allow->set, only these ports may be exposed (may be NULL)
  * @deny:	never expose these (may be NULL); deny wins over allow
  * @own_inodes:	sockets of the daemon itself (control port, external listeners)
@@ -49,6 +55,7 @@ struct ph_decision {
 struct ph_rules_input {
 	const struct ph_scan *scan;
 	struct in_addr external;
+	const struct ph_addr_set *ext;
 	const struct ph_portset *allow;
 	const struct ph_portset *deny;
 	const uint64_t *own_inodes;
@@ -61,9 +68,13 @@ struct ph_rules_input {
  * @out:	malloc'ed array sorted by port (caller frees); NULL when empty
  * @n:		its length
  *
- * A port is listed when a non-own listener on it is loopback-only (EXPOSE or
- * EXCLUDED) or covers the external address (PUBLIC: 0.0.0.0, :: without
- * IPV6_V6ONLY, or the external address itself, v4 or v4-mapped; PUBLIC wins).
+ * Per family: a listener covers IPv4's external addresses when it is on
+ * 0.0.0.0, on :: without IPV6_V6ONLY, or on one of them (v4 or v4-mapped);
+ * IPv6's when it is on :: (with or without IPV6_V6ONLY) or on one of them.
+ * A family with external addresses that no listener covers needs the port
+ * exposed: EXPOSE (or EXCLUDED) when the port has a loopback listener. A
+ * port covered on every such family is PUBLIC. With no external address at
+ * all, IPv4 stands in (wildcards make it PUBLIC, loopback ones EXPOSE).
  * Listeners on other specific addresses are ignored. Return: 0 or -ENOMEM
  */
 int ph_rules_decide(const struct ph_rules_input *in, struct ph_decision **out, size_t *n);

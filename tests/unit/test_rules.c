@@ -583,6 +583,85 @@ static void test_large_scan(void **state)
 	ph_scan_free(&scan);
 }
 
+/* Per family, with IPv4 and IPv6 external addresses (or IPv6 only) */
+static void test_per_family(void **state)
+{
+	static const struct {
+		const char *name;
+		struct tl l[3];
+		bool v4ext;		/* EXT is external too (else IPv6 only) */
+		enum ph_decision_kind kind;	/* -1: no decision */
+		const char *addr;
+		unsigned pub;
+	} fam_cases[] = {
+		{ "127.0.0.1 only: exposed on both", { { 4, "127.0.0.1", 80, 1, 0 } }, true,
+		  E, "::ffff:127.0.0.1", 0 },
+		{ "::1 only: exposed on both", { { 6, "::1", 80, 2, V6ONLY } }, true, E, "::1", 0 },
+		{ "0.0.0.0 + 127.0.0.1: public on IPv4, exposed on IPv6",
+		  { { 4, "0.0.0.0", 80, 3, 0 }, { 4, "127.0.0.1", 80, 4, 0 } }, true,
+		  E, "::ffff:127.0.0.1", PH_FAM_V4 },
+		{ "0.0.0.0 alone: public (nothing loopback-only to relay to)",
+		  { { 4, "0.0.0.0", 80, 5, 0 } }, true, P, "::ffff:0.0.0.0", PH_FAM_V4 },
+		{ ":: dual stack: public on both", { { 6, "::", 80, 6, 0 }, { 4, "127.0.0.1", 80, 7, 0 } },
+		  true, P, "::", PH_FAM_V4 | PH_FAM_V6 },
+		{ ":: v6only + 127.0.0.1: public on IPv6, exposed on IPv4",
+		  { { 6, "::", 80, 8, V6ONLY }, { 4, "127.0.0.1", 80, 9, 0 } }, true,
+		  E, "::ffff:127.0.0.1", PH_FAM_V6 },
+		{ ":: v6only alone, dual stack: public on IPv6", { { 6, "::", 80, 10, V6ONLY } }, true,
+		  P, "::", PH_FAM_V6 },
+		{ "IPv6 external address itself -> public there",
+		  { { 6, "fd00::1", 80, 11, V6ONLY }, { 6, "::1", 80, 12, V6ONLY } }, true,
+		  E, "::1", PH_FAM_V6 },
+		{ "IPv6 only guest: 0.0.0.0 + 127.0.0.1 exposed on IPv6",
+		  { { 4, "0.0.0.0", 80, 13, 0 }, { 4, "127.0.0.1", 80, 14, 0 } }, false,
+		  E, "::ffff:127.0.0.1", 0 },
+		{ "IPv6 only guest: :: v6only covers it", { { 6, "::", 80, 15, V6ONLY },
+		  { 6, "::1", 80, 16, V6ONLY } }, false, P, "::", PH_FAM_V6 },
+		{ "IPv6 only guest: 0.0.0.0 alone is not listed", { { 4, "0.0.0.0", 80, 17, 0 } },
+		  false, (enum ph_decision_kind)-1, NULL, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(fam_cases) / sizeof(fam_cases[0]); i++) {
+		struct ph_scan scan = { 0 };
+		struct ph_addr_set ext = { 0 };
+		struct ph_ext_addr a = { 0 };
+		struct ph_rules_input in = { .scan = &scan, .ext = &ext };
+		struct ph_decision *d;
+		struct in6_addr want;
+		size_t n;
+
+		for (size_t k = 0; k < 3 && fam_cases[i].l[k].port; k++) {
+			const struct tl *t = &fam_cases[i].l[k];
+			struct ph_listener l = { .inode = t->inode, .port = t->port,
+						 .family = t->fam == 4 ? AF_INET : AF_INET6,
+						 .v6only = t->flags & V6ONLY, .v6only_known = t->fam == 6 };
+
+			to_addr(t->fam, t->addr, &l.addr);
+			assert_int_equal(ph_scan_push(&scan, &l), 0);
+		}
+		to_addr(6, "fd00::1", &a.addr);
+		ph_addr_set_add(&ext, &a);
+		if (fam_cases[i].v4ext) {
+			to_addr(4, EXT, &a.addr);
+			ph_addr_set_add(&ext, &a);
+		}
+		assert_int_equal(ph_rules_decide(&in, &d, &n), 0);
+		if (fam_cases[i].kind == (enum ph_decision_kind)-1) {
+			if (n)
+				fail_msg("%s: %zu decisions, want none", fam_cases[i].name, n);
+		} else {
+			to_addr(6, fam_cases[i].addr, &want);
+			if (n != 1 || d[0].kind != fam_cases[i].kind || d[0].public_fams != fam_cases[i].pub ||
+			    memcmp(&d[0].addr, &want, sizeof(want)))
+				fail_msg("%s: n %zu kind %d public %u", fam_cases[i].name, n,
+					 n ? (int)d[0].kind : -1, n ? d[0].public_fams : 0);
+		}
+		free(d);
+		ph_scan_free(&scan);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -592,6 +671,7 @@ int main(void)
 		cmocka_unit_test(test_allow_set_but_empty),
 		cmocka_unit_test(test_random_vs_reference),
 		cmocka_unit_test(test_large_scan),
+		cmocka_unit_test(test_per_family),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
