@@ -56,6 +56,12 @@ static bool check(struct ph_uffd_server *s, int ret, uint64_t addr)
 		ph_uffd_server_end(s, ret);
 		return false;
 	}
+	if (ret == -EFAULT) {
+		/* the copy source could not be read: an I/O error on the memory file */
+		ph_error("cannot read the memory file", PH_FU("addr", addr), PH_FERR(ret));
+		ph_uffd_server_end(s, ret);
+		return false;
+	}
 	/* e.g. ENOENT: Firecracker unmapped the range; the rest may still be there */
 	ph_warn("prefetch failed for a range", PH_FU("addr", addr), PH_FERR(ret));
 	return true;

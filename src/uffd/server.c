@@ -27,6 +27,10 @@
  *    and unread. Nothing can be installed until the fault thread has read
  *    it, so the caller gets -EAGAIN and retries later;
  *  - ESRCH: Firecracker's mm is gone: the restore is over.
+ * Any other error on the fault path (ENOMEM: the hugetlb pool is empty;
+ * EFAULT: the memory file could not be read) leaves a vCPU waiting for a
+ * page that will never come, so it ends the restore as fatal (main.c then
+ * applies --on-fatal), as does a fault outside every announced region.
  *
  * The fault thread waits (epoll) on the uffd and a stop eventfd. Each wake-up drains
  * every queued message first (REMOVE events are applied to the page state
@@ -377,20 +381,19 @@ static void record(struct ph_uffd_server *s, uint64_t off)
 	s->rec[s->nrec++] = off;
 }
 
-/* serve one page fault; 0 also when it is dropped (outside every region);
+/* serve one page fault; any error but -EAGAIN leaves a vCPU stuck for good;
  * @idle: no other fault is queued behind this one */
 static int serve(struct ph_uffd_server *s, const struct pending *f, bool idle)
 {
-	static struct ph_ratelimit rl;
 	struct ph_uffd_sregion *sr = find_sregion(s, f->addr);
 	uint64_t page, done;
 	bool was_missing;
 	int ret;
 
 	if (!sr) {
-		if (ph_ratelimit_ok(&rl, ph_now_ms(), 5, 1000))
-			ph_warn("fault outside every region", PH_FU("addr", f->addr));
-		return 0;
+		/* registered by Firecracker but not in its table: nothing can serve it */
+		ph_error("fault outside every region", PH_FU("addr", f->addr));
+		return -ERANGE;
 	}
 	page = f->addr & ~(sr->r.page_size - 1);
 	was_missing = atomic_load(&sr->state[(page - sr->r.base) / sr->r.page_size]) ==
@@ -409,7 +412,7 @@ static int serve(struct ph_uffd_server *s, const struct pending *f, bool idle)
 
 static void *fault_main(void *arg)
 {
-	static struct ph_ratelimit rl_err, rl_ev;
+	static struct ph_ratelimit rl_ev;
 	struct ph_uffd_server *s = arg;
 	struct epoll_event ev[2];
 	struct uffd_msg msgs[MSG_BATCH];
@@ -491,8 +494,15 @@ static void *fault_main(void *arg)
 				err = ret;
 				goto out;
 			}
-			if (ret && ph_ratelimit_ok(&rl_err, ph_now_ms(), 5, 1000))
-				ph_error("cannot serve fault", PH_FU("addr", q[i].addr), PH_FERR(ret));
+			if (ret) {
+				/* the kernel never redelivers a fault: this one would
+				 * hang its vCPU forever, so it ends the restore */
+				if (ret != -ERANGE)
+					ph_error("cannot serve fault", PH_FU("addr", q[i].addr),
+						 PH_FERR(ret));
+				err = ret;
+				goto out;
+			}
 		}
 		if (i && i < qn)
 			memmove(q, q + i, (qn - i) * sizeof(*q));
