@@ -166,8 +166,9 @@ enum ph_uffd_prefetch {
 int ph_uffd_prefetch_parse(const char *s, enum ph_uffd_prefetch *out);
 const char *ph_uffd_prefetch_name(enum ph_uffd_prefetch m);
 
-/* page states (one byte per region page) */
-enum { PH_PG_MISSING = 0, PH_PG_PRESENT = 1, PH_PG_REMOVED = 2 };
+/* page states (one byte per region page); HOLE: a file hole prefetch left
+ * alone (it reads as zeros, so a fault serves it as cheaply as a prefetch) */
+enum { PH_PG_MISSING = 0, PH_PG_PRESENT = 1, PH_PG_REMOVED = 2, PH_PG_HOLE = 3 };
 
 /**
  * struct ph_uffd_sregion - a region plus the server's per-page state
@@ -246,7 +247,8 @@ struct ph_uffd_server {
 	bool fault_started, pf_started;
 };
 
-#define PH_FILL_SKIP_PRESENT	1u	/* prefetch: leave pages that are not missing */
+#define PH_FILL_SKIP_PRESENT	1u	/* prefetch: install file data into missing pages
+					 * only: skip present, removed and hole pages */
 #define PH_FILL_FAULT		2u	/* a fault waits on this range: wake it on EEXIST */
 
 int ph_uffd_server_init(struct ph_uffd_server *s, int uffd, const struct ph_uffd_memfile *mf,
