@@ -621,7 +621,7 @@ int main(int argc, char **argv)
 	pthread_t warm_thr;
 
 	act = ph_uffd_listen_fds(&activated_fd);
-	if (parse_opts(argc, argv, &r.o, act > 0)) {
+	if (parse_opts(argc, argv, &r.o, act != 0)) {
 		usage(stderr);
 		if (activated_fd >= 0)
 			close(activated_fd);
