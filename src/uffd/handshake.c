@@ -6,10 +6,18 @@
  * SCM_RIGHTS descriptor. It is a stream socket, so the bytes and the
  * descriptor may in principle arrive in more than one read; Firecracker's own
  * example handlers retry when the first read carries no descriptor, and so do
- * we: bytes are accumulated and the descriptor collected until both a
- * descriptor and a complete, valid table are in hand, within a deadline.
- * Anything else (two descriptors, a truncated control message, bytes that do
- * not form a table, EOF before the descriptor) is refused with a reason.
+ * we: bytes are accumulated and descriptors collected until both a
+ * userfaultfd and a complete, valid table are in hand, within a deadline.
+ *
+ * Firecracker v1.1-v1.11 close the socket right after the message (the
+ * stream is a local that goes out of scope), v1.12+ keep it open; EOF after
+ * the message is therefore normal and the socket is never consulted again.
+ * Forks may send more than one descriptor (E2B's sends a memfd too): the
+ * first descriptor that is a userfaultfd is taken, the others are closed and
+ * counted. More than PH_UFFD_MAX_FDS descriptors (a truncated control
+ * message), bytes that do not form a table, or no userfaultfd at all are
+ * refused with a reason. A connection that closes without sending anything
+ * (a liveness probe, see socket.c) is reported as -ENOMSG.
  */
 #include "uffd.h"
 #include "loop.h"
@@ -21,45 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#define MAX_FDS		8	/* room to notice (and refuse) extra descriptors */
 #define MAX_READS	16	/* "retry a few times" */
 #define GRACE_MS	200	/* wait for the rest of a table that does not parse yet */
 #define FD_GRACE_MS	1000	/* wait for a descriptor after a complete table */
-
-/**
- * ph_uffd_listen() - create the listening socket Firecracker connects to
- * @path:	socket path; a stale socket there is replaced, any other file is not
- *
- * Return: listening descriptor or -errno
- */
-int ph_uffd_listen(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd, ret;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return -EEXIST;
-		unlink(path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
-		ret = -errno;
-		close(fd);
-		return ret;
-	}
-	return fd;
-}
 
 /* is @fd a userfaultfd? (its anon inode name says so) */
 static bool is_userfaultfd(int fd)
@@ -73,6 +47,30 @@ static bool is_userfaultfd(int fd)
 		return true;	/* no /proc: cannot tell, let the ioctls decide */
 	l[n] = 0;
 	return !strcmp(l, "anon_inode:[userfaultfd]");
+}
+
+/* take the descriptors of one message: the first userfaultfd is kept in *fd,
+ * everything else is closed and counted in *ignored */
+static void take_fds(struct msghdr *msg, int *fd, unsigned *ignored)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		const int *fds = (const int *)(const void *)CMSG_DATA(c);
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < k; i++) {
+			int f;
+
+			memcpy(&f, &fds[i], sizeof(f));
+			if (*fd < 0 && is_userfaultfd(f)) {
+				*fd = f;
+			} else {
+				close(f);
+				(*ignored)++;
+			}
+		}
+	}
 }
 
 static int refuse(char *err, size_t errlen, const char *msg)
@@ -89,18 +87,22 @@ static int refuse(char *err, size_t errlen, const char *msg)
  * @out:	receives the regions, sorted by base
  * @max:	capacity of @out
  * @n:		receives the number of regions
- * @uffd:	receives the userfaultfd (caller closes); -1 on failure
+ * @uffd:	receives the userfaultfd (caller closes), also when the handshake
+ *		is refused after it arrived: the guest's memory is registered
+ *		with it, so the caller must treat that refusal as fatal; else -1
+ * @ignored:	receives how many other descriptors were received and closed
  * @err:	receives the reason on failure
  * @errlen:	size of @err
  *
- * Return: 0, -EINVAL (refused: @err says why), -ETIMEDOUT, or -errno
+ * Return: 0, -EINVAL (refused: @err says why), -ETIMEDOUT, -ENOMSG (closed
+ *	   without sending anything), or -errno
  */
 int ph_uffd_handshake(int conn, uint64_t file_size, int timeout_ms,
 		      struct ph_uffd_region *out, size_t max, size_t *n, int *uffd,
-		      char *err, size_t errlen)
+		      unsigned *ignored, char *err, size_t errlen)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+		char buf[CMSG_SPACE(sizeof(int) * PH_UFFD_MAX_FDS)];
 		struct cmsghdr align;
 	} ctl;
 	uint64_t deadline = ph_now_ms() + (uint64_t)timeout_ms;
@@ -111,6 +113,7 @@ int ph_uffd_handshake(int conn, uint64_t file_size, int timeout_ms,
 
 	*uffd = -1;
 	*n = 0;
+	*ignored = 0;
 	err[0] = 0;
 	if (!buf)
 		return -ENOMEM;
@@ -121,8 +124,6 @@ int ph_uffd_handshake(int conn, uint64_t file_size, int timeout_ms,
 		struct iovec iov = { buf + len, PH_UFFD_HANDSHAKE_MAX - len };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
 				      .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
-		struct cmsghdr *c;
-		bool extra = false;
 		ssize_t r;
 
 		/* a table that failed to parse only gets a short grace for more bytes */
@@ -148,30 +149,9 @@ int ph_uffd_handshake(int conn, uint64_t file_size, int timeout_ms,
 			goto fail;
 		}
 		reads++;
-		for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			int *fds = (int *)(void *)CMSG_DATA(c);
-
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			for (size_t i = 0; i < k; i++) {
-				int f;
-
-				memcpy(&f, &fds[i], sizeof(f));
-				if (fd < 0) {
-					fd = f;
-				} else {
-					close(f);
-					extra = true;
-				}
-			}
-		}
+		take_fds(&msg, &fd, ignored);
 		if (msg.msg_flags & MSG_CTRUNC) {
-			ret = refuse(err, errlen, "control message truncated (too many descriptors)");
-			goto fail;
-		}
-		if (extra) {
-			ret = refuse(err, errlen, "more than one descriptor sent");
+			ret = refuse(err, errlen, "control message truncated (more than 8 descriptors)");
 			goto fail;
 		}
 		if (r == 0) {
@@ -192,10 +172,15 @@ int ph_uffd_handshake(int conn, uint64_t file_size, int timeout_ms,
 			break;
 	}
 	if (!len) {
-		ret = eof ? refuse(err, errlen, "connection closed before the handshake")
-			  : -ETIMEDOUT;
-		if (ret == -ETIMEDOUT)
+		if (eof && fd < 0 && !*ignored) {
+			ret = -ENOMSG;
+			snprintf(err, errlen, "connection closed without a handshake");
+		} else if (eof) {
+			ret = refuse(err, errlen, "connection closed before the region table");
+		} else {
+			ret = -ETIMEDOUT;
 			snprintf(err, errlen, "no handshake within %d ms", timeout_ms);
+		}
 		goto fail;
 	}
 	if (!parsed) {
@@ -203,19 +188,15 @@ int ph_uffd_handshake(int conn, uint64_t file_size, int timeout_ms,
 		goto fail;
 	}
 	if (fd < 0) {
-		ret = refuse(err, errlen, "no userfaultfd descriptor received");
-		goto fail;
-	}
-	if (!is_userfaultfd(fd)) {
-		ret = refuse(err, errlen, "the descriptor received is not a userfaultfd");
+		ret = *ignored ? refuse(err, errlen, "no userfaultfd among the descriptors received")
+			       : refuse(err, errlen, "no userfaultfd descriptor received");
 		goto fail;
 	}
 	free(buf);
 	*uffd = fd;
 	return 0;
 fail:
-	if (fd >= 0)
-		close(fd);
+	*uffd = fd;	/* the caller decides: a registered guest must not hang in silence */
 	*n = 0;
 	free(buf);
 	return ret;

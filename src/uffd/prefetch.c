@@ -9,9 +9,10 @@
  *   trace      the pages of a recorded working set, in recorded order, with
  *              runs of adjacent pages merged into one ioctl of up to a chunk;
  *   trace+all  the trace first (what the guest needs soon), then the rest.
- * Pages that are already present (a fault got there first) or removed are
- * skipped by ph_uffd_fill(), so prefetching never undoes a fault or a balloon
- * REMOVE. The fault thread runs concurrently and never waits for this one;
+ * Only file data is copied: pages that are already present (a fault got
+ * there first), removed (balloon or virtio-mem REMOVE) or file holes are
+ * skipped by ph_uffd_fill(), so prefetching never undoes a fault or a REMOVE
+ * and never commits memory for zeros (unplugged virtio-mem slots are holes). The fault thread runs concurrently and never waits for this one;
  * an EAGAIN (an unread REMOVE event) is retried after a short sleep, by which
  * time the fault thread has drained the event.
  */
@@ -53,6 +54,12 @@ static bool check(struct ph_uffd_server *s, int ret, uint64_t addr)
 	if (ret == -ECANCELED)
 		return false;
 	if (ret == -ESRCH) {
+		ph_uffd_server_end(s, ret);
+		return false;
+	}
+	if (ret == -EFAULT) {
+		/* the copy source could not be read: an I/O error on the memory file */
+		ph_error("cannot read the memory file", PH_FU("addr", addr), PH_FERR(ret));
 		ph_uffd_server_end(s, ret);
 		return false;
 	}

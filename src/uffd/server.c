@@ -5,11 +5,21 @@
  * ===================
  * Every region page has one state byte: MISSING (never installed; its
  * contents come from the memory file), PRESENT (installed by us, or found
- * installed), REMOVED (Firecracker's balloon dropped it; from now on it is
- * served as zeros, never again from the file). State only ever leaves
- * MISSING, by compare-and-swap, so the fault thread and the prefetch thread
- * can race on a page without double counting; the kernel arbitrates the
- * page itself (the loser's UFFDIO_COPY answers EEXIST).
+ * installed), REMOVED (Firecracker's balloon or virtio-mem unplug dropped
+ * it; from now on it is served as zeros, never again from the file), HOLE
+ * (a file hole the prefetcher skipped; a fault still serves it, as zeros).
+ * State leaves MISSING (or HOLE) only by compare-and-swap, so the fault
+ * thread and the prefetch thread can race on a page without double
+ * counting; the kernel arbitrates the page itself (the loser's UFFDIO_COPY
+ * answers EEXIST). "Fully populated" means every page is present, removed or
+ * a hole: everything the memory file has data for is in place.
+ *
+ * Prefetch (PH_FILL_SKIP_PRESENT) installs file data only: it skips pages
+ * that are present, removed or holes. Zero pages are left to faults: they
+ * cost the guest nothing to fault in, and installing them ahead of time
+ * would commit memory for pages the guest may never touch (the unplugged
+ * slots of a virtio-mem area are file holes and PROT_NONE; on hugetlbfs
+ * regions each would take a 2 MiB page from the pool).
  *
  * ph_uffd_fill() installs a range: it splits it into runs of one kind (copy
  * from the file mapping, zero, or skip) of at most PH_UFFD_CHUNK bytes and
@@ -27,6 +37,10 @@
  *    and unread. Nothing can be installed until the fault thread has read
  *    it, so the caller gets -EAGAIN and retries later;
  *  - ESRCH: Firecracker's mm is gone: the restore is over.
+ * Any other error on the fault path (ENOMEM: the hugetlb pool is empty;
+ * EFAULT: the memory file could not be read) leaves a vCPU waiting for a
+ * page that will never come, so it ends the restore as fatal (main.c then
+ * applies --on-fatal), as does a fault outside every announced region.
  *
  * The fault thread waits (epoll) on the uffd and a stop eventfd. Each wake-up drains
  * every queued message first (REMOVE events are applied to the page state
@@ -110,7 +124,8 @@ static void resolve(struct ph_uffd_server *s, uint64_t bytes)
 			PH_FU("ms", (ph_now_ns() - s->t0_ns) / 1000000));
 }
 
-/* mark [addr, addr + len) present (pages that were missing) */
+/* mark [addr, addr + len) present (pages that were missing, or holes: those
+ * were accounted as resolved when prefetch skipped them) */
 static void mark_present(struct ph_uffd_server *s, struct ph_uffd_sregion *sr, uint64_t addr,
 			 uint64_t len)
 {
@@ -118,10 +133,28 @@ static void mark_present(struct ph_uffd_server *s, struct ph_uffd_sregion *sr, u
 	uint64_t last = (addr + len - sr->r.base + ps - 1) / ps, n = 0;
 
 	for (uint64_t p = first; p < last; p++) {
+		uint8_t exp = atomic_load_explicit(&sr->state[p], memory_order_relaxed);
+
+		if (exp == PH_PG_MISSING &&
+		    atomic_compare_exchange_strong(&sr->state[p], &exp, PH_PG_PRESENT))
+			n++;
+		else if (exp == PH_PG_HOLE)
+			atomic_compare_exchange_strong(&sr->state[p], &exp, PH_PG_PRESENT);
+	}
+	if (n)
+		resolve(s, n * ps);
+}
+
+/* prefetch found [addr, addr + len) to be file holes: leave them to faults */
+static void mark_hole(struct ph_uffd_server *s, struct ph_uffd_sregion *sr, uint64_t addr,
+		      uint64_t len)
+{
+	uint64_t ps = sr->r.page_size, n = 0;
+
+	for (uint64_t p = (addr - sr->r.base) / ps; p < (addr + len - sr->r.base) / ps; p++) {
 		uint8_t exp = PH_PG_MISSING;
 
-		if (atomic_load_explicit(&sr->state[p], memory_order_relaxed) == PH_PG_MISSING &&
-		    atomic_compare_exchange_strong(&sr->state[p], &exp, PH_PG_PRESENT))
+		if (atomic_compare_exchange_strong(&sr->state[p], &exp, PH_PG_HOLE))
 			n++;
 	}
 	if (n)
@@ -267,8 +300,8 @@ static enum run_kind classify(const struct ph_uffd_server *s, const struct ph_uf
 
 	if (lim < pos + ps)
 		lim = pos + ps;
-	if (st == PH_PG_REMOVED || (st == PH_PG_PRESENT && (flags & PH_FILL_SKIP_PRESENT))) {
-		kind = st == PH_PG_REMOVED ? RUN_ZERO : RUN_SKIP;
+	if ((flags & PH_FILL_SKIP_PRESENT) ? st != PH_PG_MISSING : st == PH_PG_REMOVED) {
+		kind = (flags & PH_FILL_SKIP_PRESENT) ? RUN_SKIP : RUN_ZERO;
 		/* huge zero runs copy from a zero buffer of one page */
 		if (kind == RUN_ZERO && ps > 4096)
 			lim = pos + ps;
@@ -303,7 +336,7 @@ static enum run_kind classify(const struct ph_uffd_server *s, const struct ph_uf
 	for (uint64_t p = pos + ps; p < e; p += ps) {
 		uint8_t q = atomic_load_explicit(&sr->state[++pg], memory_order_relaxed);
 
-		if (q == PH_PG_REMOVED || (q == PH_PG_PRESENT && (flags & PH_FILL_SKIP_PRESENT))) {
+		if (q == PH_PG_REMOVED || (q != PH_PG_MISSING && (flags & PH_FILL_SKIP_PRESENT))) {
 			e = p;
 			break;
 		}
@@ -336,10 +369,18 @@ int ph_uffd_fill(struct ph_uffd_server *s, struct ph_uffd_sregion *sr, uint64_t 
 		enum run_kind kind = classify(s, sr, pos, end, flags, &run_end);
 		int ret = 0;
 
-		if (kind != RUN_SKIP)
-			ret = apply(s, sr, kind, pos, run_end - pos, flags, &d);
-		else
+		if (kind == RUN_ZERO && (flags & PH_FILL_SKIP_PRESENT)) {
+			/* prefetch never installs zeros: a hole costs a fault nothing
+			 * a prefetch would save, while installing it costs memory
+			 * (all of an unplugged virtio-mem slot, from the hugetlb
+			 * pool on 2 MiB regions) */
+			mark_hole(s, sr, pos, run_end - pos);
 			d = run_end - pos;
+		} else if (kind != RUN_SKIP) {
+			ret = apply(s, sr, kind, pos, run_end - pos, flags, &d);
+		} else {
+			d = run_end - pos;
+		}
 		pos += d;
 		*done += d;
 		if (ret)
@@ -377,20 +418,19 @@ static void record(struct ph_uffd_server *s, uint64_t off)
 	s->rec[s->nrec++] = off;
 }
 
-/* serve one page fault; 0 also when it is dropped (outside every region);
+/* serve one page fault; any error but -EAGAIN leaves a vCPU stuck for good;
  * @idle: no other fault is queued behind this one */
 static int serve(struct ph_uffd_server *s, const struct pending *f, bool idle)
 {
-	static struct ph_ratelimit rl;
 	struct ph_uffd_sregion *sr = find_sregion(s, f->addr);
 	uint64_t page, done;
 	bool was_missing;
 	int ret;
 
 	if (!sr) {
-		if (ph_ratelimit_ok(&rl, ph_now_ms(), 5, 1000))
-			ph_warn("fault outside every region", PH_FU("addr", f->addr));
-		return 0;
+		/* registered by Firecracker but not in its table: nothing can serve it */
+		ph_error("fault outside every region", PH_FU("addr", f->addr));
+		return -ERANGE;
 	}
 	page = f->addr & ~(sr->r.page_size - 1);
 	was_missing = atomic_load(&sr->state[(page - sr->r.base) / sr->r.page_size]) ==
@@ -409,7 +449,7 @@ static int serve(struct ph_uffd_server *s, const struct pending *f, bool idle)
 
 static void *fault_main(void *arg)
 {
-	static struct ph_ratelimit rl_err, rl_ev;
+	static struct ph_ratelimit rl_ev;
 	struct ph_uffd_server *s = arg;
 	struct epoll_event ev[2];
 	struct uffd_msg msgs[MSG_BATCH];
@@ -491,8 +531,15 @@ static void *fault_main(void *arg)
 				err = ret;
 				goto out;
 			}
-			if (ret && ph_ratelimit_ok(&rl_err, ph_now_ms(), 5, 1000))
-				ph_error("cannot serve fault", PH_FU("addr", q[i].addr), PH_FERR(ret));
+			if (ret) {
+				/* the kernel never redelivers a fault: this one would
+				 * hang its vCPU forever, so it ends the restore */
+				if (ret != -ERANGE)
+					ph_error("cannot serve fault", PH_FU("addr", q[i].addr),
+						 PH_FERR(ret));
+				err = ret;
+				goto out;
+			}
 		}
 		if (i && i < qn)
 			memmove(q, q + i, (qn - i) * sizeof(*q));

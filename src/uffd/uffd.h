@@ -3,7 +3,8 @@
  *
  * The library is split by concern:
  *   regions.c   handshake JSON -> validated region table (pure, fuzzed)
- *   handshake.c Unix socket: accept Firecracker, receive JSON + uffd
+ *   socket.c    the listening socket: create (one server per path), hand-over
+ *   handshake.c receive Firecracker's JSON + uffd on an accepted connection
  *   memfile.c   the snapshot memory file: read-only mmap + data/hole map
  *   server.c    page state, the fill primitive, the fault-serving thread
  *   prefetch.c  the background prefetch thread (all / trace / trace+all)
@@ -25,6 +26,7 @@
 #define PH_UFFD_CHUNK		(2u << 20)	/* prefetch bytes per UFFDIO_COPY */
 #define PH_UFFD_MAX_PAGE	(1ull << 30)	/* largest page size accepted (1 GiB) */
 #define PH_UFFD_MAX_PF_THREADS	16
+#define PH_UFFD_MAX_FDS		8	/* descriptors accepted in the handshake message */
 
 /* ---- regions.c ---------------------------------------------------------- */
 
@@ -85,12 +87,45 @@ struct ph_uffd_memfile_warmer {
 
 void *ph_uffd_memfile_warm(void *arg);
 
+/* ---- socket.c ----------------------------------------------------------- */
+
+/**
+ * struct ph_uffd_sockopts - owner and mode for the socket we create
+ * @uid:	owner (with @owner_set)
+ * @gid:	group (with @gid_set)
+ * @mode:	permission bits (with @mode_set)
+ */
+struct ph_uffd_sockopts {
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+	bool owner_set, gid_set, mode_set;
+};
+
+/**
+ * struct ph_uffd_lsock - the socket file we bound, to unlink only our own
+ * @dev:	device of the socket inode
+ * @ino:	inode number
+ * @bound:	a file was bound (and not yet unlinked)
+ */
+struct ph_uffd_lsock {
+	dev_t dev;
+	ino_t ino;
+	bool bound;
+};
+
+int ph_uffd_sock_probe(const char *path, pid_t *pid);
+int ph_uffd_listen(const char *path, const struct ph_uffd_sockopts *o, struct ph_uffd_lsock *ls,
+		   pid_t *live_pid);
+void ph_uffd_unlink_ours(const char *path, struct ph_uffd_lsock *ls);
+int ph_uffd_check_listener(int fd);
+int ph_uffd_listen_fds(int *fd);
+
 /* ---- handshake.c -------------------------------------------------------- */
 
-int ph_uffd_listen(const char *path);
 int ph_uffd_handshake(int conn, uint64_t file_size, int timeout_ms,
 		      struct ph_uffd_region *out, size_t max, size_t *n, int *uffd,
-		      char *err, size_t errlen);
+		      unsigned *ignored, char *err, size_t errlen);
 
 /* ---- trace.c ------------------------------------------------------------ */
 
@@ -131,8 +166,9 @@ enum ph_uffd_prefetch {
 int ph_uffd_prefetch_parse(const char *s, enum ph_uffd_prefetch *out);
 const char *ph_uffd_prefetch_name(enum ph_uffd_prefetch m);
 
-/* page states (one byte per region page) */
-enum { PH_PG_MISSING = 0, PH_PG_PRESENT = 1, PH_PG_REMOVED = 2 };
+/* page states (one byte per region page); HOLE: a file hole prefetch left
+ * alone (it reads as zeros, so a fault serves it as cheaply as a prefetch) */
+enum { PH_PG_MISSING = 0, PH_PG_PRESENT = 1, PH_PG_REMOVED = 2, PH_PG_HOLE = 3 };
 
 /**
  * struct ph_uffd_sregion - a region plus the server's per-page state
@@ -211,7 +247,8 @@ struct ph_uffd_server {
 	bool fault_started, pf_started;
 };
 
-#define PH_FILL_SKIP_PRESENT	1u	/* prefetch: leave pages that are not missing */
+#define PH_FILL_SKIP_PRESENT	1u	/* prefetch: install file data into missing pages
+					 * only: skip present, removed and hole pages */
 #define PH_FILL_FAULT		2u	/* a fault waits on this range: wake it on EEXIST */
 
 int ph_uffd_server_init(struct ph_uffd_server *s, int uffd, const struct ph_uffd_memfile *mf,

@@ -21,7 +21,42 @@
  *   pct       touch --percent of the pages in a fixed pseudo-random order;
  *             print the time from the handshake to the end
  *   hold      keep everything open until killed (signal tests)
+ *   stray     register a range the table does not announce and touch it:
+ *             nothing can serve that fault (the --on-fatal tests)
  * Then it exits, which is porthole-uffd's cue to exit too.
+ *
+ * --release vX.Y (or "main") makes "vm" behave exactly as that Firecracker
+ * release does on a Uffd restore; the citations are tag:path:line of
+ * firecracker-microvm/firecracker (persist.rs = src/vmm/src/persist.rs):
+ *   socket    v1.1-v1.11 send with a UnixStream local that is dropped when
+ *             send_uffd_handshake returns: the socket closes right after the
+ *             message (v1.1.0:persist.rs:595-597, v1.11.0:persist.rs:601-602).
+ *             v1.12+ keep it open with forget(socket) (v1.12.0:persist.rs:580,
+ *             v1.16.1:persist.rs:641, main:persist.rs:648).
+ *   JSON      v1.1-v1.6 {base_host_virt_addr, size, offset}
+ *             (v1.1.0:persist.rs:81-90, v1.6.0:persist.rs:120); v1.7-v1.11 add
+ *             page_size_kib (v1.7.0:persist.rs:106), filled from
+ *             HugePageConfig::page_size_kib(), which returns bytes
+ *             (v1.7.0:src/vmm/src/vmm_config/machine_config.rs:89-93);
+ *             v1.12+ send page_size and page_size_kib, both bytes
+ *             (v1.12.0:persist.rs:107,112,523-524; v1.16.1:persist.rs:119,124,584-585).
+ *   features  only EVENT_REMOVE; v1.1-v1.11 only with a balloon device
+ *             (v1.1.0:persist.rs:565-568, v1.11.0:persist.rs:547-550), v1.12+
+ *             always (v1.12.0:persist.rs:490, v1.16.1:persist.rs:551,
+ *             main:persist.rs:558). Registration is MISSING mode, the crate's
+ *             default (v1.11.0:persist.rs:561, v1.16.1:persist.rs:561).
+ *   uffd      the syscall; v1.5+ (userfaultfd crate 0.7, CHANGELOG 1.5.0)
+ *             open /dev/userfaultfd when the kernel has it (6.1+),
+ *             falling back to the syscall (main:CHANGELOG.md:954-956).
+ *   memory    private anonymous, MAP_NORESERVE, 4 KiB or hugetlb 2 MiB
+ *             (v1.7+; v1.16.1:src/vmm/src/vstate/memory.rs:570); file
+ *             offsets cumulative (v1.11.0:persist.rs:577-587).
+ *   hot-plug  v1.14+ virtio-mem: the whole hot-plug area is one region,
+ *             registered whole; unplugged slots are mprotect(PROT_NONE)
+ *             (v1.14.0:src/vmm/src/vstate/memory.rs:167-181) and holes in the
+ *             memory file (v1.16.1:docs/memory-hotplug.md:315-326).
+ * Options a release does not have (--uffd-dev before v1.5, :huge before
+ * v1.7, --unplug before v1.14) are refused, so a test cannot claim more.
  *
  * "bad" sends one kind of malformed handshake and waits for the server to
  * hang up. "baseline" is the reference page-by-page server (one pread and one
@@ -54,11 +89,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
 #ifndef MAP_HUGE_2MB
 #define MAP_HUGE_2MB (21 << MAP_HUGE_SHIFT)
 #endif
 
 #define MAX_REG 8
+#define MAX_UNPLUG 8
 #define HUGE (2ul << 20)
 
 struct reg {
@@ -71,14 +110,18 @@ static struct {
 	const char *socket, *mem_file, *workload, *kind, *json_style;
 	struct reg r[MAX_REG];
 	int nreg, threads, pin, percent, pages;
-	bool remove_early, no_remove, fork_holder;
+	bool remove_early, no_remove, fork_holder, balloon, drop_socket;
+	const char *release, *uffd_dev;
+	int rel;			/* minor version: 1.x -> x; main -> 99; none -> 99 */
+	uint64_t unplug[MAX_UNPLUG][2];	/* file ranges [start, start + len) */
+	int nunplug;
 	uint64_t warm;
 	const uint8_t *file;
 	uint64_t file_size;
 	int uffd;
 	uint64_t t_handshake;
 } g = { .threads = 4, .pin = -1, .percent = 10, .pages = 20000, .json_style = "new",
-	.workload = "verify", .uffd = -1 };
+	.workload = "verify", .uffd = -1, .rel = 99 };
 
 static uint64_t now_ns(void)
 {
@@ -135,16 +178,83 @@ static void pin_to(int cpu)
 		die("sched_setaffinity");
 }
 
+/* does this run request UFFD_FEATURE_EVENT_REMOVE? (see the header) */
+static bool wants_remove(void)
+{
+	return g.rel >= 12 || g.balloon;
+}
+
 static int make_uffd(void)
 {
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE };
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = wants_remove() ? UFFD_FEATURE_EVENT_REMOVE : 0 };
+	int fd;
 
+	if (g.uffd_dev) {
+		int dev = open(g.uffd_dev, O_RDWR | O_CLOEXEC);
+
+		if (dev < 0)
+			die("open /dev/userfaultfd");
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		close(dev);
+	} else {
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	}
 	if (fd < 0)
 		die("userfaultfd");
 	if (ioctl(fd, UFFDIO_API, &api) < 0)
 		die("UFFDIO_API");
 	return fd;
+}
+
+/* is file offset @off in an unplugged virtio-mem slot? */
+static bool unplugged(uint64_t off)
+{
+	for (int i = 0; i < g.nunplug; i++)
+		if (off >= g.unplug[i][0] && off - g.unplug[i][0] < g.unplug[i][1])
+			return true;
+	return false;
+}
+
+/* unplugged slots: PROT_NONE, as Firecracker's virtio-mem leaves them */
+static void protect_unplugged(void)
+{
+	for (int i = 0; i < g.nunplug; i++) {
+		for (int ri = 0; ri < g.nreg; ri++) {
+			const struct reg *r = &g.r[ri];
+			uint64_t a = g.unplug[i][0], e = a + g.unplug[i][1];
+
+			if (a < r->offset || e > r->offset + r->size)
+				continue;
+			if (mprotect(r->base + (a - r->offset), e - a, PROT_NONE) < 0)
+				die("mprotect unplugged slot");
+		}
+	}
+}
+
+/* nothing may have been installed in an unplugged slot (prefetch skips holes) */
+static void check_unplugged_empty(void)
+{
+	for (int i = 0; i < g.nunplug; i++) {
+		for (int ri = 0; ri < g.nreg; ri++) {
+			const struct reg *r = &g.r[ri];
+			uint64_t a = g.unplug[i][0], len = g.unplug[i][1];
+			unsigned char *v;
+
+			if (a < r->offset || a + len > r->offset + r->size)
+				continue;
+			v = malloc(len / 4096);
+			if (!v || mincore(r->base + (a - r->offset), len, v) < 0)
+				die("mincore");
+			for (uint64_t k = 0; k < len / 4096; k++)
+				if (v[k] & 1)
+					fail("unplugged slot at file offset %llu has resident pages",
+					     (unsigned long long)a);
+			free(v);
+		}
+	}
+	if (g.nunplug)
+		printf("unplugged slots untouched\n");
 }
 
 static void map_regions(int uffd)
@@ -164,6 +274,7 @@ static void map_regions(int uffd)
 		if (ioctl(uffd, UFFDIO_REGISTER, &rg) < 0)
 			die("UFFDIO_REGISTER");
 	}
+	protect_unplugged();
 }
 
 static size_t region_json(char *buf, size_t cap)
@@ -248,21 +359,46 @@ static void map_file(void)
 	close(fd);
 }
 
+/* a size that may end in K/M/G; *end is left after it */
+static uint64_t parse_size(const char *s, char **end)
+{
+	uint64_t v = strtoull(s, end, 0);
+
+	if (**end == 'K' || **end == 'k')
+		v <<= 10, (*end)++;
+	else if (**end == 'M' || **end == 'm')
+		v <<= 20, (*end)++;
+	else if (**end == 'G' || **end == 'g')
+		v <<= 30, (*end)++;
+	return v;
+}
+
+/* --unplug START:LEN (file offsets): an unplugged virtio-mem slot */
+static void add_unplug(const char *s)
+{
+	char *end;
+
+	if (g.nunplug == MAX_UNPLUG)
+		fail("too many --unplug");
+	g.unplug[g.nunplug][0] = parse_size(s, &end);
+	if (*end != ':')
+		fail("bad --unplug %s", s);
+	g.unplug[g.nunplug][1] = parse_size(end + 1, &end);
+	if (*end || !g.unplug[g.nunplug][1])
+		fail("bad --unplug %s", s);
+	g.nunplug++;
+}
+
 /* --region SIZE[:huge]; offsets are cumulative; SIZE may end in K/M/G */
 static void add_region(const char *s)
 {
 	struct reg *r = &g.r[g.nreg];
 	char *end;
-	uint64_t v = strtoull(s, &end, 0);
+	uint64_t v;
 
 	if (g.nreg == MAX_REG)
 		fail("too many regions");
-	if (*end == 'K' || *end == 'k')
-		v <<= 10, end++;
-	else if (*end == 'M' || *end == 'm')
-		v <<= 20, end++;
-	else if (*end == 'G' || *end == 'g')
-		v <<= 30, end++;
+	v = parse_size(s, &end);
 	r->huge = !strcmp(end, ":huge");
 	if (*end && !r->huge)
 		fail("bad --region %s", s);
@@ -280,7 +416,7 @@ static bool removed_early(int ri, uint64_t pg)
 	const struct reg *r = &g.r[ri];
 	uint64_t n = r->size / r->ps, k = r->huge ? 1 : 16;
 
-	return g.remove_early && ri == 0 && pg >= n - k;
+	return g.remove_early && wants_remove() && ri == 0 && pg >= n - k;
 }
 
 static void check_range(const uint8_t *p, const uint8_t *want, uint64_t len, const char *what,
@@ -323,7 +459,8 @@ static void *verify_worker(void *arg)
 			static const uint8_t mark[16] = { 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab,
 							  0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab };
 
-			if (k % (uint64_t)g.threads != (uint64_t)w->id)
+			if (k % (uint64_t)g.threads != (uint64_t)w->id ||
+			    unplugged(r->offset + pg * r->ps))
 				continue;
 			switch ((pg + (uint64_t)ri) % 4) {
 			case 0:	/* user read */
@@ -377,7 +514,7 @@ static void workload_verify(void)
 
 	if (g.threads < 1 || g.threads > 64)
 		fail("bad --threads");
-	if (g.remove_early) {
+	if (g.remove_early && wants_remove()) {
 		const struct reg *r = &g.r[0];
 		uint64_t k = r->huge ? HUGE : 16 * 4096;
 
@@ -392,7 +529,9 @@ static void workload_verify(void)
 		pthread_join(w[i].t, NULL);
 	printf("verified %d regions with %d threads in %.1f ms\n", g.nreg, g.threads,
 	       (double)(now_ns() - t0) / 1e6);
-	if (g.no_remove)
+	check_unplugged_empty();
+	/* without EVENT_REMOVE there is no balloon: Firecracker never madvises */
+	if (g.no_remove || !wants_remove())
 		return;
 	/* balloon: drop a data range in every region; it must come back as zeros */
 	for (int ri = 0; ri < g.nreg; ri++) {
@@ -400,7 +539,8 @@ static void workload_verify(void)
 		uint64_t len = r->huge ? HUGE : 8 * 4096, off = r->huge ? 0 : 16 * 4096;
 		uint8_t *p = r->base + off;
 
-		if (off + len > r->size)
+		if (off + len > r->size || unplugged(r->offset + off) ||
+		    unplugged(r->offset + off + len - 1))
 			continue;
 		do_remove(p, len);
 		check_range(p, NULL, len, "after remove", ri, off / r->ps);
@@ -512,6 +652,55 @@ static void workload_pct(void)
 
 /* ---- commands ----------------------------------------------------------- */
 
+/* register a range the table does not announce and touch it: the fault can
+ * never be served (porthole-uffd must end it by --on-fatal, not hang) */
+static void workload_stray(void)
+{
+	struct uffdio_register rg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	uint8_t *p = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		die("mmap stray");
+	rg.range.start = (uint64_t)(uintptr_t)p;
+	rg.range.len = 65536;
+	if (ioctl(g.uffd, UFFDIO_REGISTER, &rg) < 0)
+		die("UFFDIO_REGISTER stray");
+	printf("touching stray\n");
+	fflush(stdout);
+	if (*(volatile uint8_t *)p)
+		printf("stray nonzero\n");
+	printf("stray served\n");
+}
+
+/* --release vX.Y | main: the release's behaviour (see the header) */
+static void set_release(const char *s)
+{
+	unsigned maj, min;
+
+	g.release = s;
+	if (!strcmp(s, "main")) {
+		g.rel = 99;
+	} else if (sscanf(s, "v%u.%u", &maj, &min) == 2 && maj == 1 && min >= 1) {
+		g.rel = (int)min;
+	} else {
+		fail("bad --release %s (v1.1 ... v1.16, main)", s);
+	}
+	g.drop_socket = g.rel <= 11;
+	g.json_style = g.rel <= 6 ? "none" : g.rel <= 11 ? "kib" : "both";
+}
+
+/* refuse combinations the release cannot produce */
+static void check_release(void)
+{
+	if (g.uffd_dev && g.rel < 5)
+		fail("%s creates its uffd with the syscall only (/dev/userfaultfd: v1.5+)", g.release);
+	for (int i = 0; i < g.nreg; i++)
+		if (g.r[i].huge && g.rel < 7)
+			fail("%s has no hugetlbfs guest memory (v1.7+)", g.release);
+	if (g.nunplug && g.rel < 14)
+		fail("%s has no virtio-mem hot-plug (v1.14+)", g.release);
+}
+
 static int cmd_vm(void)
 {
 	char *json = malloc(65536);
@@ -519,6 +708,7 @@ static int cmd_vm(void)
 
 	if (!json || !g.socket || !g.nreg)
 		fail("vm needs --socket and --region");
+	check_release();
 	if (g.mem_file)
 		map_file();
 	warm(g.warm);
@@ -529,6 +719,10 @@ static int cmd_vm(void)
 	g.t_handshake = now_ns();
 	send_msg(sock, json, region_json(json, 65536), &g.uffd, 1);
 	free(json);
+	if (g.drop_socket) {
+		close(sock);	/* v1.1-v1.11: the UnixStream goes out of scope */
+		sock = -1;
+	}
 	if (g.fork_holder) {
 		/* a child keeps the socket open past our exit: the server must notice
 		 * the owner is gone by other means (pidfd, ESRCH) */
@@ -556,6 +750,8 @@ static int cmd_vm(void)
 		workload_latency();
 	} else if (!strcmp(g.workload, "pct")) {
 		workload_pct();
+	} else if (!strcmp(g.workload, "stray")) {
+		workload_stray();
 	} else if (!strcmp(g.workload, "hold")) {
 		printf("holding\n");
 		fflush(stdout);
@@ -593,6 +789,14 @@ static int cmd_bad(void)
 	} else if (!strcmp(g.kind, "two-fds")) {
 		fds[1] = make_uffd();
 		nfds = 2;
+	} else if (!strcmp(g.kind, "memfd-first")) {
+		/* a fork's handshake: a memfd before and after the uffd */
+		fds[0] = memfd_create("guest-mem", MFD_CLOEXEC);
+		fds[1] = uffd;
+		fds[2] = memfd_create("guest-mem", MFD_CLOEXEC);
+		if (fds[0] < 0 || fds[2] < 0)
+			die("memfd_create");
+		nfds = 3;
 	} else if (!strcmp(g.kind, "many-fds")) {
 		for (int i = 1; i < 20; i++)
 			fds[i] = uffd;
@@ -735,9 +939,10 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: uffd_fc vm --socket P --region SIZE[:huge]... [--mem-file F]\n"
-		"               [--workload verify|populated|latency|pct|hold] [--threads N]\n"
+		"               [--workload verify|populated|latency|pct|hold|stray] [--threads N]\n"
 		"               [--remove-early] [--no-remove] [--fork-holder] [--pin CPU]\n"
 		"               [--pages N] [--percent P] [--warm BYTES] [--json-style new|kib|both|none]\n"
+		"               [--release vX.Y|main] [--balloon] [--uffd-dev PATH] [--unplug START:LEN]\n"
 		"       uffd_fc bad --socket P --kind KIND\n"
 		"       uffd_fc baseline --mem-file F --region SIZE [--warm BYTES]\n"
 		"       uffd_fc floor --region SIZE [--warm BYTES]\n");
@@ -761,6 +966,10 @@ int main(int argc, char **argv)
 		{ "warm", required_argument, NULL, 'W' },
 		{ "json-style", required_argument, NULL, 'j' },
 		{ "kind", required_argument, NULL, 'k' },
+		{ "release", required_argument, NULL, 'R' },
+		{ "balloon", no_argument, NULL, 'B' },
+		{ "uffd-dev", required_argument, NULL, 'U' },
+		{ "unplug", required_argument, NULL, 'u' },
 		{ 0 }
 	};
 	const char *cmd;
@@ -786,6 +995,10 @@ int main(int argc, char **argv)
 		case 'W': g.warm = strtoull(optarg, NULL, 0); break;
 		case 'j': g.json_style = optarg; break;
 		case 'k': g.kind = optarg; break;
+		case 'R': set_release(optarg); break;
+		case 'B': g.balloon = true; break;
+		case 'U': g.uffd_dev = optarg; break;
+		case 'u': add_unplug(optarg); break;
 		default: usage();
 		}
 	}

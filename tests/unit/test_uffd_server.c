@@ -184,10 +184,15 @@ static void test_prefetch_all(void **state)
 	for (int i = 0; i < 500 && !atomic_load(&s.prefetch_done_ns); i++)
 		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
 	assert_true(atomic_load(&s.prefetch_done_ns) > 0);
+	/* holes count as populated, but prefetch installed none of them */
+	assert_true(atomic_load(&s.populated_ns) > 0);
+	assert_int_equal(ld(&s.c.zero_pages), 0);
+	assert_int_equal(s.reg[0].state[MiB / 4096], PH_PG_HOLE);
+	/* reading faults the hole pages in, as zeros */
 	assert_memory_equal(p, mf.map, SIZE);
 	ph_uffd_server_stop(&s);
-	assert_int_equal(ld(&s.c.faults), 0);
-	assert_int_equal(ld(&s.c.bytes_prefetched), SIZE);
+	assert_int_equal(ld(&s.c.faults), MiB / 4096);
+	assert_int_equal(ld(&s.c.bytes_prefetched), SIZE - MiB);
 	assert_int_equal(ld(&s.c.zero_pages), MiB / 4096);
 	ph_uffd_server_destroy(&s);
 	munmap(p, SIZE);
@@ -220,6 +225,13 @@ static void test_fill_races(void **state)
 	assert_int_equal(ph_uffd_fill(&s, &s.reg[0], r.base, 16 * 4096, PH_FILL_SKIP_PRESENT,
 				      &done), 0);
 	assert_int_equal(ld(&s.c.ioctls), ioctls);
+	/* prefetch leaves holes alone: no ioctl, the pages are marked holes */
+	ioctls = ld(&s.c.ioctls);
+	assert_int_equal(ph_uffd_fill(&s, &s.reg[0], r.base + MiB, 2 * 4096, PH_FILL_SKIP_PRESENT,
+				      &done), 0);
+	assert_int_equal(done, 2 * 4096);
+	assert_int_equal(ld(&s.c.ioctls), ioctls);
+	assert_int_equal(s.reg[0].state[MiB / 4096 + 1], PH_PG_HOLE);
 	/* a run crossing into the hole: copy then zeropage */
 	assert_int_equal(ph_uffd_fill(&s, &s.reg[0], r.base + MiB - 8192, 4 * 4096, 0, &done), 0);
 	assert_int_equal(ld(&s.c.zero_pages), 2);
