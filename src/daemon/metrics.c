@@ -31,6 +31,8 @@ void ph_metrics_core_load(struct ph_metrics_core *out, struct ph_stats *st)
 	out->bytes_to_client = LD(st->bytes_to_client);
 	out->accept_pauses = LD(st->accept_pauses);
 	out->bind_conflicts = LD(st->bind_conflicts);
+	for (int i = 0; i < PH_RELAY_END_COUNT; i++)
+		out->relay_closed[i] = LD(st->relay_closed[i]);
 }
 
 static void family(struct ph_buf *b, const char *name, const char *type, const char *help)
@@ -97,6 +99,11 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 	       c->conns_refused);
 	single(b, "porthole_connections_reset_total", "counter",
 	       "Relayed connections ended by a reset on either leg.", c->conns_reset);
+	family(b, "porthole_relay_closed_total", "counter",
+	       "Relayed connections ended, by reason (clients refused before relaying included).");
+	for (int i = 0; i < PH_RELAY_END_COUNT; i++)
+		ph_buf_printf(b, "porthole_relay_closed_total{reason=\"%s\"} %" PRIu64 "\n",
+			      ph_relay_end_name((enum ph_relay_end)i), c->relay_closed[i]);
 	family(b, "porthole_relayed_bytes_total", "counter", "Bytes relayed, by direction.");
 	ph_buf_printf(b, "porthole_relayed_bytes_total{direction=\"to_service\"} %" PRIu64 "\n",
 		      c->bytes_to_service);

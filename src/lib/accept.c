@@ -89,8 +89,9 @@ static void on_accept_resume(struct ph_loop *loop, struct ph_timer *t)
 	accept_update(c);
 }
 
-void accept_on_relay_closed(struct ph_relay_ctx *ctx)
+void accept_on_relay_closed(struct ph_relay_ctx *ctx, struct ph_relay_owner *owner)
 {
+	(void)owner;
 	accept_update(ph_container_of(ctx, struct cycle, relays));
 }
 

@@ -113,7 +113,7 @@ static int entry_bind(struct cycle *c, struct port_entry *e)
 		goto fail;
 	}
 	/* inherited by accepted clients */
-	ph_relay_sock_options(fd, &c->p->cfg, true);
+	ph_relay_sock_options(fd, &c->p->cfg, PH_LEG_CLIENT);
 	cc = ph_relay_client_cc(&c->p->cfg, c->external);
 	if (cc && (ret = ph_sock_congestion(fd, cc)))
 		/* checked at start; this only fails if the module went away */

@@ -68,6 +68,37 @@ struct ph_config {
 void ph_config_defaults(struct ph_config *cfg);
 
 /**
+ * enum ph_relay_end - why a relay ended (struct ph_stats.relay_closed, the log)
+ * @PH_RELAY_END_DONE:		both directions finished (FIN each way): closed normally
+ * @PH_RELAY_END_CLIENT_RESET:	the client leg failed: reset by the client, or
+ *				another error on it (EPIPE, EHOSTUNREACH, ...)
+ * @PH_RELAY_END_SERVICE_RESET:	the service leg failed the same way
+ * @PH_RELAY_END_KEEPALIVE_TIMEOUT: the client leg timed out (ETIMEDOUT: keepalive
+ *				probes or TCP_USER_TIMEOUT): the client vanished
+ * @PH_RELAY_END_HALF_CLOSE_TIMEOUT: the client was gone (its FIN) and nothing moved
+ *				for half_close_timeout_ms
+ * @PH_RELAY_END_QUIESCE:	reset by ph_relay_abort_all(): a snapshot prepare,
+ *				a resume (relays older than the prepare) or a stop
+ * @PH_RELAY_END_REFUSED:	the service refused the connection (or could not be reached)
+ * @PH_RELAY_END_ERROR:		the relay itself failed (memory, epoll registration)
+ * Every end but DONE resets both legs (SO_LINGER 0).
+ */
+enum ph_relay_end {
+	PH_RELAY_END_DONE,
+	PH_RELAY_END_CLIENT_RESET,
+	PH_RELAY_END_SERVICE_RESET,
+	PH_RELAY_END_KEEPALIVE_TIMEOUT,
+	PH_RELAY_END_HALF_CLOSE_TIMEOUT,
+	PH_RELAY_END_QUIESCE,
+	PH_RELAY_END_REFUSED,
+	PH_RELAY_END_ERROR,
+	PH_RELAY_END_COUNT
+};
+
+/* "done", "client_reset", ... (metrics labels, log fields); "?" when out of range */
+const char *ph_relay_end_name(enum ph_relay_end end);
+
+/**
  * struct ph_stats - counters for metrics; live for the subsystem's whole life
  * (across start/stop cycles). All fields are updated with relaxed atomics.
  */
@@ -82,6 +113,9 @@ struct ph_stats {
 	_Atomic uint64_t conns_total;
 	_Atomic uint64_t conns_refused;		/* backend refused or unreachable */
 	_Atomic uint64_t conns_reset;		/* ended by a reset on either leg */
+	/* relays ended, by reason; a client refused before its relay started
+	 * (connect() failed at once) counts as REFUSED (or ERROR) here too */
+	_Atomic uint64_t relay_closed[PH_RELAY_END_COUNT];
 	_Atomic uint64_t bytes_to_service;	/* client -> loopback service */
 	_Atomic uint64_t bytes_to_client;	/* loopback service -> client */
 	_Atomic uint64_t accept_pauses;		/* EMFILE/ENFILE/ENOBUFS back-offs */

@@ -156,7 +156,7 @@ void accept_update(struct cycle *c);
 void accept_on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events);
 
 /* struct ph_relay_ctx.on_closed of the worker's own relays */
-void accept_on_relay_closed(struct ph_relay_ctx *ctx);
+void accept_on_relay_closed(struct ph_relay_ctx *ctx, struct ph_relay_owner *owner);
 
 /* struct ph_relay_threads.on_closed: runs on a relay thread */
 void accept_on_thread_relay_closed(void *arg);

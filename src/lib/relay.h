@@ -12,10 +12,17 @@
 
 #include "list.h"
 #include "loop.h"
+#include "porthole.h"
 
-struct ph_config;
-struct ph_stats;
 struct ph_relay;
+
+/**
+ * enum ph_relay_leg - the two sockets of a relay (also their index in it)
+ * @PH_LEG_CLIENT:	accepted on EXTERNAL:port; the peer may be far away and
+ *			may vanish (keepalive)
+ * @PH_LEG_SERVICE:	connected to the loopback service
+ */
+enum ph_relay_leg { PH_LEG_CLIENT, PH_LEG_SERVICE };
 
 /**
  * struct ph_relay_owner - what a relay counts itself against (a port entry)
@@ -55,7 +62,8 @@ static inline void ph_relay_owner_put(struct ph_relay_owner *o)
  * @stats:	counters
  * @relays:	open relays (struct ph_relay.node)
  * @epoch:	tag given to new relays (ph_relay_abort_all() selects by it)
- * @on_closed:	called after a relay closed (e.g. to resume accepting); may be NULL
+ * @on_closed:	called after a relay closed (e.g. to resume accepting), with
+ *		its owner, which is still referenced during the call; may be NULL
  * @pool:	spare empty pipes, so a bulk transfer costs no pipe2() calls
  * @scratch:	copy-mode buffer of PH_RELAY_SCRATCH bytes, shared by all
  *		relays of the loop (each message is sent on before the next)
@@ -68,7 +76,7 @@ struct ph_relay_ctx {
 	struct ph_stats *stats;
 	struct ph_list relays;
 	uint64_t epoch;
-	void (*on_closed)(struct ph_relay_ctx *ctx);
+	void (*on_closed)(struct ph_relay_ctx *ctx, struct ph_relay_owner *owner);
 	int pool[PH_RELAY_PIPE_POOL][2];
 	size_t npool;
 	size_t pipe_cap;
@@ -114,13 +122,13 @@ int ph_relay_take_spare(struct ph_relay_ctx *ctx, int family);
 void ph_relay_give_spare(struct ph_relay_ctx *ctx, int family, int fd);
 
 /**
- * ph_relay_sock_options() - TCP_NODELAY, and keepalive for a remote peer
+ * ph_relay_sock_options() - TCP_NODELAY, and what the leg needs besides
  * @fd:		socket; on a listener, accepted sockets inherit the options
  * @cfg:	keepalive timings
- * @remote:	the peer is remote (client leg): keepalive with a matching
- *		TCP_USER_TIMEOUT; a loopback leg gets reno congestion control
+ * @leg:	PH_LEG_CLIENT: keepalive with a matching TCP_USER_TIMEOUT (the
+ *		peer may vanish); PH_LEG_SERVICE: reno congestion control
  */
-void ph_relay_sock_options(int fd, const struct ph_config *cfg, bool remote);
+void ph_relay_sock_options(int fd, const struct ph_config *cfg, enum ph_relay_leg leg);
 
 /**
  * ph_relay_client_cc() - congestion control for the client leg, if not the system's
@@ -147,7 +155,8 @@ const char *ph_relay_client_cc(const struct ph_config *cfg, struct in_addr exter
  * @tlen:	its length
  * @owner:	counted while the relay lives
  *
- * The client gets an RST at once when the service refuses.
+ * The client gets an RST at once when the service refuses. Every failure
+ * is counted in @ctx->stats->relay_closed (REFUSED or ERROR).
  * Return: 0, or -errno (the client was reset)
  */
 int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockaddr *target,
@@ -158,7 +167,8 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
  * @ctx:	context
  * @before_epoch: UINT64_MAX for all
  *
- * Both legs are closed with RST. Return: number of relays reset
+ * Both legs are closed with RST; each counts as PH_RELAY_END_QUIESCE.
+ * Return: number of relays reset
  */
 size_t ph_relay_abort_all(struct ph_relay_ctx *ctx, uint64_t before_epoch);
 

@@ -157,8 +157,9 @@ static void on_thread_wake(struct ph_loop *loop, void *arg)
 	pthread_mutex_unlock(&sh->lock);
 }
 
-static void on_thread_relay_closed(struct ph_relay_ctx *ctx)
+static void on_thread_relay_closed(struct ph_relay_ctx *ctx, struct ph_relay_owner *owner)
 {
+	(void)owner;
 	struct ph_relay_thread *sh = ph_container_of(ctx, struct ph_relay_thread, relays);
 
 	if (sh->set->on_closed)
