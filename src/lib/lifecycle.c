@@ -49,6 +49,8 @@ static void config_fill_defaults(struct ph_config *cfg)
 		cfg->max_connections = PH_DEFAULT_MAX_CONNECTIONS;
 	if (!cfg->backlog)
 		cfg->backlog = PH_DEFAULT_BACKLOG;
+	if (!cfg->half_close_timeout_ms)
+		cfg->half_close_timeout_ms = PH_DEFAULT_HALF_CLOSE_TIMEOUT_MS;
 }
 
 void ph_config_defaults(struct ph_config *cfg)

@@ -28,6 +28,7 @@ struct ph_keepalive {
 #define PH_DEFAULT_SCAN_INTERVAL_MS	50
 #define PH_DEFAULT_MAX_CONNECTIONS	65536
 #define PH_DEFAULT_BACKLOG		4096
+#define PH_DEFAULT_HALF_CLOSE_TIMEOUT_MS 60000
 
 /**
  * struct ph_config - settings of the port subsystem (ph_config_defaults() first)
@@ -36,6 +37,11 @@ struct ph_keepalive {
  * @allow, @deny:	port filters (see rules.h)
  * @max_connections:	relayed connections at once; beyond it new clients are
  *			left in the kernel backlog (default 65536)
+ * @max_conns_per_port: relayed connections at once on one port; beyond it that
+ *			port's clients wait in its backlog, other ports go on;
+ *			0: a quarter of @max_connections or of the descriptor
+ *			budget ((RLIMIT_NOFILE - PH_FD_RESERVE) / 2), the smaller,
+ *			computed at each start
  * @backlog:		listen() backlog of external listeners (default 4096)
  * @keepalive:		TCP keepalive of relayed connections
  * @pipe_size:		F_SETPIPE_SZ of relay pipes; 0: 64 KiB, grown to 256 KiB
@@ -44,6 +50,8 @@ struct ph_keepalive {
  * @client_cc:		congestion control of the client leg: "" (auto: reno
  *			when @external is link-local, else the system's),
  *			"system", or an algorithm name (see ph_relay_client_cc())
+ * @half_close_timeout_ms: once the client sent its FIN, a relay on which
+ *			nothing moved for this long is reset (default 60000)
  * @force_copy:		relay with recv/send instead of splice (tests)
  * @force_proc:		discover through /proc instead of sock_diag (tests)
  * @own_inodes:		sockets of the embedding program (control port) never exposed
@@ -54,11 +62,13 @@ struct ph_config {
 	struct ph_portset allow;
 	struct ph_portset deny;
 	unsigned max_connections;
+	unsigned max_conns_per_port;
 	unsigned backlog;
 	struct ph_keepalive keepalive;
 	unsigned pipe_size;
 	char client_cc[16];
 	unsigned relay_threads;		/* 1 (default); 0: one per CPU we may run on, at most 8 */
+	unsigned half_close_timeout_ms;
 	bool force_copy;
 	bool force_proc;
 	uint64_t own_inodes[PH_MAX_OWN_INODES];

@@ -30,6 +30,14 @@
  * one pipe, or in copy mode the one read the destination did not take;
  * while it holds them it does not read its source.
  *
+ * Half-closed: after the client's FIN the client leg stays registered
+ * (with no interest, as long as its own write side is open), because epoll
+ * reports EPOLLERR/EPOLLHUP whatever the mask: a client that vanishes
+ * meanwhile (keepalive timeout) or resets still ends the relay. And once
+ * the client sent its FIN, a relay on which nothing moved for
+ * cfg->half_close_timeout_ms (a service that never answers) is reset: a
+ * timer per relay, armed at the FIN, which re-arms itself while bytes move.
+ *
  * FIN: a source whose FIN has arrived (EPOLLRDHUP) is read to EOF in the
  * same event, the last bytes are written with MSG_MORE and shutdown() sets
  * FIN on their segment. The peer then sees the response and the end of the
@@ -107,6 +115,9 @@ struct relay_dir {
  * @fd:		the legs' sockets, indexed by enum ph_relay_leg
  * @dir:	[0] client -> service, [1] service -> client
  * @epoch:	ctx->epoch when it started (ph_relay_abort_all())
+ * @half_close:	fires half_close_timeout_ms after the client's FIN, or
+ *		after the last byte moved since (relay_half_closed())
+ * @active_ms:	loop time a byte last moved, either way
  * @port:	the service's port, for the log
  * @fail_leg:	the leg whose system call failed last (leg_fail())
  * @connecting:	the service leg's connect() may still be under way
@@ -121,6 +132,8 @@ struct ph_relay {
 	int fd[2];
 	struct relay_dir dir[2];
 	uint64_t epoch;
+	struct ph_timer half_close;
+	uint64_t active_ms;
 	uint16_t port;
 	enum ph_relay_leg fail_leg;
 	bool connecting;
@@ -277,6 +290,7 @@ static void relay_close(struct ph_relay *r, enum ph_relay_end end, int err)
 	if (r->closed)
 		return;
 	r->closed = true;
+	ph_timer_cancel(ctx->loop, &r->half_close);
 	for (int i = 0; i < 2; i++) {
 		ph_loop_forget(&r->io[i]);	/* close() below unregisters it */
 		if (rst)
@@ -318,17 +332,19 @@ static int leg_fail(struct ph_relay *r, enum ph_relay_leg leg, int err)
  * @r:		relay
  * @leg:	the leg the error came from
  * @err:	the error
- * Return: ERROR for a shortage of the relay's own, REFUSED for a service
- * leg not yet connected, KEEPALIVE_TIMEOUT for a client leg that timed out,
- * else a reset of that leg
+ * Return: ERROR for a shortage of the relay's own; for the service leg
+ * REFUSED when its connect() failed (refused, or another error before any
+ * byte moved), else SERVICE_RESET (a service that accepted, then reset);
+ * for the client leg KEEPALIVE_TIMEOUT when it timed out, else CLIENT_RESET
  */
 static enum ph_relay_end end_reason(const struct ph_relay *r, enum ph_relay_leg leg, int err)
 {
 	if (err == ENOMEM)
 		return PH_RELAY_END_ERROR;
 	if (leg == PH_LEG_SERVICE)
-		return r->connecting || err == ECONNREFUSED ? PH_RELAY_END_REFUSED :
-							      PH_RELAY_END_SERVICE_RESET;
+		return err == ECONNREFUSED ||
+		       (r->connecting && err != ECONNRESET && err != EPIPE) ?
+			       PH_RELAY_END_REFUSED : PH_RELAY_END_SERVICE_RESET;
 	return err == ETIMEDOUT ? PH_RELAY_END_KEEPALIVE_TIMEOUT : PH_RELAY_END_CLIENT_RESET;
 }
 
@@ -431,6 +447,7 @@ static ssize_t dir_write(struct ph_relay *r, int i, const char *p, size_t n)
 		return fatal(errno) ? leg_fail(r, (enum ph_relay_leg)(1 - i), errno) : 0;
 	if (m > 0) {
 		r->connecting = false;	/* it took data: connected */
+		r->active_ms = ctx->loop->now_ms;
 		atomic_fetch_add_explicit(bytes, (uint64_t)m, memory_order_relaxed);
 	}
 	return m;
@@ -628,7 +645,10 @@ static int relay_update(struct ph_relay *r)
 			ev |= EPOLLIN | EPOLLRDHUP;
 		if (out->drain_blocked || (s == 1 && r->connecting && r->dir[0].eof))
 			ev |= EPOLLOUT;
-		if (!ev) {
+		/* A client leg stays, for its errors, until its write side is
+		 * shut (then EPOLLHUP would be reported, and spin, once it
+		 * sends its FIN): see "Half-closed" above. */
+		if (!ev && (s == PH_LEG_SERVICE || out->shut)) {
 			ph_loop_del(r->ctx->loop, &r->io[s]);
 			continue;
 		}
@@ -653,6 +673,34 @@ static int sock_error(int fd)
 	return err;
 }
 
+static void on_half_close(struct ph_loop *loop, struct ph_timer *t)
+{
+	struct ph_relay *r = ph_container_of(t, struct ph_relay, half_close);
+	uint64_t deadline = r->active_ms + r->ctx->cfg->half_close_timeout_ms;
+
+	if (loop->now_ms < deadline)	/* bytes moved since: wait on */
+		ph_timer_arm(loop, t, deadline, on_half_close);
+	else
+		relay_close(r, PH_RELAY_END_HALF_CLOSE_TIMEOUT, 0);
+}
+
+/**
+ * relay_half_closed() - the client sent its FIN: bound the wait for the service
+ * @r:		relay
+ *
+ * Arms the half-close timer: if nothing moves either way for
+ * half_close_timeout_ms, the relay is reset (the service leg gets an RST).
+ * A service that is still sending keeps it open.
+ */
+static void relay_half_closed(struct ph_relay *r)
+{
+	struct ph_loop *loop = r->ctx->loop;
+
+	r->active_ms = loop->now_ms;
+	ph_timer_arm(loop, &r->half_close, loop->now_ms + r->ctx->cfg->half_close_timeout_ms,
+		     on_half_close);
+}
+
 /**
  * relay_event() - one readiness report for leg @s
  * @r:		relay
@@ -670,13 +718,20 @@ static void relay_event(struct ph_relay *r, enum ph_relay_leg s, uint32_t events
 		/* the outcome of connect(): refused, or any readiness once
 		 * connected (see relay_update() for when output is watched) */
 		if (events & (EPOLLERR | EPOLLHUP)) {
-			relay_close(r, PH_RELAY_END_REFUSED, sock_error(r->fd[s]));
+			err = sock_error(r->fd[s]);
+			relay_close(r, end_reason(r, s, err ? err : ECONNREFUSED), err);
 			return;
 		}
 		r->connecting = false;
 	}
 	if ((events & EPOLLERR) && (err = sock_error(r->fd[s]))) {
 		relay_close(r, end_reason(r, s, err), err);
+		return;
+	}
+	if ((events & EPOLLHUP) && !r->io[s].events) {
+		/* watched for errors only (its write side open): only a dead
+		 * connection hangs up, even if its error was already taken */
+		relay_close(r, end_reason(r, s, ECONNRESET), ECONNRESET);
 		return;
 	}
 	if (events & EPOLLOUT)
@@ -696,6 +751,8 @@ static void relay_event(struct ph_relay *r, enum ph_relay_leg s, uint32_t events
 		relay_close(r, PH_RELAY_END_DONE, 0);
 		return;
 	}
+	if (r->dir[PH_LEG_CLIENT].eof && !ph_timer_armed(&r->half_close))
+		relay_half_closed(r);
 	ret = relay_update(r);
 	if (ret) {
 		ph_warn("relay registration failed", PH_FERR(ret));
