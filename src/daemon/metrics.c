@@ -68,6 +68,23 @@ static void scan_histogram(struct ph_buf *b, const struct ph_metrics_core *c)
 	ph_buf_printf(b, "%s_count %" PRIu64 "\n", name, count);
 }
 
+/* Per forwarded port: connections open now, and how often it hit its cap */
+static void port_series(struct ph_buf *b, const struct ph_metrics_input *in)
+{
+	family(b, "porthole_port_connections", "gauge",
+	       "Relayed connections open now, per forwarded port.");
+	for (size_t i = 0; i < in->n_ports; i++)
+		if (in->ports[i].state == PH_PORT_FORWARDED)
+			ph_buf_printf(b, "porthole_port_connections{port=\"%u\"} %u\n",
+				      in->ports[i].port, in->ports[i].connections);
+	family(b, "porthole_port_cap_hits_total", "counter",
+	       "Times a forwarded port reached --max-connections-per-port.");
+	for (size_t i = 0; i < in->n_ports; i++)
+		if (in->ports[i].state == PH_PORT_FORWARDED)
+			ph_buf_printf(b, "porthole_port_cap_hits_total{port=\"%u\"} %" PRIu64 "\n",
+				      in->ports[i].port, in->ports[i].cap_hits);
+}
+
 /**
  * ph_metrics_render() - append the whole exposition
  * @b:		destination
@@ -92,6 +109,7 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 
 	single(b, "porthole_connections_active", "gauge", "Relayed connections open now.",
 	       c->conns_active);
+	port_series(b, in);
 	single(b, "porthole_connections_total", "counter", "Relayed connections accepted.",
 	       c->conns_total);
 	single(b, "porthole_connections_refused_total", "counter",

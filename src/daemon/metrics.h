@@ -29,6 +29,8 @@ struct ph_metrics_core {
  * struct ph_metrics_input - everything one /metrics answer shows
  * @core:	port subsystem counters
  * @ports_by_state: current ports per enum ph_port_state
+ * @ports:	the port table (for per-port series), may be NULL
+ * @n_ports:	its entries
  * @http:	API connection layer counters
  * @prepares:	snapshot prepares that quiesced
  * @resumes:	resumes that ran (explicit or via /health)
@@ -39,6 +41,8 @@ struct ph_metrics_core {
 struct ph_metrics_input {
 	struct ph_metrics_core core;
 	uint64_t ports_by_state[4];
+	const struct ph_port_info *ports;
+	size_t n_ports;
 	const struct ph_http_stats *http;
 	uint64_t prepares, resumes;
 	bool quiesced;

@@ -54,6 +54,7 @@ void port_entry_info(const struct port_entry *e, struct ph_port_info *info)
 	ph_addr_str(&e->d.addr, info->address, sizeof(info->address));
 	info->state = e->state;
 	info->connections = atomic_load_explicit(&e->owner.conns, memory_order_relaxed);
+	info->cap_hits = atomic_load_explicit(&e->cap_hits, memory_order_relaxed);
 	info->since_ms = e->since_ms;
 	memcpy(info->error, e->error, sizeof(info->error));
 }
@@ -75,6 +76,7 @@ static void entry_close_listener(struct cycle *c, struct port_entry *e)
 {
 	if (e->lfd < 0)
 		return;
+	accept_entry_uncap(c, e);
 	ph_loop_del(&c->loop, &e->io);
 	close(e->lfd);
 	e->lfd = -1;

@@ -49,6 +49,8 @@ enum cmd { CMD_NONE, CMD_STOP, CMD_QUIESCE, CMD_RESUME };
  * @linode:	its inode, reported to the rules as the daemon's own
  * @io:		its loop registration
  * @target:	connect address of the service
+ * @capped:	at the per-port cap: its listener is not watched
+ * @cap_hits:	times it reached the cap (read by /ports under table_lock)
  * @since_ms:	wall clock when @state was entered
  * @error:	bind error for CONFLICT
  * @cycle:	back pointer
@@ -60,6 +62,8 @@ struct port_entry {
 	int lfd;
 	uint64_t linode;
 	struct ph_io io;
+	bool capped;
+	_Atomic uint64_t cap_hits;
 	struct sockaddr_storage target;
 	socklen_t tlen;
 	int64_t since_ms;
@@ -101,6 +105,8 @@ struct cycle {
 	bool accept_paused;	/* fd exhaustion back-off */
 	bool accepting;		/* listeners registered for EPOLLIN */
 	_Atomic bool limit_wait;	/* not accepting: relay threads' closes wake us */
+	unsigned per_port_cap;	/* max_conns_per_port, or its default for this cycle */
+	size_t n_capped;	/* entries at the cap */
 	uint64_t quiesce_epoch;
 	struct ph_ratelimit scan_rl;
 };
@@ -159,6 +165,12 @@ void accept_on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 void accept_on_relay_closed(struct ph_relay_ctx *ctx, struct ph_relay_owner *owner);
 
 /* struct ph_relay_threads.on_closed: runs on a relay thread */
-void accept_on_thread_relay_closed(void *arg);
+void accept_on_thread_relay_closed(void *arg, struct ph_relay_owner *owner);
+
+/* The cap of one port: max_conns_per_port, or its default (see porthole.h) */
+unsigned accept_per_port_cap(const struct ph_config *cfg, int fd_ceiling);
+
+/* @e's listener closes: it no longer counts as capped */
+void accept_entry_uncap(struct cycle *c, struct port_entry *e);
 
 #endif /* PH_PORTS_INTERNAL_H */

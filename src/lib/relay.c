@@ -66,6 +66,8 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -161,7 +163,7 @@ int ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const stru
 		      struct ph_stats *stats)
 {
 	*ctx = (struct ph_relay_ctx){ .loop = loop, .cfg = cfg, .stats = stats, .epoch = 1,
-				      .spare = { -1, -1 } };
+				      .spare = { -1, -1 }, .fd_ceiling = ph_relay_fd_ceiling() };
 	ph_list_init(&ctx->relays);
 	ctx->pipe_cap = cfg->pipe_size ? cfg->pipe_size : DEFAULT_PIPE_CAP;
 	/* only the pages a message touches become resident */
@@ -169,10 +171,27 @@ int ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const stru
 	return ctx->scratch ? 0 : -ENOMEM;
 }
 
+int ph_relay_fd_ceiling(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > (rlim_t)INT_MAX)
+		return INT_MAX - PH_FD_RESERVE;
+	return rl.rlim_cur > PH_FD_RESERVE ? (int)(rl.rlim_cur - PH_FD_RESERVE) : 0;
+}
+
 static int pipe_new(struct ph_relay_ctx *ctx, int p[2])
 {
 	if (pipe2(p, O_NONBLOCK | O_CLOEXEC))
 		return -errno;
+	if (p[0] >= ctx->fd_ceiling || p[1] >= ctx->fd_ceiling) {
+		/* the control plane's (PH_FD_RESERVE): keep copying */
+		close(p[0]);
+		close(p[1]);
+		p[0] = p[1] = -1;
+		return -EMFILE;
+	}
 	if (ctx->cfg->pipe_size) {
 		int got = fcntl(p[1], F_SETPIPE_SZ, (int)ctx->cfg->pipe_size);
 
@@ -199,6 +218,10 @@ static int new_service_socket(struct ph_relay_ctx *ctx, int family)
 
 	if (fd < 0)
 		return -errno;
+	if (fd >= ctx->fd_ceiling) {	/* the control plane's (PH_FD_RESERVE) */
+		close(fd);
+		return -EMFILE;
+	}
 	ph_relay_sock_options(fd, ctx->cfg, PH_LEG_SERVICE);
 	return fd;
 }
@@ -218,6 +241,10 @@ int ph_relay_reserve(struct ph_relay_ctx *ctx, int family)
 
 		if (fd < 0)
 			return fd;
+		if (fd >= ctx->fd_ceiling - 1) {	/* no room left for the client */
+			close(fd);
+			return -EMFILE;
+		}
 		*spare = fd;
 	}
 	return 0;
@@ -303,11 +330,14 @@ static void relay_close(struct ph_relay *r, enum ph_relay_end end, int err)
 		r->dir[i].buf = NULL;
 	}
 	ph_list_del(&r->node);
-	atomic_fetch_sub_explicit(&ctx->stats->conns_active, 1, memory_order_relaxed);
+	/* sequentially consistent, like the worker's limit_wait and cap_wait
+	 * checks, so that either the worker sees the room or on_closed sees
+	 * that it waits (accept.c) */
+	atomic_fetch_sub(&ctx->stats->conns_active, 1);
 	if (rst)
 		atomic_fetch_add_explicit(&ctx->stats->conns_reset, 1, memory_order_relaxed);
 	count_end(ctx, r->port, end, err);
-	atomic_fetch_sub_explicit(&r->owner->conns, 1, memory_order_relaxed);
+	atomic_fetch_sub(&r->owner->conns, 1);
 	ph_loop_defer(ctx->loop, &r->defer, relay_free);
 	if (ctx->on_closed)
 		ctx->on_closed(ctx, r->owner);

@@ -27,6 +27,11 @@ enum ph_relay_leg { PH_LEG_CLIENT, PH_LEG_SERVICE };
 /**
  * struct ph_relay_owner - what a relay counts itself against (a port entry)
  * @conns:	relays open now; read by other threads
+ * @queued:	clients handed to a relay thread whose relay has not started
+ *		yet (ph_relay_threads_handoff()); with @conns, what the owner's
+ *		cap counts
+ * @cap_wait:	the owner stopped accepting at its cap: a relay closing on
+ *		any thread must tell it (struct ph_relay_ctx.on_closed)
  * @refs:	references: the owner's table holds one, each relay one, each
  *		client on its way to another relay thread one; relays on
  *		several threads drop theirs concurrently
@@ -34,6 +39,8 @@ enum ph_relay_leg { PH_LEG_CLIENT, PH_LEG_SERVICE };
  */
 struct ph_relay_owner {
 	_Atomic uint32_t conns;
+	_Atomic uint32_t queued;
+	_Atomic bool cap_wait;
 	_Atomic uint32_t refs;
 	void (*release)(struct ph_relay_owner *o);
 };
@@ -50,6 +57,16 @@ static inline void ph_relay_owner_put(struct ph_relay_owner *o)
 	if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1)
 		o->release(o);
 }
+
+/*
+ * Descriptors kept for the control plane: relays never hold a descriptor
+ * numbered at or above RLIMIT_NOFILE - PH_FD_RESERVE. The kernel hands out
+ * the lowest free number, so checking the number of each new one is exact
+ * enough: a service socket, accepted client or pipe that lands there is
+ * closed again and counts as exhaustion (accept back-off; a bulk direction
+ * keeps copying). The HTTP API then always finds descriptors to accept.
+ */
+#define PH_FD_RESERVE 64
 
 #define PH_RELAY_PIPE_POOL 64
 /* copy mode reads up to this much at once; a full read means bulk: splice */
@@ -69,6 +86,8 @@ static inline void ph_relay_owner_put(struct ph_relay_owner *o)
  *		relays of the loop (each message is sent on before the next)
  * @spare:	a service socket made in advance, per family ([0] AF_INET,
  *		[1] AF_INET6), -1 when none (see ph_relay_reserve())
+ * @fd_ceiling:	relays hold no descriptor numbered this or higher:
+ *		RLIMIT_NOFILE - PH_FD_RESERVE, read by ph_relay_ctx_init()
  */
 struct ph_relay_ctx {
 	struct ph_loop *loop;
@@ -81,8 +100,12 @@ struct ph_relay_ctx {
 	size_t npool;
 	size_t pipe_cap;
 	int spare[2];
+	int fd_ceiling;
 	char *scratch;
 };
+
+/* RLIMIT_NOFILE (soft) - PH_FD_RESERVE, at least 0, at most INT_MAX */
+int ph_relay_fd_ceiling(void);
 
 /* Return: 0 or -ENOMEM */
 int ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const struct ph_config *cfg,
@@ -99,6 +122,8 @@ void ph_relay_ctx_fini(struct ph_relay_ctx *ctx);
  * descriptors run out, the client is then never accepted only to be
  * dropped, it stays in the listen backlog until there is room. (Pipes are
  * taken later, by bulk transfers; without one a direction keeps copying.)
+ * A socket numbered @ctx->fd_ceiling - 1 or higher leaves no room below the
+ * ceiling for the client and is closed again: -EMFILE.
  * Return: 0 or -errno (EMFILE, ENFILE, ENOMEM)
  */
 int ph_relay_reserve(struct ph_relay_ctx *ctx, int family);
