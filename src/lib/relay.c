@@ -652,9 +652,12 @@ static void on_service(struct ph_loop *loop, struct ph_io *io, uint32_t events);
 /*
  * Interest follows state (level-triggered): read fd[s] while its direction
  * has room and no EOF; watch output of fd[s] while the opposite direction
- * has bytes it could not write. A socket with no interest at all leaves the
- * loop until it has some again: epoll reports EPOLLHUP whatever the mask,
- * and a half-closed leg waiting for the other one to drain must not spin.
+ * has bytes it could not write. A service leg with no interest at all
+ * leaves the loop until it has some again: epoll reports EPOLLHUP whatever
+ * the mask, and a half-closed leg waiting for the other one to drain must
+ * not spin. A client leg stays with an empty mask, for its errors, until
+ * its own write side is shut: before that it cannot hang up without an
+ * error (see "Half-closed" above).
  * The service leg's connect() is optimistic: on loopback the handshake is
  * over when connect() returns EINPROGRESS, so the client's first bytes are
  * simply written to it; only if that answers EAGAIN (still in SYN_SENT) is
