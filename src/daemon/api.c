@@ -225,7 +225,8 @@ static void r_metrics(struct ph_api *api, struct ph_http_conn *c, const struct p
 		for (size_t i = 0; i < l.n; i++)
 			if ((unsigned)l.ports[i].state < 4)
 				in.ports_by_state[l.ports[i].state]++;
-		ph_port_list_free(&l);
+		in.ports = l.ports;
+		in.n_ports = l.n;
 	}
 	/* this response is counted before it is rendered, so it shows itself */
 	if (ph_metrics_render(&body, &in))
@@ -236,6 +237,7 @@ static void r_metrics(struct ph_api *api, struct ph_http_conn *c, const struct p
 			.body = body.data, .body_len = body.len,
 		});
 	ph_buf_free(&body);
+	ph_port_list_free(&l);
 }
 
 static const struct route routes[] = {

@@ -24,6 +24,7 @@ enum {
 	OPT_KA_CNT, OPT_HEAD_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_MAX_API, OPT_PIPE, OPT_BACKLOG,
 	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY, OPT_CLIENT_CC, OPT_RELAY_THREADS,
 	OPT_MAX_STREAMS,
+	OPT_MAXCONN_PORT, OPT_HALF_CLOSE_TO,
 };
 
 static const struct option options[] = {
@@ -32,6 +33,8 @@ static const struct option options[] = {
 	{ "allow", required_argument, NULL, OPT_ALLOW },
 	{ "deny", required_argument, NULL, OPT_DENY },
 	{ "max-connections", required_argument, NULL, OPT_MAXCONN },
+	{ "max-connections-per-port", required_argument, NULL, OPT_MAXCONN_PORT },
+	{ "half-close-timeout", required_argument, NULL, OPT_HALF_CLOSE_TO },
 	{ "log-format", required_argument, NULL, OPT_LOGFMT },
 	{ "log-level", required_argument, NULL, OPT_LOGLVL },
 	{ "cgroup", required_argument, NULL, OPT_CGROUP },
@@ -71,6 +74,11 @@ static const char usage_text[] =
 	"  --allow PORTS            expose only these ports, e.g. 22,5000-5999\n"
 	"  --deny PORTS             never expose these ports (wins over --allow)\n"
 	"  --max-connections N      relayed connections at once (default 65536)\n"
+	"  --max-connections-per-port N\n"
+	"                           relayed connections at once on one port (default: a\n"
+	"                           quarter of --max-connections or of (RLIMIT_NOFILE-64)/2)\n"
+	"  --half-close-timeout DUR reset a relay whose client sent its FIN once nothing\n"
+	"                           moved for DUR (default 60s)\n"
 	"  --keepalive-idle S       TCP keepalive idle time of relayed legs (default 30)\n"
 	"  --keepalive-interval S   keepalive probe interval (default 10)\n"
 	"  --keepalive-count N      keepalive probes before the peer is dead (default 3)\n"
@@ -210,6 +218,16 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 			if (ph_parse_uint(optarg, 1, 1000000, &v))
 				BAD("expected a number, 1 to 1000000");
 			cfg->ports.max_connections = (unsigned)v;
+			break;
+		case OPT_MAXCONN_PORT:
+			if (ph_parse_uint(optarg, 1, 1000000, &v))
+				BAD("expected a number, 1 to 1000000");
+			cfg->ports.max_conns_per_port = (unsigned)v;
+			break;
+		case OPT_HALF_CLOSE_TO:
+			if (ph_parse_duration_ms(optarg, &v) || !v || v > 86400000)
+				BAD("expected a duration such as 500ms, 30s or 2m, at most 24h");
+			cfg->ports.half_close_timeout_ms = (unsigned)v;
 			break;
 		case OPT_LOGFMT:
 			if (ph_log_parse_format(optarg, &cfg->log_format))

@@ -333,9 +333,9 @@ void ph_rfc3339_ms(char *buf, size_t size, int64_t unix_ms)
  * @j:		writer, where a value may go
  * @pi:		the port
  *
- * "connections" only for forwarded ports, "error" only for conflicts,
- * "addresses" (the external addresses it is bound to) whenever it is bound
- * to any, "since" whenever the subsystem knows when the state began.
+ * "connections" and "cap_hits" only for forwarded ports, "error" only for
+ * conflicts, "addresses" (the external addresses it is bound to) whenever it
+ * is bound to any, "since" whenever the subsystem knows when the state began.
  */
 void ph_json_port(struct ph_json *j, const struct ph_port_info *pi)
 {
@@ -353,6 +353,8 @@ void ph_json_port(struct ph_json *j, const struct ph_port_info *pi)
 	if (pi->state == PH_PORT_FORWARDED) {
 		ph_json_key(j, "connections");
 		ph_json_uint(j, pi->connections);
+		ph_json_key(j, "cap_hits");
+		ph_json_uint(j, pi->cap_hits);
 	}
 	if (pi->state == PH_PORT_CONFLICT) {
 		ph_json_key(j, "error");

@@ -33,6 +33,8 @@ void ph_metrics_core_load(struct ph_metrics_core *out, struct ph_stats *st)
 	out->bind_conflicts = LD(st->bind_conflicts);
 	out->address_changes = LD(st->address_changes);
 	out->netlink_resyncs = LD(st->netlink_resyncs);
+	for (int i = 0; i < PH_RELAY_END_COUNT; i++)
+		out->relay_closed[i] = LD(st->relay_closed[i]);
 }
 
 static void family(struct ph_buf *b, const char *name, const char *type, const char *help)
@@ -68,6 +70,23 @@ static void scan_histogram(struct ph_buf *b, const struct ph_metrics_core *c)
 	ph_buf_printf(b, "%s_count %" PRIu64 "\n", name, count);
 }
 
+/* Per forwarded port: connections open now, and how often it hit its cap */
+static void port_series(struct ph_buf *b, const struct ph_metrics_input *in)
+{
+	family(b, "porthole_port_connections", "gauge",
+	       "Relayed connections open now, per forwarded port.");
+	for (size_t i = 0; i < in->n_ports; i++)
+		if (in->ports[i].state == PH_PORT_FORWARDED)
+			ph_buf_printf(b, "porthole_port_connections{port=\"%u\"} %u\n",
+				      in->ports[i].port, in->ports[i].connections);
+	family(b, "porthole_port_cap_hits_total", "counter",
+	       "Times a forwarded port reached --max-connections-per-port.");
+	for (size_t i = 0; i < in->n_ports; i++)
+		if (in->ports[i].state == PH_PORT_FORWARDED)
+			ph_buf_printf(b, "porthole_port_cap_hits_total{port=\"%u\"} %" PRIu64 "\n",
+				      in->ports[i].port, in->ports[i].cap_hits);
+}
+
 /**
  * ph_metrics_render() - append the whole exposition
  * @b:		destination
@@ -92,6 +111,7 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 
 	single(b, "porthole_connections_active", "gauge", "Relayed connections open now.",
 	       c->conns_active);
+	port_series(b, in);
 	single(b, "porthole_connections_total", "counter", "Relayed connections accepted.",
 	       c->conns_total);
 	single(b, "porthole_connections_refused_total", "counter",
@@ -99,6 +119,11 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 	       c->conns_refused);
 	single(b, "porthole_connections_reset_total", "counter",
 	       "Relayed connections ended by a reset on either leg.", c->conns_reset);
+	family(b, "porthole_relay_closed_total", "counter",
+	       "Relayed connections ended, by reason (clients refused before relaying included).");
+	for (int i = 0; i < PH_RELAY_END_COUNT; i++)
+		ph_buf_printf(b, "porthole_relay_closed_total{reason=\"%s\"} %" PRIu64 "\n",
+			      ph_relay_end_name((enum ph_relay_end)i), c->relay_closed[i]);
 	family(b, "porthole_relayed_bytes_total", "counter", "Bytes relayed, by direction.");
 	ph_buf_printf(b, "porthole_relayed_bytes_total{direction=\"to_service\"} %" PRIu64 "\n",
 		      c->bytes_to_service);

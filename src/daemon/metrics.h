@@ -23,12 +23,15 @@ struct ph_metrics_core {
 	uint64_t bytes_to_service, bytes_to_client;
 	uint64_t accept_pauses, bind_conflicts;
 	uint64_t address_changes, netlink_resyncs;
+	uint64_t relay_closed[PH_RELAY_END_COUNT];
 };
 
 /**
  * struct ph_metrics_input - everything one /metrics answer shows
  * @core:	port subsystem counters
  * @ports_by_state: current ports per enum ph_port_state
+ * @ports:	the port table (for per-port series), may be NULL
+ * @n_ports:	its entries
  * @http:	API connection layer counters
  * @prepares:	snapshot prepares that quiesced
  * @resumes:	resumes that ran (explicit or via /health)
@@ -39,6 +42,8 @@ struct ph_metrics_core {
 struct ph_metrics_input {
 	struct ph_metrics_core core;
 	uint64_t ports_by_state[4];
+	const struct ph_port_info *ports;
+	size_t n_ports;
 	const struct ph_http_stats *http;
 	uint64_t prepares, resumes;
 	bool quiesced;

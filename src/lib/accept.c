@@ -21,6 +21,25 @@
  *    PH_ACCEPT_PAUSE_MS, never a busy loop.
  * Meanwhile the kernel backlog holds the clients.
  *
+ * Descriptor reserve: relays never hold a descriptor numbered at or above
+ * RLIMIT_NOFILE - PH_FD_RESERVE (64), read at cycle start (relay.h): the
+ * control API always has those to accept with. The kernel hands out the
+ * lowest free number, so each new descriptor's number tells: a service
+ * socket that leaves no room below the ceiling for its client
+ * (ph_relay_reserve()) or an accepted client at or above it (then reset:
+ * the API took a number in between) counts as EMFILE, with the back-off
+ * above; a pipe there leaves its direction copying (relay.c).
+ *
+ * Fairness: one port stops being watched alone (its listener only) while
+ * it has per_port_cap relays open or queued (max_conns_per_port; by default
+ * a quarter of max_connections or of the descriptor budget, the smaller),
+ * so a flood on one port waits in that port's own backlog while the others
+ * accept on. The port's owner.cap_wait tells a relay closing on it, on any
+ * thread, to wake the worker, which looks again (accept_update()). The
+ * flag is set before the count is read again, and relays decrement the
+ * count before they read the flag, both sequentially consistent: one of the
+ * two always sees the other.
+ *
  * The back-off rule itself (ph_accept_exhausted, ph_accept_backoff) is also
  * the control API's (http.c): one rule for both accept loops.
  */
@@ -28,6 +47,8 @@
 
 #include <errno.h>
 #include <sys/socket.h>
+
+#include "netutil.h"
 
 /* ---- the back-off rule, shared with the control API ---------------------- */
 
@@ -54,6 +75,69 @@ void ph_accept_backoff(struct ph_loop *loop, struct ph_accept_backoff *b, int er
 
 /* ---- the port worker's accepting ----------------------------------------- */
 
+unsigned accept_per_port_cap(const struct ph_config *cfg, int fd_ceiling)
+{
+	uint64_t base = cfg->max_connections, budget = (uint64_t)fd_ceiling / 2;
+
+	if (cfg->max_conns_per_port)
+		return cfg->max_conns_per_port;
+	if (budget < base)	/* two descriptors per relay */
+		base = budget;
+	return base / 4 ? (unsigned)(base / 4) : 1;
+}
+
+/* Relays open on @e, and clients on their way to one (seq_cst: see above) */
+static uint64_t entry_open(struct port_entry *e)
+{
+	return (uint64_t)atomic_load(&e->owner.conns) + atomic_load(&e->owner.queued);
+}
+
+void accept_entry_uncap(struct cycle *c, struct port_entry *e)
+{
+	if (!e->capped)
+		return;
+	e->capped = false;
+	c->n_capped--;
+	atomic_store(&e->owner.cap_wait, false);
+}
+
+/**
+ * entry_watch() - watch @e's listener for input iff the cycle accepts and
+ * the port is below its cap
+ * @c:		cycle
+ * @e:		entry
+ */
+static void entry_watch(struct cycle *c, struct port_entry *e)
+{
+	bool capped, any = false;
+
+	for (unsigned j = 0; j < PH_MAX_EXT_ADDRS; j++)
+		any |= e->ls[j].fd >= 0;
+	if (!any)
+		return;
+	capped = entry_open(e) >= c->per_port_cap;
+	if (capped && !e->capped) {
+		/* publish the wait first, then look again (see above) */
+		atomic_store(&e->owner.cap_wait, true);
+		capped = entry_open(e) >= c->per_port_cap;
+		if (capped) {
+			e->capped = true;
+			c->n_capped++;
+			atomic_fetch_add_explicit(&e->cap_hits, 1, memory_order_relaxed);
+			ph_debug("port at its connection cap", PH_FU("port", e->d.port),
+				 PH_FU("cap", c->per_port_cap));
+		} else {
+			atomic_store(&e->owner.cap_wait, false);
+		}
+	} else if (!capped) {
+		accept_entry_uncap(c, e);
+	}
+	for (unsigned j = 0; j < PH_MAX_EXT_ADDRS; j++)
+		if (e->ls[j].fd >= 0)
+			ph_loop_mod(&c->loop, &e->ls[j].io,
+				    c->accepting && !e->capped ? EPOLLIN : 0);
+}
+
 static bool should_accept(struct cycle *c)
 {
 	/* open relays on every thread, and clients on their way to one */
@@ -69,16 +153,11 @@ void accept_update(struct cycle *c)
 	bool want = should_accept(c);
 
 	atomic_store_explicit(&c->limit_wait, !want, memory_order_relaxed);
-	if (want == c->accepting)
+	if (want == c->accepting && !(want && c->n_capped))
 		return;
 	c->accepting = want;
-	for (size_t i = 0; i < c->n_entries; i++) {
-		struct port_entry *e = c->entries[i];
-
-		for (unsigned j = 0; j < PH_MAX_EXT_ADDRS; j++)
-			if (e->ls[j].fd >= 0)
-				ph_loop_mod(&c->loop, &e->ls[j].io, want ? EPOLLIN : 0);
-	}
+	for (size_t i = 0; i < c->n_entries; i++)
+		entry_watch(c, c->entries[i]);
 }
 
 static void on_accept_resume(struct ph_loop *loop, struct ph_timer *t)
@@ -90,18 +169,25 @@ static void on_accept_resume(struct ph_loop *loop, struct ph_timer *t)
 	accept_update(c);
 }
 
-void accept_on_relay_closed(struct ph_relay_ctx *ctx)
+void accept_on_relay_closed(struct ph_relay_ctx *ctx, struct ph_relay_owner *owner)
 {
-	accept_update(ph_container_of(ctx, struct cycle, relays));
+	struct cycle *c = ph_container_of(ctx, struct cycle, relays);
+	struct port_entry *e = ph_container_of(owner, struct port_entry, owner);
+
+	if (e->capped)
+		entry_watch(c, e);
+	accept_update(c);
 }
 
-/* On a relay thread: a relay closed. Only a worker that stopped accepting
- * needs to hear of it (the wake runs accept_update() there). */
-void accept_on_thread_relay_closed(void *arg)
+/* On a relay thread: a relay closed. Only a worker that stopped accepting,
+ * at the limit or at this port's cap, needs to hear of it (the wake runs
+ * accept_update() there). */
+void accept_on_thread_relay_closed(void *arg, struct ph_relay_owner *owner)
 {
 	struct cycle *c = arg;
 
-	if (atomic_load_explicit(&c->limit_wait, memory_order_relaxed))
+	if (atomic_load_explicit(&c->limit_wait, memory_order_relaxed) ||
+	    atomic_load(&owner->cap_wait))
 		ph_loop_wake(&c->loop);
 }
 
@@ -123,7 +209,8 @@ void accept_on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 
 	(void)loop;
 	(void)events;
-	for (int i = 0; i < PH_ACCEPT_BATCH && should_accept(c); i++) {
+	for (int i = 0; i < PH_ACCEPT_BATCH && should_accept(c) &&
+			entry_open(e) < c->per_port_cap; i++) {
 		/* Everything the relay needs exists before the client is
 		 * accepted, so running out of descriptors leaves it queued. */
 		int ret = ph_relay_reserve(&c->relays, e->target.ss_family), fd;
@@ -138,6 +225,11 @@ void accept_on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 				pause_accepting(c, e, errno);
 			break;	/* EAGAIN, ECONNABORTED, ...: next readiness */
 		}
+		if (fd >= c->relays.fd_ceiling) {	/* the control plane's */
+			ph_sock_abort(fd);
+			pause_accepting(c, e, EMFILE);
+			break;
+		}
 		sh = ph_relay_threads_pick(&c->threads);
 		if (sh)
 			ph_relay_threads_handoff(&c->threads, sh, fd,
@@ -147,5 +239,6 @@ void accept_on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 			ph_relay_start(&c->relays, fd, (struct sockaddr *)&e->target, e->tlen,
 				       &e->owner);
 	}
+	entry_watch(c, e);
 	accept_update(c);
 }

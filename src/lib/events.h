@@ -25,6 +25,7 @@ const char *ph_port_state_name(enum ph_port_state s);
  * @address:	that listener's address, text
  * @state:	see enum ph_port_state
  * @connections: relayed connections open now (FORWARDED only)
+ * @cap_hits:	times the port reached its connection cap (FORWARDED only)
  * @since_ms:	wall-clock time (Unix ms) it entered @state
  * @error:	bind error text for CONFLICT, else empty
  * @addrs:	the external addresses it is bound to (FORWARDED, CONFLICT)
@@ -35,6 +36,7 @@ struct ph_port_info {
 	char address[INET6_ADDRSTRLEN];
 	enum ph_port_state state;
 	uint32_t connections;
+	uint64_t cap_hits;
 	int64_t since_ms;
 	char error[80];
 	struct ph_addr_set addrs;

@@ -54,6 +54,7 @@ void port_entry_info(const struct port_entry *e, struct ph_port_info *info)
 	ph_addr_str(&e->d.addr, info->address, sizeof(info->address));
 	info->state = e->state;
 	info->connections = atomic_load_explicit(&e->owner.conns, memory_order_relaxed);
+	info->cap_hits = atomic_load_explicit(&e->cap_hits, memory_order_relaxed);
 	info->since_ms = e->since_ms;
 	memcpy(info->error, e->error, sizeof(info->error));
 	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
@@ -86,6 +87,7 @@ static void listener_close(struct cycle *c, struct ext_listener *x)
 
 static void entry_close_listeners(struct cycle *c, struct port_entry *e)
 {
+	accept_entry_uncap(c, e);
 	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
 		listener_close(c, &e->ls[i]);
 }
@@ -133,7 +135,7 @@ static int listener_bind(struct cycle *c, struct port_entry *e, struct ext_liste
 	if (fd < 0)
 		return -errno;
 	/* inherited by accepted clients */
-	ph_relay_sock_options(fd, &c->p->cfg, true);
+	ph_relay_sock_options(fd, &c->p->cfg, PH_LEG_CLIENT);
 	cc = client_cc(&c->p->cfg, a);
 	if (cc && (ret = ph_sock_congestion(fd, cc)))
 		/* checked at start; this only fails if the module went away */

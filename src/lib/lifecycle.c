@@ -49,6 +49,8 @@ static void config_fill_defaults(struct ph_config *cfg)
 		cfg->max_connections = PH_DEFAULT_MAX_CONNECTIONS;
 	if (!cfg->backlog)
 		cfg->backlog = PH_DEFAULT_BACKLOG;
+	if (!cfg->half_close_timeout_ms)
+		cfg->half_close_timeout_ms = PH_DEFAULT_HALF_CLOSE_TIMEOUT_MS;
 }
 
 void ph_config_defaults(struct ph_config *cfg)
@@ -247,6 +249,7 @@ static int cycle_start(struct ph_ports *p)
 	if (ret)
 		goto fail_relays;
 	c->relays.on_closed = accept_on_relay_closed;
+	c->per_port_cap = accept_per_port_cap(&p->cfg, c->relays.fd_ceiling);
 	c->threads.on_closed = accept_on_thread_relay_closed;
 	c->threads.arg = c;
 	ret = ph_relay_threads_start(&c->threads, ph_relay_thread_count(&p->cfg) - 1, &p->cfg, &p->stats);
@@ -254,7 +257,8 @@ static int cycle_start(struct ph_ports *p)
 		goto fail_relays;
 	ph_info("port subsystem starting", PH_FS("discovery", ph_scanner_method(&c->scanner)),
 		PH_FS("relay", p->cfg.force_copy ? "copy" : "copy+splice"),
-		PH_FU("relay_threads", c->threads.n + 1));
+		PH_FU("relay_threads", c->threads.n + 1), PH_FU("max_conns_per_port", c->per_port_cap),
+		PH_FI("relay_fd_ceiling", c->relays.fd_ceiling));
 
 	ret = ph_loop_thread_start(&c->thread, worker, c);
 	if (ret)

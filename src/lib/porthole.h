@@ -30,6 +30,7 @@ struct ph_keepalive {
 #define PH_DEFAULT_SCAN_INTERVAL_MS	50
 #define PH_DEFAULT_MAX_CONNECTIONS	65536
 #define PH_DEFAULT_BACKLOG		4096
+#define PH_DEFAULT_HALF_CLOSE_TIMEOUT_MS 60000
 
 /**
  * struct ph_config - settings of the port subsystem (ph_config_defaults() first)
@@ -44,6 +45,11 @@ struct ph_keepalive {
  * @allow, @deny:	port filters (see rules.h)
  * @max_connections:	relayed connections at once; beyond it new clients are
  *			left in the kernel backlog (default 65536)
+ * @max_conns_per_port: relayed connections at once on one port; beyond it that
+ *			port's clients wait in its backlog, other ports go on;
+ *			0: a quarter of @max_connections or of the descriptor
+ *			budget ((RLIMIT_NOFILE - PH_FD_RESERVE) / 2), the smaller,
+ *			computed at each start
  * @backlog:		listen() backlog of external listeners (default 4096)
  * @keepalive:		TCP keepalive of relayed connections
  * @pipe_size:		F_SETPIPE_SZ of relay pipes; 0: 64 KiB, grown to 256 KiB
@@ -52,6 +58,8 @@ struct ph_keepalive {
  * @client_cc:		congestion control of the client leg: "" (auto: reno
  *			when @external is link-local, else the system's),
  *			"system", or an algorithm name (see ph_relay_client_cc())
+ * @half_close_timeout_ms: once the client sent its FIN, a relay on which
+ *			nothing moved for this long is reset (default 60000)
  * @force_copy:		relay with recv/send instead of splice (tests)
  * @force_proc:		discover through /proc instead of sock_diag (tests)
  * @own_inodes:		sockets of the embedding program (control port) never exposed
@@ -64,11 +72,13 @@ struct ph_config {
 	struct ph_portset allow;
 	struct ph_portset deny;
 	unsigned max_connections;
+	unsigned max_conns_per_port;
 	unsigned backlog;
 	struct ph_keepalive keepalive;
 	unsigned pipe_size;
 	char client_cc[16];
 	unsigned relay_threads;		/* 1 (default); 0: one per CPU we may run on, at most 8 */
+	unsigned half_close_timeout_ms;
 	bool force_copy;
 	bool force_proc;
 	uint64_t own_inodes[PH_MAX_OWN_INODES];
@@ -76,6 +86,37 @@ struct ph_config {
 };
 
 void ph_config_defaults(struct ph_config *cfg);
+
+/**
+ * enum ph_relay_end - why a relay ended (struct ph_stats.relay_closed, the log)
+ * @PH_RELAY_END_DONE:		both directions finished (FIN each way): closed normally
+ * @PH_RELAY_END_CLIENT_RESET:	the client leg failed: reset by the client, or
+ *				another error on it (EPIPE, EHOSTUNREACH, ...)
+ * @PH_RELAY_END_SERVICE_RESET:	the service leg failed the same way
+ * @PH_RELAY_END_KEEPALIVE_TIMEOUT: the client leg timed out (ETIMEDOUT: keepalive
+ *				probes or TCP_USER_TIMEOUT): the client vanished
+ * @PH_RELAY_END_HALF_CLOSE_TIMEOUT: the client was gone (its FIN) and nothing moved
+ *				for half_close_timeout_ms
+ * @PH_RELAY_END_QUIESCE:	reset by ph_relay_abort_all(): a snapshot prepare,
+ *				a resume (relays older than the prepare) or a stop
+ * @PH_RELAY_END_REFUSED:	the service refused the connection (or could not be reached)
+ * @PH_RELAY_END_ERROR:		the relay itself failed (memory, epoll registration)
+ * Every end but DONE resets both legs (SO_LINGER 0).
+ */
+enum ph_relay_end {
+	PH_RELAY_END_DONE,
+	PH_RELAY_END_CLIENT_RESET,
+	PH_RELAY_END_SERVICE_RESET,
+	PH_RELAY_END_KEEPALIVE_TIMEOUT,
+	PH_RELAY_END_HALF_CLOSE_TIMEOUT,
+	PH_RELAY_END_QUIESCE,
+	PH_RELAY_END_REFUSED,
+	PH_RELAY_END_ERROR,
+	PH_RELAY_END_COUNT
+};
+
+/* "done", "client_reset", ... (metrics labels, log fields); "?" when out of range */
+const char *ph_relay_end_name(enum ph_relay_end end);
 
 /**
  * struct ph_stats - counters for metrics; live for the subsystem's whole life
@@ -92,6 +133,9 @@ struct ph_stats {
 	_Atomic uint64_t conns_total;
 	_Atomic uint64_t conns_refused;		/* backend refused or unreachable */
 	_Atomic uint64_t conns_reset;		/* ended by a reset on either leg */
+	/* relays ended, by reason; a client refused before its relay started
+	 * (connect() failed at once) counts as REFUSED (or ERROR) here too */
+	_Atomic uint64_t relay_closed[PH_RELAY_END_COUNT];
 	_Atomic uint64_t bytes_to_service;	/* client -> loopback service */
 	_Atomic uint64_t bytes_to_client;	/* loopback service -> client */
 	_Atomic uint64_t accept_pauses;		/* EMFILE/ENFILE/ENOBUFS back-offs */

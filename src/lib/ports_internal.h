@@ -67,6 +67,8 @@ struct ext_listener {
  *		with the loop by address)
  * @ext_gen:	cycle.ext_gen its listeners were last matched to
  * @target:	connect address of the service
+ * @capped:	at the per-port cap: its listener is not watched
+ * @cap_hits:	times it reached the cap (read by /ports under table_lock)
  * @since_ms:	wall clock when @state was entered
  * @error:	bind error for CONFLICT
  * @cycle:	back pointer
@@ -77,6 +79,8 @@ struct port_entry {
 	enum ph_port_state state;
 	struct ext_listener ls[PH_MAX_EXT_ADDRS];
 	uint32_t ext_gen;
+	bool capped;
+	_Atomic uint64_t cap_hits;
 	struct sockaddr_storage target;
 	socklen_t tlen;
 	int64_t since_ms;
@@ -126,6 +130,8 @@ struct cycle {
 	bool accept_paused;	/* fd exhaustion back-off */
 	bool accepting;		/* listeners registered for EPOLLIN */
 	_Atomic bool limit_wait;	/* not accepting: relay threads' closes wake us */
+	unsigned per_port_cap;	/* max_conns_per_port, or its default for this cycle */
+	size_t n_capped;	/* entries at the cap */
 	uint64_t quiesce_epoch;
 	struct ph_ratelimit scan_rl;
 };
@@ -196,9 +202,15 @@ void accept_update(struct cycle *c);
 void accept_on_listener(struct ph_loop *loop, struct ph_io *io, uint32_t events);
 
 /* struct ph_relay_ctx.on_closed of the worker's own relays */
-void accept_on_relay_closed(struct ph_relay_ctx *ctx);
+void accept_on_relay_closed(struct ph_relay_ctx *ctx, struct ph_relay_owner *owner);
 
 /* struct ph_relay_threads.on_closed: runs on a relay thread */
-void accept_on_thread_relay_closed(void *arg);
+void accept_on_thread_relay_closed(void *arg, struct ph_relay_owner *owner);
+
+/* The cap of one port: max_conns_per_port, or its default (see porthole.h) */
+unsigned accept_per_port_cap(const struct ph_config *cfg, int fd_ceiling);
+
+/* @e's listener closes: it no longer counts as capped */
+void accept_entry_uncap(struct cycle *c, struct port_entry *e);
 
 #endif /* PH_PORTS_INTERNAL_H */

@@ -30,6 +30,14 @@
  * one pipe, or in copy mode the one read the destination did not take;
  * while it holds them it does not read its source.
  *
+ * Half-closed: after the client's FIN the client leg stays registered
+ * (with no interest, as long as its own write side is open), because epoll
+ * reports EPOLLERR/EPOLLHUP whatever the mask: a client that vanishes
+ * meanwhile (keepalive timeout) or resets still ends the relay. And once
+ * the client sent its FIN, a relay on which nothing moved for
+ * cfg->half_close_timeout_ms (a service that never answers) is reset: a
+ * timer per relay, armed at the FIN, which re-arms itself while bytes move.
+ *
  * FIN: a source whose FIN has arrived (EPOLLRDHUP) is read to EOF in the
  * same event, the last bytes are written with MSG_MORE and shutdown() sets
  * FIN on their segment. The peer then sees the response and the end of the
@@ -39,7 +47,11 @@
  * Errors: a reset or error on one leg (ECONNRESET, EPIPE, a keepalive
  * timeout) closes the other leg with SO_LINGER 0, so the peer sees a reset
  * too. A service that refuses the connection gets the client reset at once.
- * When both directions are shut, both sockets are closed normally.
+ * When both directions are shut, both sockets are closed normally. Every
+ * end has a reason (enum ph_relay_end: which leg failed, and how), counted
+ * in struct ph_stats.relay_closed and, unless normal, logged at debug with
+ * the port: a failing system call names its leg (leg_fail()), and
+ * end_reason() turns leg and errno into the reason.
  * If splice() is refused (EINVAL: a socket type it cannot handle), that
  * direction stays in copy mode.
  *
@@ -54,6 +66,8 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -94,24 +108,62 @@ struct relay_dir {
 	bool fill_blocked, drain_blocked;
 };
 
+/**
+ * struct ph_relay - one relayed connection
+ * @node:	in ctx->relays
+ * @ctx:	its loop's relay context
+ * @owner:	counted against (a port entry)
+ * @io:		loop registrations, indexed by enum ph_relay_leg
+ * @fd:		the legs' sockets, indexed by enum ph_relay_leg
+ * @dir:	[0] client -> service, [1] service -> client
+ * @epoch:	ctx->epoch when it started (ph_relay_abort_all())
+ * @half_close:	fires half_close_timeout_ms after the client's FIN, or
+ *		after the last byte moved since (relay_half_closed())
+ * @active_ms:	loop time a byte last moved, either way
+ * @port:	the service's port, for the log
+ * @fail_leg:	the leg whose system call failed last (leg_fail())
+ * @connecting:	the service leg's connect() may still be under way
+ * @closed:	relay_close() ran; the memory waits for the deferred free
+ * @defer:	the deferred free
+ */
 struct ph_relay {
-	struct ph_list node;		/* ctx->relays */
+	struct ph_list node;
 	struct ph_relay_ctx *ctx;
 	struct ph_relay_owner *owner;
-	struct ph_io io[2];	/* [0] client, [1] service */
+	struct ph_io io[2];
 	int fd[2];
-	struct relay_dir dir[2];	/* [0] client -> service, [1] service -> client */
+	struct relay_dir dir[2];
 	uint64_t epoch;
+	struct ph_timer half_close;
+	uint64_t active_ms;
+	uint16_t port;
+	enum ph_relay_leg fail_leg;
 	bool connecting;
 	bool closed;
 	struct ph_defer defer;
 };
 
+static const char *const end_names[PH_RELAY_END_COUNT] = {
+	[PH_RELAY_END_DONE] = "done",
+	[PH_RELAY_END_CLIENT_RESET] = "client_reset",
+	[PH_RELAY_END_SERVICE_RESET] = "service_reset",
+	[PH_RELAY_END_KEEPALIVE_TIMEOUT] = "keepalive_timeout",
+	[PH_RELAY_END_HALF_CLOSE_TIMEOUT] = "half_close_timeout",
+	[PH_RELAY_END_QUIESCE] = "quiesce",
+	[PH_RELAY_END_REFUSED] = "refused",
+	[PH_RELAY_END_ERROR] = "error",
+};
+
+const char *ph_relay_end_name(enum ph_relay_end end)
+{
+	return (unsigned)end < PH_RELAY_END_COUNT ? end_names[end] : "?";
+}
+
 int ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const struct ph_config *cfg,
 		      struct ph_stats *stats)
 {
 	*ctx = (struct ph_relay_ctx){ .loop = loop, .cfg = cfg, .stats = stats, .epoch = 1,
-				      .spare = { -1, -1 } };
+				      .spare = { -1, -1 }, .fd_ceiling = ph_relay_fd_ceiling() };
 	ph_list_init(&ctx->relays);
 	ctx->pipe_cap = cfg->pipe_size ? cfg->pipe_size : DEFAULT_PIPE_CAP;
 	/* only the pages a message touches become resident */
@@ -119,10 +171,27 @@ int ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const stru
 	return ctx->scratch ? 0 : -ENOMEM;
 }
 
+int ph_relay_fd_ceiling(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > (rlim_t)INT_MAX)
+		return INT_MAX - PH_FD_RESERVE;
+	return rl.rlim_cur > PH_FD_RESERVE ? (int)(rl.rlim_cur - PH_FD_RESERVE) : 0;
+}
+
 static int pipe_new(struct ph_relay_ctx *ctx, int p[2])
 {
 	if (pipe2(p, O_NONBLOCK | O_CLOEXEC))
 		return -errno;
+	if (p[0] >= ctx->fd_ceiling || p[1] >= ctx->fd_ceiling) {
+		/* the control plane's (PH_FD_RESERVE): keep copying */
+		close(p[0]);
+		close(p[1]);
+		p[0] = p[1] = -1;
+		return -EMFILE;
+	}
 	if (ctx->cfg->pipe_size) {
 		int got = fcntl(p[1], F_SETPIPE_SZ, (int)ctx->cfg->pipe_size);
 
@@ -149,7 +218,11 @@ static int new_service_socket(struct ph_relay_ctx *ctx, int family)
 
 	if (fd < 0)
 		return -errno;
-	ph_relay_sock_options(fd, ctx->cfg, false);
+	if (fd >= ctx->fd_ceiling) {	/* the control plane's (PH_FD_RESERVE) */
+		close(fd);
+		return -EMFILE;
+	}
+	ph_relay_sock_options(fd, ctx->cfg, PH_LEG_SERVICE);
 	return fd;
 }
 
@@ -168,6 +241,10 @@ int ph_relay_reserve(struct ph_relay_ctx *ctx, int family)
 
 		if (fd < 0)
 			return fd;
+		if (fd >= ctx->fd_ceiling - 1) {	/* no room left for the client */
+			close(fd);
+			return -EMFILE;
+		}
 		*spare = fd;
 	}
 	return 0;
@@ -210,18 +287,37 @@ static void relay_free(struct ph_defer *d)
 	free(ph_container_of(d, struct ph_relay, defer));
 }
 
+/* Count (and, unless normal, log) why a relay on @port ended */
+static void count_end(struct ph_relay_ctx *ctx, unsigned port, enum ph_relay_end end, int err)
+{
+	atomic_fetch_add_explicit(&ctx->stats->relay_closed[end], 1, memory_order_relaxed);
+	if (end == PH_RELAY_END_REFUSED)
+		atomic_fetch_add_explicit(&ctx->stats->conns_refused, 1, memory_order_relaxed);
+	if (end == PH_RELAY_END_DONE)
+		return;
+	if (err)
+		ph_debug("relay closed", PH_FU("port", port), PH_FS("reason", ph_relay_end_name(end)),
+			 PH_FERR(err));
+	else
+		ph_debug("relay closed", PH_FU("port", port), PH_FS("reason", ph_relay_end_name(end)));
+}
+
 /**
  * relay_close() - close both legs and release the relay
  * @r:		relay
- * @rst:	reset both legs (SO_LINGER 0) instead of closing normally
+ * @end:	why; anything but PH_RELAY_END_DONE resets both legs
+ *		(SO_LINGER 0) instead of closing them normally
+ * @err:	the error behind it (positive errno), 0 for none, for the log
  */
-static void relay_close(struct ph_relay *r, bool rst)
+static void relay_close(struct ph_relay *r, enum ph_relay_end end, int err)
 {
 	struct ph_relay_ctx *ctx = r->ctx;
+	bool rst = end != PH_RELAY_END_DONE;
 
 	if (r->closed)
 		return;
 	r->closed = true;
+	ph_timer_cancel(ctx->loop, &r->half_close);
 	for (int i = 0; i < 2; i++) {
 		ph_loop_forget(&r->io[i]);	/* close() below unregisters it */
 		if (rst)
@@ -234,14 +330,52 @@ static void relay_close(struct ph_relay *r, bool rst)
 		r->dir[i].buf = NULL;
 	}
 	ph_list_del(&r->node);
-	atomic_fetch_sub_explicit(&ctx->stats->conns_active, 1, memory_order_relaxed);
+	/* sequentially consistent, like the worker's limit_wait and cap_wait
+	 * checks, so that either the worker sees the room or on_closed sees
+	 * that it waits (accept.c) */
+	atomic_fetch_sub(&ctx->stats->conns_active, 1);
 	if (rst)
 		atomic_fetch_add_explicit(&ctx->stats->conns_reset, 1, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&r->owner->conns, 1, memory_order_relaxed);
-	ph_relay_owner_put(r->owner);
+	count_end(ctx, r->port, end, err);
+	atomic_fetch_sub(&r->owner->conns, 1);
 	ph_loop_defer(ctx->loop, &r->defer, relay_free);
 	if (ctx->on_closed)
-		ctx->on_closed(ctx);
+		ctx->on_closed(ctx, r->owner);
+	ph_relay_owner_put(r->owner);
+}
+
+/**
+ * leg_fail() - note that a system call on @leg failed, for end_reason()
+ * @r:		relay
+ * @leg:	the socket the call was made on
+ * @err:	its errno
+ * Return: -@err
+ */
+static int leg_fail(struct ph_relay *r, enum ph_relay_leg leg, int err)
+{
+	r->fail_leg = leg;
+	return -err;
+}
+
+/**
+ * end_reason() - why a relay ends after @err (positive errno) on @leg
+ * @r:		relay
+ * @leg:	the leg the error came from
+ * @err:	the error
+ * Return: ERROR for a shortage of the relay's own; for the service leg
+ * REFUSED when its connect() failed (refused, or another error before any
+ * byte moved), else SERVICE_RESET (a service that accepted, then reset);
+ * for the client leg KEEPALIVE_TIMEOUT when it timed out, else CLIENT_RESET
+ */
+static enum ph_relay_end end_reason(const struct ph_relay *r, enum ph_relay_leg leg, int err)
+{
+	if (err == ENOMEM)
+		return PH_RELAY_END_ERROR;
+	if (leg == PH_LEG_SERVICE)
+		return err == ECONNREFUSED ||
+		       (r->connecting && err != ECONNRESET && err != EPIPE) ?
+			       PH_RELAY_END_REFUSED : PH_RELAY_END_SERVICE_RESET;
+	return err == ETIMEDOUT ? PH_RELAY_END_KEEPALIVE_TIMEOUT : PH_RELAY_END_CLIENT_RESET;
 }
 
 /* An error that ends the relay, as opposed to "try again later" */
@@ -340,9 +474,10 @@ static ssize_t dir_write(struct ph_relay *r, int i, const char *p, size_t n)
 		m = splice(d->pipe[0], NULL, r->fd[1 - i], NULL, n,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0));
 	if (m < 0)
-		return fatal(errno) ? -errno : 0;
+		return fatal(errno) ? leg_fail(r, (enum ph_relay_leg)(1 - i), errno) : 0;
 	if (m > 0) {
 		r->connecting = false;	/* it took data: connected */
+		r->active_ms = ctx->loop->now_ms;
 		atomic_fetch_add_explicit(bytes, (uint64_t)m, memory_order_relaxed);
 	}
 	return m;
@@ -372,7 +507,7 @@ static int dir_copy(struct ph_relay *r, int i, bool fin_seen)
 		return 0;
 	}
 	if (n < 0)
-		return fatal(errno) ? -errno : 0;
+		return fatal(errno) ? leg_fail(r, (enum ph_relay_leg)i, errno) : 0;
 	if ((size_t)n == PH_RELAY_SCRATCH) {
 		d->want_splice = !d->copy_only;
 	} else if (fin_seen) {
@@ -384,7 +519,7 @@ static int dir_copy(struct ph_relay *r, int i, bool fin_seen)
 		else if (e > 0)
 			n += e;
 		else if (fatal(errno))
-			return -errno;
+			return leg_fail(r, (enum ph_relay_leg)i, errno);
 	}
 
 	m = dir_write(r, i, buf, (size_t)n);
@@ -448,7 +583,7 @@ static int dir_fill(struct ph_relay *r, int i, bool fin_seen)
 	} else if (n == 0) {
 		d->eof = true;
 	} else if (fatal(errno)) {
-		return -errno;
+		return leg_fail(r, (enum ph_relay_leg)i, errno);
 	} else if (d->len) {
 		/* readable, yet nothing moved: the pipe is full (in slots,
 		 * if not in bytes); stop reading until it drains */
@@ -505,7 +640,7 @@ static int dir_drain(struct ph_relay *r, int i)
 	 * already shut, the relay closes now and close() sends this FIN. */
 	if (d->eof && d->len == d->off && !d->shut && !r->connecting) {
 		if (!r->dir[1 - i].shut && shutdown(r->fd[1 - i], SHUT_WR) && errno != ENOTCONN)
-			return -errno;
+			return leg_fail(r, (enum ph_relay_leg)(1 - i), errno);
 		d->shut = true;
 	}
 	return 0;
@@ -517,9 +652,12 @@ static void on_service(struct ph_loop *loop, struct ph_io *io, uint32_t events);
 /*
  * Interest follows state (level-triggered): read fd[s] while its direction
  * has room and no EOF; watch output of fd[s] while the opposite direction
- * has bytes it could not write. A socket with no interest at all leaves the
- * loop until it has some again: epoll reports EPOLLHUP whatever the mask,
- * and a half-closed leg waiting for the other one to drain must not spin.
+ * has bytes it could not write. A service leg with no interest at all
+ * leaves the loop until it has some again: epoll reports EPOLLHUP whatever
+ * the mask, and a half-closed leg waiting for the other one to drain must
+ * not spin. A client leg stays with an empty mask, for its errors, until
+ * its own write side is shut: before that it cannot hang up without an
+ * error (see "Half-closed" above).
  * The service leg's connect() is optimistic: on loopback the handshake is
  * over when connect() returns EINPROGRESS, so the client's first bytes are
  * simply written to it; only if that answers EAGAIN (still in SYN_SENT) is
@@ -540,7 +678,10 @@ static int relay_update(struct ph_relay *r)
 			ev |= EPOLLIN | EPOLLRDHUP;
 		if (out->drain_blocked || (s == 1 && r->connecting && r->dir[0].eof))
 			ev |= EPOLLOUT;
-		if (!ev) {
+		/* A client leg stays, for its errors, until its write side is
+		 * shut (then EPOLLHUP would be reported, and spin, once it
+		 * sends its FIN): see "Half-closed" above. */
+		if (!ev && (s == PH_LEG_SERVICE || out->shut)) {
 			ph_loop_del(r->ctx->loop, &r->io[s]);
 			continue;
 		}
@@ -565,32 +706,65 @@ static int sock_error(int fd)
 	return err;
 }
 
+static void on_half_close(struct ph_loop *loop, struct ph_timer *t)
+{
+	struct ph_relay *r = ph_container_of(t, struct ph_relay, half_close);
+	uint64_t deadline = r->active_ms + r->ctx->cfg->half_close_timeout_ms;
+
+	if (loop->now_ms < deadline)	/* bytes moved since: wait on */
+		ph_timer_arm(loop, t, deadline, on_half_close);
+	else
+		relay_close(r, PH_RELAY_END_HALF_CLOSE_TIMEOUT, 0);
+}
+
 /**
- * relay_event() - one readiness report for side @s
+ * relay_half_closed() - the client sent its FIN: bound the wait for the service
  * @r:		relay
- * @s:		0 client, 1 service
+ *
+ * Arms the half-close timer: if nothing moves either way for
+ * half_close_timeout_ms, the relay is reset (the service leg gets an RST).
+ * A service that is still sending keeps it open.
+ */
+static void relay_half_closed(struct ph_relay *r)
+{
+	struct ph_loop *loop = r->ctx->loop;
+
+	r->active_ms = loop->now_ms;
+	ph_timer_arm(loop, &r->half_close, loop->now_ms + r->ctx->cfg->half_close_timeout_ms,
+		     on_half_close);
+}
+
+/**
+ * relay_event() - one readiness report for leg @s
+ * @r:		relay
+ * @s:		the leg
  * @events:	epoll mask
  *
  * Input on fd[s] feeds direction s (and is passed on at once); output
  * readiness on fd[s] drains direction 1 - s.
  */
-static void relay_event(struct ph_relay *r, int s, uint32_t events)
+static void relay_event(struct ph_relay *r, enum ph_relay_leg s, uint32_t events)
 {
-	int ret = 0;
+	int ret = 0, err;
 
-	if (r->connecting && s == 1) {
+	if (r->connecting && s == PH_LEG_SERVICE) {
 		/* the outcome of connect(): refused, or any readiness once
 		 * connected (see relay_update() for when output is watched) */
 		if (events & (EPOLLERR | EPOLLHUP)) {
-			atomic_fetch_add_explicit(&r->ctx->stats->conns_refused, 1,
-						  memory_order_relaxed);
-			relay_close(r, true);
+			err = sock_error(r->fd[s]);
+			relay_close(r, end_reason(r, s, err ? err : ECONNREFUSED), err);
 			return;
 		}
 		r->connecting = false;
 	}
-	if ((events & EPOLLERR) && sock_error(r->fd[s])) {
-		relay_close(r, true);
+	if ((events & EPOLLERR) && (err = sock_error(r->fd[s]))) {
+		relay_close(r, end_reason(r, s, err), err);
+		return;
+	}
+	if ((events & EPOLLHUP) && !r->io[s].events) {
+		/* watched for errors only (its write side open): only a dead
+		 * connection hangs up, even if its error was already taken */
+		relay_close(r, end_reason(r, s, ECONNRESET), ECONNRESET);
 		return;
 	}
 	if (events & EPOLLOUT)
@@ -601,37 +775,38 @@ static void relay_event(struct ph_relay *r, int s, uint32_t events)
 			ret = dir_drain(r, s);
 	}
 	if (ret) {
-		ph_debug("relay reset", PH_FERR(ret), PH_FI("side", s));
-		if (r->connecting)	/* the first write met the failed connect() */
-			atomic_fetch_add_explicit(&r->ctx->stats->conns_refused, 1,
-						  memory_order_relaxed);
-		relay_close(r, true);
+		/* a failed first write to a service leg still connecting met
+		 * the failed connect(): end_reason() calls that refused */
+		relay_close(r, end_reason(r, r->fail_leg, -ret), -ret);
 		return;
 	}
 	if (r->dir[0].shut && r->dir[1].shut) {
-		relay_close(r, false);
+		relay_close(r, PH_RELAY_END_DONE, 0);
 		return;
 	}
+	if (r->dir[PH_LEG_CLIENT].eof && !ph_timer_armed(&r->half_close))
+		relay_half_closed(r);
 	ret = relay_update(r);
 	if (ret) {
 		ph_warn("relay registration failed", PH_FERR(ret));
-		relay_close(r, true);
+		relay_close(r, PH_RELAY_END_ERROR, -ret);
 	}
 }
 
 static void on_client(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 {
 	(void)loop;
-	relay_event(ph_container_of(io, struct ph_relay, io[0]), 0, events);
+	relay_event(ph_container_of(io, struct ph_relay, io[PH_LEG_CLIENT]), PH_LEG_CLIENT, events);
 }
 
 static void on_service(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 {
 	(void)loop;
-	relay_event(ph_container_of(io, struct ph_relay, io[1]), 1, events);
+	relay_event(ph_container_of(io, struct ph_relay, io[PH_LEG_SERVICE]), PH_LEG_SERVICE,
+		    events);
 }
 
-void ph_relay_sock_options(int fd, const struct ph_config *cfg, bool remote)
+void ph_relay_sock_options(int fd, const struct ph_config *cfg, enum ph_relay_leg leg)
 {
 	int one = 1;
 
@@ -643,7 +818,7 @@ void ph_relay_sock_options(int fd, const struct ph_config *cfg, bool remote)
 	 * a dead process's connections and answers probes for a live one,
 	 * so on the service leg probes would never fire, and setting them
 	 * would cost four system calls per connection. */
-	if (remote) {
+	if (leg == PH_LEG_CLIENT) {
 		ph_sock_keepalive(fd, &cfg->keepalive, true);
 		return;
 	}
@@ -664,20 +839,34 @@ const char *ph_relay_client_cc(const struct ph_config *cfg, struct in_addr exter
 	return (ntohl(external.s_addr) >> 16) == 0xa9fe ? "reno" : NULL;
 }
 
+/* The port of an AF_INET or AF_INET6 address, 0 for another family */
+static unsigned sockaddr_port(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+	return 0;
+}
+
 int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockaddr *target,
 		   socklen_t tlen, struct ph_relay_owner *owner)
 {
+	enum ph_relay_end end = PH_RELAY_END_ERROR;
+	unsigned port = sockaddr_port(target);
 	struct ph_relay *r;
 	int ret;
 
 	r = calloc(1, sizeof(*r));
 	if (!r) {
 		ph_sock_abort(client_fd);
+		count_end(ctx, port, end, ENOMEM);
 		return -ENOMEM;
 	}
 	r->ctx = ctx;
 	r->owner = owner;
 	r->epoch = ctx->epoch;
+	r->port = (uint16_t)port;
 	r->fd[0] = client_fd;
 	for (int i = 0; i < 2; i++)
 		r->dir[i].pipe[0] = r->dir[i].pipe[1] = -1;
@@ -700,7 +889,7 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
 		r->connecting = true;
 	} else {
 		ret = -errno;
-		atomic_fetch_add_explicit(&ctx->stats->conns_refused, 1, memory_order_relaxed);
+		end = PH_RELAY_END_REFUSED;
 		goto fail;
 	}
 
@@ -728,6 +917,7 @@ fail:
 	if (r->fd[1] >= 0)
 		close(r->fd[1]);
 	free(r);
+	count_end(ctx, port, end, -ret);
 	return ret;
 }
 
@@ -740,7 +930,7 @@ size_t ph_relay_abort_all(struct ph_relay_ctx *ctx, uint64_t before_epoch)
 		struct ph_relay *r = ph_list_entry(n_, struct ph_relay, node);
 
 		if (r->epoch < before_epoch) {
-			relay_close(r, true);
+			relay_close(r, PH_RELAY_END_QUIESCE, 0);
 			n++;
 		}
 	}
@@ -749,7 +939,7 @@ size_t ph_relay_abort_all(struct ph_relay_ctx *ctx, uint64_t before_epoch)
 
 void ph_relay_ctx_fini(struct ph_relay_ctx *ctx)
 {
-	void (*on_closed)(struct ph_relay_ctx *) = ctx->on_closed;
+	void (*on_closed)(struct ph_relay_ctx *, struct ph_relay_owner *) = ctx->on_closed;
 
 	ctx->on_closed = NULL;	/* nothing to resume while tearing down */
 	ph_relay_abort_all(ctx, UINT64_MAX);

@@ -12,14 +12,26 @@
 
 #include "list.h"
 #include "loop.h"
+#include "porthole.h"
 
-struct ph_config;
-struct ph_stats;
 struct ph_relay;
+
+/**
+ * enum ph_relay_leg - the two sockets of a relay (also their index in it)
+ * @PH_LEG_CLIENT:	accepted on EXTERNAL:port; the peer may be far away and
+ *			may vanish (keepalive)
+ * @PH_LEG_SERVICE:	connected to the loopback service
+ */
+enum ph_relay_leg { PH_LEG_CLIENT, PH_LEG_SERVICE };
 
 /**
  * struct ph_relay_owner - what a relay counts itself against (a port entry)
  * @conns:	relays open now; read by other threads
+ * @queued:	clients handed to a relay thread whose relay has not started
+ *		yet (ph_relay_threads_handoff()); with @conns, what the owner's
+ *		cap counts
+ * @cap_wait:	the owner stopped accepting at its cap: a relay closing on
+ *		any thread must tell it (struct ph_relay_ctx.on_closed)
  * @refs:	references: the owner's table holds one, each relay one, each
  *		client on its way to another relay thread one; relays on
  *		several threads drop theirs concurrently
@@ -27,6 +39,8 @@ struct ph_relay;
  */
 struct ph_relay_owner {
 	_Atomic uint32_t conns;
+	_Atomic uint32_t queued;
+	_Atomic bool cap_wait;
 	_Atomic uint32_t refs;
 	void (*release)(struct ph_relay_owner *o);
 };
@@ -44,6 +58,16 @@ static inline void ph_relay_owner_put(struct ph_relay_owner *o)
 		o->release(o);
 }
 
+/*
+ * Descriptors kept for the control plane: relays never hold a descriptor
+ * numbered at or above RLIMIT_NOFILE - PH_FD_RESERVE. The kernel hands out
+ * the lowest free number, so checking the number of each new one is exact
+ * enough: a service socket, accepted client or pipe that lands there is
+ * closed again and counts as exhaustion (accept back-off; a bulk direction
+ * keeps copying). The HTTP API then always finds descriptors to accept.
+ */
+#define PH_FD_RESERVE 64
+
 #define PH_RELAY_PIPE_POOL 64
 /* copy mode reads up to this much at once; a full read means bulk: splice */
 #define PH_RELAY_SCRATCH 65536
@@ -55,12 +79,15 @@ static inline void ph_relay_owner_put(struct ph_relay_owner *o)
  * @stats:	counters
  * @relays:	open relays (struct ph_relay.node)
  * @epoch:	tag given to new relays (ph_relay_abort_all() selects by it)
- * @on_closed:	called after a relay closed (e.g. to resume accepting); may be NULL
+ * @on_closed:	called after a relay closed (e.g. to resume accepting), with
+ *		its owner, which is still referenced during the call; may be NULL
  * @pool:	spare empty pipes, so a bulk transfer costs no pipe2() calls
  * @scratch:	copy-mode buffer of PH_RELAY_SCRATCH bytes, shared by all
  *		relays of the loop (each message is sent on before the next)
  * @spare:	a service socket made in advance, per family ([0] AF_INET,
  *		[1] AF_INET6), -1 when none (see ph_relay_reserve())
+ * @fd_ceiling:	relays hold no descriptor numbered this or higher:
+ *		RLIMIT_NOFILE - PH_FD_RESERVE, read by ph_relay_ctx_init()
  */
 struct ph_relay_ctx {
 	struct ph_loop *loop;
@@ -68,13 +95,17 @@ struct ph_relay_ctx {
 	struct ph_stats *stats;
 	struct ph_list relays;
 	uint64_t epoch;
-	void (*on_closed)(struct ph_relay_ctx *ctx);
+	void (*on_closed)(struct ph_relay_ctx *ctx, struct ph_relay_owner *owner);
 	int pool[PH_RELAY_PIPE_POOL][2];
 	size_t npool;
 	size_t pipe_cap;
 	int spare[2];
+	int fd_ceiling;
 	char *scratch;
 };
+
+/* RLIMIT_NOFILE (soft) - PH_FD_RESERVE, at least 0, at most INT_MAX */
+int ph_relay_fd_ceiling(void);
 
 /* Return: 0 or -ENOMEM */
 int ph_relay_ctx_init(struct ph_relay_ctx *ctx, struct ph_loop *loop, const struct ph_config *cfg,
@@ -91,6 +122,8 @@ void ph_relay_ctx_fini(struct ph_relay_ctx *ctx);
  * descriptors run out, the client is then never accepted only to be
  * dropped, it stays in the listen backlog until there is room. (Pipes are
  * taken later, by bulk transfers; without one a direction keeps copying.)
+ * A socket numbered @ctx->fd_ceiling - 1 or higher leaves no room below the
+ * ceiling for the client and is closed again: -EMFILE.
  * Return: 0 or -errno (EMFILE, ENFILE, ENOMEM)
  */
 int ph_relay_reserve(struct ph_relay_ctx *ctx, int family);
@@ -114,13 +147,13 @@ int ph_relay_take_spare(struct ph_relay_ctx *ctx, int family);
 void ph_relay_give_spare(struct ph_relay_ctx *ctx, int family, int fd);
 
 /**
- * ph_relay_sock_options() - TCP_NODELAY, and keepalive for a remote peer
+ * ph_relay_sock_options() - TCP_NODELAY, and what the leg needs besides
  * @fd:		socket; on a listener, accepted sockets inherit the options
  * @cfg:	keepalive timings
- * @remote:	the peer is remote (client leg): keepalive with a matching
- *		TCP_USER_TIMEOUT; a loopback leg gets reno congestion control
+ * @leg:	PH_LEG_CLIENT: keepalive with a matching TCP_USER_TIMEOUT (the
+ *		peer may vanish); PH_LEG_SERVICE: reno congestion control
  */
-void ph_relay_sock_options(int fd, const struct ph_config *cfg, bool remote);
+void ph_relay_sock_options(int fd, const struct ph_config *cfg, enum ph_relay_leg leg);
 
 /**
  * ph_relay_client_cc() - congestion control for the client leg, if not the system's
@@ -147,7 +180,8 @@ const char *ph_relay_client_cc(const struct ph_config *cfg, struct in_addr exter
  * @tlen:	its length
  * @owner:	counted while the relay lives
  *
- * The client gets an RST at once when the service refuses.
+ * The client gets an RST at once when the service refuses. Every failure
+ * is counted in @ctx->stats->relay_closed (REFUSED or ERROR).
  * Return: 0, or -errno (the client was reset)
  */
 int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockaddr *target,
@@ -158,7 +192,8 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
  * @ctx:	context
  * @before_epoch: UINT64_MAX for all
  *
- * Both legs are closed with RST. Return: number of relays reset
+ * Both legs are closed with RST; each counts as PH_RELAY_END_QUIESCE.
+ * Return: number of relays reset
  */
 size_t ph_relay_abort_all(struct ph_relay_ctx *ctx, uint64_t before_epoch);
 

@@ -96,6 +96,7 @@ static void handoff_drop(struct ph_relay_threads *s, struct handoff *h)
 {
 	ph_sock_abort(h->client_fd);
 	close(h->svc_fd);
+	atomic_fetch_sub(&h->owner->queued, 1);
 	ph_relay_owner_put(h->owner);
 	atomic_fetch_sub_explicit(&s->pending, 1, memory_order_relaxed);
 }
@@ -107,6 +108,7 @@ static void start_queued(struct ph_relay_thread *sh, struct handoff *q, size_t n
 
 		ph_relay_give_spare(&sh->relays, h->target->sa_family, h->svc_fd);
 		ph_relay_start(&sh->relays, h->client_fd, h->target, h->tlen, h->owner);
+		atomic_fetch_sub(&h->owner->queued, 1);	/* counted in conns now */
 		ph_relay_owner_put(h->owner);	/* the relay holds its own now */
 		atomic_fetch_sub_explicit(&sh->set->pending, 1, memory_order_relaxed);
 	}
@@ -157,12 +159,12 @@ static void on_thread_wake(struct ph_loop *loop, void *arg)
 	pthread_mutex_unlock(&sh->lock);
 }
 
-static void on_thread_relay_closed(struct ph_relay_ctx *ctx)
+static void on_thread_relay_closed(struct ph_relay_ctx *ctx, struct ph_relay_owner *owner)
 {
 	struct ph_relay_thread *sh = ph_container_of(ctx, struct ph_relay_thread, relays);
 
 	if (sh->set->on_closed)
-		sh->set->on_closed(sh->set->arg);
+		sh->set->on_closed(sh->set->arg, owner);
 }
 
 static void *relay_thread_main(void *arg)
@@ -299,6 +301,7 @@ void ph_relay_threads_handoff(struct ph_relay_threads *s, struct ph_relay_thread
 	bool wake;
 
 	ph_relay_owner_get(owner);
+	atomic_fetch_add_explicit(&owner->queued, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->pending, 1, memory_order_relaxed);
 	pthread_mutex_lock(&sh->lock);
 	if (ph_array_grow(&sh->in, &sh->cap_in, sh->n_in + 1, sizeof(*sh->in), 64)) {

@@ -21,7 +21,8 @@ struct ph_relay_thread;
  * @next:	round-robin position, 0 being the port worker itself
  * @pending:	clients handed over and not yet relaying (they count against
  *		the connection limit like open relays)
- * @on_closed:	called on a relay thread after one of its relays closed
+ * @on_closed:	called on a relay thread after one of its relays closed, with
+ *		the relay's owner (still referenced during the call)
  * @arg:	its argument
  *
  * Zero-initialised: no threads, everything relays on the port worker.
@@ -31,7 +32,7 @@ struct ph_relay_threads {
 	size_t n;
 	size_t next;
 	_Atomic uint64_t pending;
-	void (*on_closed)(void *arg);
+	void (*on_closed)(void *arg, struct ph_relay_owner *owner);
 	void *arg;
 };
 

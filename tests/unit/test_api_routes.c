@@ -318,13 +318,13 @@ static void test_ports(void **state)
 	assert_int_equal(GET(f, "/ports", buf), 200);
 	assert_non_null(strstr(buf, "\r\n\r\n{\"external_address\":\"169.254.0.21\",\"ports\":[{\"port\":8000,"
 				    "\"family\":\"ipv4\",\"address\":\"127.0.0.1\",\"state\":\"forwarded\","
-				    "\"connections\":2,\"since\":\"2024-05-01T12:00:00.123Z\"}]}\n"));
+				    "\"connections\":2,\"cap_hits\":0,\"since\":\"2024-05-01T12:00:00.123Z\"}]}\n"));
 }
 
 static void test_errors(void **state)
 {
 	struct fx *f = *state;
-	char buf[4096];
+	char buf[8192];	/* /metrics */
 
 	assert_int_equal(GET(f, "/nope", buf), 404);
 	assert_non_null(strstr(buf, "{\"error\":"));
@@ -411,7 +411,7 @@ static void test_events_stream(void **state)
 	ph_bus_publish(fake.bus, &e);
 	pump(f, fd, buf, sizeof(buf), "\n\n", 1000, &eof);
 	assert_string_equal(buf, "event: open\ndata: {\"port\":9000,\"family\":\"ipv4\",\"address\":"
-				 "\"127.0.0.1\",\"state\":\"forwarded\",\"connections\":0,"
+				 "\"127.0.0.1\",\"state\":\"forwarded\",\"connections\":0,\"cap_hits\":0,"
 				 "\"since\":\"1970-01-01T00:00:00.001Z\"}\n\n");
 	close(fd);
 	ph_loop_run_once(&f->loop, 5);
