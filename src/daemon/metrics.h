@@ -22,6 +22,8 @@ struct ph_metrics_core {
 	uint64_t conns_active, conns_total, conns_refused, conns_reset;
 	uint64_t bytes_to_service, bytes_to_client;
 	uint64_t accept_pauses, bind_conflicts;
+	uint64_t listen_events, listen_events_lost;
+	bool discovery_events;
 };
 
 /**

@@ -5,11 +5,13 @@
  * Theory of Operation
  * ===================
  * The scan (discovery.c) stays the single source of truth; this file only
- * tells the port worker when to scan. A 44-instruction program, assembled
+ * tells the port worker when to scan. A 45-instruction program, assembled
  * here and loaded with the bpf() system call (no libbpf, no clang, no BTF:
  * the static build stays self-contained), runs on the raw tracepoint
  * inet_sock_set_state, whose arguments (sk, oldstate, newstate) have been
- * the same since Linux 4.16. For a transition from or to TCP_LISTEN it
+ * the same since Linux 4.16. For a socket entering TCP_LISTEN or leaving it
+ * for TCP_CLOSE (not LISTEN -> SYN_RECV: that is a connection's child socket,
+ * cloned from its listener, once per accepted connection) it
  *
  *   1. copies the first 56 bytes of the socket (struct sock_common) with
  *      bpf_probe_read_kernel(): skc_rcv_saddr at 4, skc_num at 14 and
@@ -67,6 +69,7 @@ const bool ph_events_built = true;
 
 #define RING_BYTES	(64 * 1024)	/* ~2,700 records: a burst of 1,000 listeners fits */
 #define TCP_LISTEN_STATE 10
+#define TCP_CLOSE_STATE	7
 #define CALIBRATE_MS	500		/* how long to wait for our own two listeners */
 #define TP_NAME		"inet_sock_set_state"
 
@@ -109,44 +112,45 @@ enum { R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, FP };
  * last two instructions (return 0). Raw tracepoint context: u64 args[]
  * = { sk, oldstate, newstate }.
  */
-#define PROG_LEN 44
+#define PROG_LEN 45
 static void build_prog(struct bpf_insn *p, int ring_fd, int conf_fd)
 {
 	const struct bpf_insn prog[PROG_LEN] = {
 		/* 0 */ MOV_REG(R6, R1),
 		LDX(BPF_DW, R2, R6, 8),				/* oldstate */
-		JEQ_IMM(R2, TCP_LISTEN_STATE, 2),		/* -> 5 */
-		LDX(BPF_DW, R2, R6, 16),			/* newstate */
-		JNE_IMM(R2, TCP_LISTEN_STATE, 37),		/* -> out (42) */
-		/* 5: copy the socket's first bytes to the stack */
+		LDX(BPF_DW, R3, R6, 16),			/* newstate */
+		JEQ_IMM(R3, TCP_LISTEN_STATE, 2),		/* listen: -> 6 */
+		JNE_IMM(R2, TCP_LISTEN_STATE, 38),		/* -> out (43) */
+		JNE_IMM(R3, TCP_CLOSE_STATE, 37),		/* an accepted child: -> out */
+		/* 6: copy the socket's first bytes to the stack */
 		MOV_REG(R1, FP), ADD_IMM(R1, FP_SK), MOV_IMM(R2, SK_COPY),
 		LDX(BPF_DW, R3, R6, 0),				/* sk */
 		CALL(BPF_FUNC_probe_read_kernel),
-		/* 10: conf = lookup(conf_map, 0) */
+		/* 11: conf = lookup(conf_map, 0) */
 		ST_IMM(BPF_W, FP, FP_KEY, 0),
 		LD_MAP(R1, conf_fd),
 		MOV_REG(R2, FP), ADD_IMM(R2, FP_KEY),
 		CALL(BPF_FUNC_map_lookup_elem),
-		/* 16 */ JEQ_IMM(R0, 0, 25),			/* -> out */
+		/* 17 */ JEQ_IMM(R0, 0, 25),			/* -> out */
 		MOV_REG(R7, R0),
 		LDX(BPF_DW, R1, R7, CONF_NETNS),
-		JEQ_IMM(R1, 0, 2),				/* not calibrated: -> 22 */
-		/* 20 */ LDX(BPF_DW, R2, FP, FP_SK + SK_NET),
+		JEQ_IMM(R1, 0, 2),				/* not calibrated: -> 23 */
+		/* 21 */ LDX(BPF_DW, R2, FP, FP_SK + SK_NET),
 		JNE_REG(R1, R2, 20),				/* other netns: -> out */
-		/* 22: the record */
+		/* 23: the record */
 		LDX(BPF_DW, R1, FP, FP_SK + SK_NET), STX(BPF_DW, FP, R1, FP_REC),
 		LDX(BPF_W, R1, FP, FP_SK + SK_SADDR), STX(BPF_W, FP, R1, FP_REC + 8),
 		LDX(BPF_H, R1, FP, FP_SK + SK_NUM), STX(BPF_H, FP, R1, FP_REC + 12),
 		LDX(BPF_DW, R1, R6, 8), STX(BPF_B, FP, R1, FP_REC + 14),
 		LDX(BPF_DW, R1, R6, 16), STX(BPF_B, FP, R1, FP_REC + 15),
-		/* 32 */ LD_MAP(R1, ring_fd),
+		/* 33 */ LD_MAP(R1, ring_fd),
 		MOV_REG(R2, FP), ADD_IMM(R2, FP_REC),
 		MOV_IMM(R3, sizeof(struct ph_listen_event)), MOV_IMM(R4, 0),
 		CALL(BPF_FUNC_ringbuf_output),
-		/* 39 */ JEQ_IMM(R0, 0, 2),			/* -> out */
+		/* 40 */ JEQ_IMM(R0, 0, 2),			/* -> out */
 		MOV_IMM(R1, 1),
 		XADD64(R7, R1, CONF_LOST),
-		/* 42: out */
+		/* 43: out */
 		MOV_IMM(R0, 0),
 		EXIT(),
 	};
