@@ -44,6 +44,12 @@ endif
 ifeq ($(VARIANT),static)
   LDFLAGS += -static
 endif
+# EVENTS=0: no BPF listen events (a poll-only portholed, which says so at start).
+# They need only <linux/bpf.h>; a build without it is poll-only the same way.
+ifeq ($(EVENTS),0)
+  CPPFLAGS += -DPH_NO_EVENTS
+  $(info porthole: EVENTS=0: building a poll-only portholed)
+endif
 
 # llhttp is generated C; it is compiled with its own, quieter flags.
 LLHTTP_CFLAGS := -O2 -g -std=c99 -w -fno-common -DLLHTTP_STRICT_MODE=1

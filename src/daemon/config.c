@@ -70,7 +70,8 @@ static const char usage_text[] =
 	"                           repeatable; followed as they change (default: the first\n"
 	"                           IPv4 address of the IPv4 default route's interface and\n"
 	"                           the first global IPv6 address of the IPv6 one's)\n"
-	"  --scan-interval MS       milliseconds between listener scans (default 50)\n"
+	"  --scan-interval MS       milliseconds between periodic listener scans (default:\n"
+	"                           1000 with listen events, a safety net; 50 polling)\n"
 	"  --allow PORTS            expose only these ports, e.g. 22,5000-5999\n"
 	"  --deny PORTS             never expose these ports (wins over --allow)\n"
 	"  --max-connections N      relayed connections at once (default 65536)\n"
@@ -84,8 +85,12 @@ static const char usage_text[] =
 	"  --keepalive-count N      keepalive probes before the peer is dead (default 3)\n"
 	"  --backlog N              listen backlog of external listeners (default 4096)\n"
 	"  --pipe-size BYTES        relay pipe size per direction (default: kernel's, 64 KiB)\n"
-	"  --discovery auto|proc    auto: sock_diag, /proc/net/tcp if unavailable (default);\n"
-	"                           proc: always parse /proc (slower; for old kernels, tests)\n"
+	"  --discovery auto|events|poll|proc\n"
+	"                           auto: scan when the kernel reports a listen or close\n"
+	"                           (BPF; needs CAP_BPF, CAP_PERFMON), else poll (default);\n"
+	"                           events: the same, but fail to start without them;\n"
+	"                           poll: periodic scans only; proc: poll, parsing\n"
+	"                           /proc/net/tcp instead of sock_diag (old kernels, tests)\n"
 	"  --relay splice|copy      splice: small messages copied, bulk transfers spliced\n"
 	"                           (default); copy: recv/send only (tests)\n"
 	"  --relay-threads N|auto   threads relaying connections, 1 to 64 (default 1);\n"
@@ -306,8 +311,14 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 			cfg->ports.backlog = (unsigned)v;
 			break;
 		case OPT_DISCOVERY:
-			if (strcmp(optarg, "auto") && strcmp(optarg, "proc"))
-				BAD("expected auto or proc");
+			if (!strcmp(optarg, "auto"))
+				cfg->ports.discovery = PH_DISCOVERY_AUTO;
+			else if (!strcmp(optarg, "events"))
+				cfg->ports.discovery = PH_DISCOVERY_EVENTS;
+			else if (!strcmp(optarg, "poll") || !strcmp(optarg, "proc"))
+				cfg->ports.discovery = PH_DISCOVERY_POLL;
+			else
+				BAD("expected auto, events, poll or proc");
 			cfg->ports.force_proc = !strcmp(optarg, "proc");
 			break;
 		case OPT_RELAY:

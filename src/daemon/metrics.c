@@ -35,6 +35,9 @@ void ph_metrics_core_load(struct ph_metrics_core *out, struct ph_stats *st)
 	out->netlink_resyncs = LD(st->netlink_resyncs);
 	for (int i = 0; i < PH_RELAY_END_COUNT; i++)
 		out->relay_closed[i] = LD(st->relay_closed[i]);
+	out->listen_events = LD(st->listen_events);
+	out->listen_events_lost = LD(st->listen_events_lost);
+	out->discovery_events = LD(st->discovery_events) != 0;
 }
 
 static void family(struct ph_buf *b, const char *name, const char *type, const char *help)
@@ -103,6 +106,17 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 	single(b, "porthole_scan_errors_total", "counter",
 	       "Scans that failed (the previous port table was kept).", c->scan_errors);
 	scan_histogram(b, c);
+	family(b, "porthole_discovery_info", "gauge",
+	       "How listeners are discovered: events (scan on each kernel listen/close report) "
+	       "or poll (periodic scans only).");
+	ph_buf_printf(b, "porthole_discovery_info{mechanism=\"%s\"} 1\n",
+		      c->discovery_events ? "events" : "poll");
+	single(b, "porthole_listen_events_total", "counter",
+	       "TCP listen/close reports from the kernel (each burst triggers one scan).",
+	       c->listen_events);
+	single(b, "porthole_listen_events_lost_total", "counter",
+	       "Listen/close reports dropped on a full ring buffer (a scan followed anyway).",
+	       c->listen_events_lost);
 
 	family(b, "porthole_ports", "gauge", "Detected loopback listeners by state.");
 	for (int s = PH_PORT_FORWARDED; s <= PH_PORT_PUBLIC; s++)

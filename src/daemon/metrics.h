@@ -24,6 +24,8 @@ struct ph_metrics_core {
 	uint64_t accept_pauses, bind_conflicts;
 	uint64_t address_changes, netlink_resyncs;
 	uint64_t relay_closed[PH_RELAY_END_COUNT];
+	uint64_t listen_events, listen_events_lost;
+	bool discovery_events;
 };
 
 /**

@@ -5,8 +5,13 @@
  * ===================
  * Discovery -> rules -> exposure -> accept -> relay, driven by one worker
  * thread with one event loop (which relays too, alongside the relay threads
- * of relay_threads.c). Every scan_interval_ms a timer scans the namespace's
- * TCP listeners and applies the result (exposure.c); the external listeners
+ * of relay_threads.c). A scan lists the namespace's TCP listeners and
+ * applies the result (exposure.c). Scans run when the kernel reports a TCP
+ * socket entering or leaving LISTEN (discovery_events.c; a burst of reports
+ * is one scan, and a second scan follows SETTLE_MS later for a socket that
+ * was reported just before the kernel hashed or unhashed it), and every
+ * scan interval as a safety net (1 s). Without listen events (no BPF, no
+ * privilege, --discovery poll) the interval scan is all there is (50 ms); the external listeners
  * accept and hand clients to relays (accept.c, relay.c), which connect to
  * the service's loopback address and move bytes both ways (small messages
  * copied, bulk transfers spliced).
@@ -33,6 +38,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,8 +49,6 @@ const unsigned ph_scan_hist_bounds_us[PH_SCAN_HIST_BUCKETS] = {
 /* The defaults of the fields a zeroed configuration leaves at 0 */
 static void config_fill_defaults(struct ph_config *cfg)
 {
-	if (!cfg->scan_interval_ms)
-		cfg->scan_interval_ms = PH_DEFAULT_SCAN_INTERVAL_MS;
 	if (!cfg->max_connections)
 		cfg->max_connections = PH_DEFAULT_MAX_CONNECTIONS;
 	if (!cfg->backlog)
@@ -68,7 +72,80 @@ static void on_scan_timer(struct ph_loop *loop, struct ph_timer *t)
 	if (c->quiesced)
 		return;
 	exposure_scan(c);
-	ph_timer_arm(loop, t, ph_now_ms() + c->p->cfg.scan_interval_ms, on_scan_timer);
+	ph_timer_arm(loop, t, ph_now_ms() + c->scan_interval_ms, on_scan_timer);
+}
+
+/* ---- listen events ------------------------------------------------------ */
+
+/* A listener reported before it was hashed may be missing from the first scan */
+#define SETTLE_MS 1
+
+static void on_settle_timer(struct ph_loop *loop, struct ph_timer *t)
+{
+	struct cycle *c = ph_container_of(t, struct cycle, settle_timer);
+
+	(void)loop;
+	if (!c->quiesced)
+		exposure_scan(c);
+}
+
+/* The ring buffer is readable: take every record, scan once, look again soon */
+static void on_events(struct ph_loop *loop, struct ph_io *io, uint32_t events)
+{
+	struct cycle *c = ph_container_of(io, struct cycle, events_io);
+	struct ph_stats *st = &c->p->stats;
+	size_t n = ph_events_drain(&c->events, NULL, NULL);
+	uint64_t lost = ph_events_lost_delta(&c->events);
+
+	(void)events;
+	atomic_fetch_add_explicit(&st->listen_events, n, memory_order_relaxed);
+	if (lost)
+		atomic_fetch_add_explicit(&st->listen_events_lost, lost, memory_order_relaxed);
+	if (c->quiesced || (!n && !lost))
+		return;
+	exposure_scan(c);
+	ph_timer_arm(loop, &c->settle_timer, ph_now_ms() + SETTLE_MS, on_settle_timer);
+}
+
+/**
+ * discovery_choose() - listen events or polling, and the scan interval
+ * @c:		cycle being started (its loop exists, the worker does not run yet)
+ *
+ * Return: 0, or -errno when --discovery events was asked for and cannot be had
+ */
+static int discovery_choose(struct cycle *c)
+{
+	struct ph_ports *p = c->p;
+	const struct ph_config *cfg = &p->cfg;
+	char why[192] = "--discovery poll";
+	int ret = -EOPNOTSUPP;
+
+	ph_events_init(&c->events);
+	if (cfg->discovery != PH_DISCOVERY_POLL && !cfg->force_proc) {
+		ret = ph_events_open(&c->events, why, sizeof(why));
+		if (!ret) {
+			ret = ph_loop_add(&c->loop, &c->events_io, c->events.ring_fd, EPOLLIN, on_events);
+			if (ret) {
+				snprintf(why, sizeof(why), "epoll: %s", ph_strerror(ret));
+				ph_events_close(&c->events);
+			}
+		}
+	} else if (cfg->force_proc) {
+		snprintf(why, sizeof(why), "--discovery proc");
+	}
+	if (ret && cfg->discovery == PH_DISCOVERY_EVENTS) {
+		ph_error("listen events unavailable", PH_FS("reason", why));
+		return ret;
+	}
+	c->scan_interval_ms = cfg->scan_interval_ms ? cfg->scan_interval_ms :
+			      ret ? PH_DEFAULT_SCAN_INTERVAL_MS : PH_DEFAULT_SAFETY_SCAN_MS;
+	atomic_store(&p->stats.discovery_events, !ret);
+	if (ret && !p->poll_said) {
+		p->poll_said = true;
+		ph_info("discovery polls: no listen events", PH_FS("reason", why),
+			PH_FU("scan_interval_ms", c->scan_interval_ms));
+	}
+	return 0;
 }
 
 /* ---- commands ------------------------------------------------------------- */
@@ -81,6 +158,7 @@ static int do_quiesce(struct cycle *c)
 		return 0;
 	c->quiesced = true;
 	ph_timer_cancel(&c->loop, &c->scan_timer);
+	ph_timer_cancel(&c->loop, &c->settle_timer);
 	accept_update(c);
 	/* relays tagged with an older epoch existed before the freeze */
 	c->quiesce_epoch = ++c->relays.epoch;
@@ -104,8 +182,7 @@ static int do_resume(struct cycle *c)
 	exposure_addresses_recheck(c);	/* a restored clone may have a new address */
 	exposure_scan(c);
 	accept_update(c);
-	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->p->cfg.scan_interval_ms,
-		     on_scan_timer);
+	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->scan_interval_ms, on_scan_timer);
 	ph_info("resumed", PH_FU("stale_connections_reset", n));
 	return 1;
 }
@@ -178,9 +255,13 @@ static void cycle_teardown(struct cycle *c)
 	c->n_entries = 0;
 	pthread_mutex_unlock(&p->table_lock);
 	ph_timer_cancel(&c->loop, &c->scan_timer);
+	ph_timer_cancel(&c->loop, &c->settle_timer);
 	ph_timer_cancel(&c->loop, &c->accept_backoff.timer);
 	ph_loop_del(&c->loop, &c->rtnl_io);
 	ph_rtnl_watch_close(&c->rtnl);
+	if (c->events.ring_fd >= 0)
+		ph_loop_del(&c->loop, &c->events_io);
+	ph_events_close(&c->events);
 	ph_scanner_fini(&c->scanner);
 	ph_scan_free(&c->scan);
 	free(c->decisions);
@@ -199,8 +280,7 @@ static void *worker(void *arg)
 		ph_error("cannot watch the network configuration", PH_FERR(ret));
 	exposure_addresses_init(c);
 	exposure_scan(c);
-	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->p->cfg.scan_interval_ms,
-		     on_scan_timer);
+	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->scan_interval_ms, on_scan_timer);
 	ret = ph_loop_run(&c->loop);
 	if (ret)
 		ph_error("port worker loop failed", PH_FERR(ret));
@@ -245,6 +325,9 @@ static int cycle_start(struct ph_ports *p)
 	ret = ph_scanner_init(&c->scanner, p->cfg.force_proc);
 	if (ret)
 		goto fail_rtnl;
+	ret = discovery_choose(c);
+	if (ret)
+		goto fail_scanner;
 	ret = ph_relay_ctx_init(&c->relays, &c->loop, &p->cfg, &p->stats);
 	if (ret)
 		goto fail_relays;
@@ -255,7 +338,10 @@ static int cycle_start(struct ph_ports *p)
 	ret = ph_relay_threads_start(&c->threads, ph_relay_thread_count(&p->cfg) - 1, &p->cfg, &p->stats);
 	if (ret)
 		goto fail_relays;
-	ph_info("port subsystem starting", PH_FS("discovery", ph_scanner_method(&c->scanner)),
+	ph_info("port subsystem starting",
+		PH_FS("discovery", c->events.ring_fd >= 0 ? "events" : "poll"),
+		PH_FS("scanner", ph_scanner_method(&c->scanner)),
+		PH_FU("scan_interval_ms", c->scan_interval_ms),
 		PH_FS("relay", p->cfg.force_copy ? "copy" : "copy+splice"),
 		PH_FU("relay_threads", c->threads.n + 1), PH_FU("max_conns_per_port", c->per_port_cap),
 		PH_FI("relay_fd_ceiling", c->relays.fd_ceiling));
@@ -271,6 +357,10 @@ fail_threads:
 	ph_relay_threads_stop(&c->threads);
 fail_relays:
 	ph_relay_ctx_fini(&c->relays);
+	if (c->events.ring_fd >= 0)
+		ph_loop_del(&c->loop, &c->events_io);
+	ph_events_close(&c->events);
+fail_scanner:
 	ph_scanner_fini(&c->scanner);
 fail_rtnl:
 	ph_rtnl_watch_close(&c->rtnl);

@@ -27,10 +27,19 @@ struct ph_keepalive {
 };
 
 /* Defaults of struct ph_config; ph_ports_new() also puts them in fields left 0 */
-#define PH_DEFAULT_SCAN_INTERVAL_MS	50
+#define PH_DEFAULT_SCAN_INTERVAL_MS	50	/* polling: scans are the only way to learn */
+#define PH_DEFAULT_SAFETY_SCAN_MS	1000	/* with listen events: a safety net */
 #define PH_DEFAULT_MAX_CONNECTIONS	65536
 #define PH_DEFAULT_BACKLOG		4096
 #define PH_DEFAULT_HALF_CLOSE_TIMEOUT_MS 60000
+
+/**
+ * enum ph_discovery - when the worker scans
+ * @PH_DISCOVERY_AUTO:	kernel listen events if they can be had, else polling
+ * @PH_DISCOVERY_EVENTS: listen events or fail to start
+ * @PH_DISCOVERY_POLL:	periodic scans only
+ */
+enum ph_discovery { PH_DISCOVERY_AUTO, PH_DISCOVERY_EVENTS, PH_DISCOVERY_POLL };
 
 /**
  * struct ph_config - settings of the port subsystem (ph_config_defaults() first)
@@ -41,7 +50,9 @@ struct ph_keepalive {
  *			route and the first global IPv6 address of the one with
  *			the IPv6 default route
  * @n_ext_specs:	how many
- * @scan_interval_ms:	time between scans (default 50)
+ * @scan_interval_ms:	time between periodic scans; 0 (default): 1000 ms with
+ *			listen events, 50 ms when polling
+ * @discovery:		how the worker learns of new listeners (enum ph_discovery)
  * @allow, @deny:	port filters (see rules.h)
  * @max_connections:	relayed connections at once; beyond it new clients are
  *			left in the kernel backlog (default 65536)
@@ -69,6 +80,7 @@ struct ph_config {
 	struct ph_ext_spec ext_specs[PH_MAX_EXT_SPECS];
 	unsigned n_ext_specs;
 	unsigned scan_interval_ms;
+	enum ph_discovery discovery;
 	struct ph_portset allow;
 	struct ph_portset deny;
 	unsigned max_connections;
@@ -142,6 +154,9 @@ struct ph_stats {
 	_Atomic uint64_t bind_conflicts;	/* ports entering CONFLICT */
 	_Atomic uint64_t address_changes;	/* the external addresses changed */
 	_Atomic uint64_t netlink_resyncs;	/* full re-dumps: lost notifications */
+	_Atomic uint64_t listen_events;		/* listen/close records from the kernel */
+	_Atomic uint64_t listen_events_lost;	/* records the ring buffer had no room for */
+	_Atomic int discovery_events;		/* 1: this cycle scans on events, 0: polls */
 };
 
 extern const unsigned ph_scan_hist_bounds_us[PH_SCAN_HIST_BUCKETS];

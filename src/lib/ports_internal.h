@@ -26,6 +26,7 @@
 
 #include "accept.h"
 #include "discovery.h"
+#include "discovery_events.h"
 #include "log.h"
 #include "loop.h"
 #include "porthole.h"
@@ -100,6 +101,10 @@ struct cycle {
 	struct ph_relay_ctx relays;
 	struct ph_relay_threads threads;	/* relay threads besides this one */
 	struct ph_timer scan_timer;
+	unsigned scan_interval_ms;	/* the configured one, or the mechanism's default */
+	struct ph_events events;	/* listen events; ring_fd -1 when polling */
+	struct ph_io events_io;
+	struct ph_timer settle_timer;	/* the second look after an event (lifecycle.c) */
 	struct ph_accept_backoff accept_backoff;	/* out of descriptors */
 
 	/* table: sorted by port; entries[i]->d.port ascending */
@@ -152,6 +157,7 @@ struct ph_ports {
 	_Atomic bool quiesced;
 	struct ph_bus *bus;
 	struct ph_stats stats;
+	bool poll_said;			/* "polling, because ..." logged once */
 };
 
 

@@ -324,7 +324,7 @@ static void test_ports(void **state)
 static void test_errors(void **state)
 {
 	struct fx *f = *state;
-	char buf[8192];	/* /metrics */
+	char buf[8192];	/* the whole /metrics answer */
 
 	assert_int_equal(GET(f, "/nope", buf), 404);
 	assert_non_null(strstr(buf, "{\"error\":"));

@@ -1,0 +1,486 @@
+// SPDX-License-Identifier: MIT
+/* discovery_events.c - a BPF program on inet_sock_set_state says "look now" when a TCP socket
+ * enters or leaves LISTEN in our network namespace
+ *
+ * Theory of Operation
+ * ===================
+ * The scan (discovery.c) stays the single source of truth; this file only
+ * tells the port worker when to scan. A 45-instruction program, assembled
+ * here and loaded with the bpf() system call (no libbpf, no clang, no BTF:
+ * the static build stays self-contained), runs on the raw tracepoint
+ * inet_sock_set_state, whose arguments (sk, oldstate, newstate) have been
+ * the same since Linux 4.16. For a socket entering TCP_LISTEN or leaving it
+ * for TCP_CLOSE (not LISTEN -> SYN_RECV: that is a connection's child socket,
+ * cloned from its listener, once per accepted connection) it
+ *
+ *   1. copies the first 56 bytes of the socket (struct sock_common) with
+ *      bpf_probe_read_kernel(): skc_rcv_saddr at 4, skc_num at 14 and
+ *      skc_net (the struct net address) at 48 - a layout unchanged on
+ *      64-bit kernels for a decade, and checked at run time (below);
+ *   2. drops it unless skc_net equals the netns the daemon stored in the
+ *      configuration array (0: not known yet, pass everything);
+ *   3. writes a 16-byte record (struct ph_listen_event) into a BPF ring
+ *      buffer; if the ring is full it counts a lost event instead.
+ *
+ * The ring buffer's fd is readable (epoll) while records are pending, so the
+ * worker loop wakes, consumes everything (ph_events_drain) and scans once: a
+ * burst of events is one scan. A lost record needs no repair: it was lost
+ * because records were pending, and they wake the worker, whose scan comes
+ * after the loss.
+ *
+ * Finding our namespace (calibration): with the filter open, ph_events_open()
+ * listens on 127.0.0.1 and on ::1 (port 0, so the kernel picks free ports)
+ * and waits for both records. They must carry the same nonzero skc_net: a
+ * wrong offset would read a per-socket or a per-family field and differ
+ * between an IPv4 and an IPv6 socket, so a kernel with another layout fails
+ * the check and the daemon polls, instead of filtering out its own
+ * namespace. Without IPv6 two IPv4 listeners are compared. The address is
+ * only compared, never dereferenced, and never leaves the process.
+ *
+ * The tracepoint fires just before the socket is hashed (listen) or unhashed
+ * (close); the worker therefore scans once more shortly after an event
+ * (lifecycle.c), for a listener whose process was preempted in between.
+ *
+ * Privileges: CAP_BPF and CAP_PERFMON (or root). Every object is owned by
+ * fds of this struct: ph_events_close() detaches and frees all of it.
+ */
+#include "discovery_events.h"
+
+#include <errno.h>
+#include <string.h>
+
+#if defined(__has_include) && __has_include(<linux/bpf.h>) && !defined(PH_NO_EVENTS) && \
+	UINTPTR_MAX == UINT64_MAX
+
+#include <arpa/inet.h>
+#include <linux/bpf.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+
+const bool ph_events_built = true;
+
+#define RING_BYTES	(64 * 1024)	/* ~2,700 records: a burst of 1,000 listeners fits */
+#define TCP_LISTEN_STATE 10
+#define TCP_CLOSE_STATE	7
+#define CALIBRATE_MS	500		/* how long to wait for our own two listeners */
+#define TP_NAME		"inet_sock_set_state"
+
+/* byte offsets in struct sock_common (64-bit) and in the record */
+#define SK_COPY		56
+#define SK_SADDR	4
+#define SK_NUM		14
+#define SK_NET		48
+/* stack: fp-56..-1 copy of the socket, fp-60 map key, fp-80..-65 the record */
+#define FP_SK		(-SK_COPY)
+#define FP_KEY		(-60)
+#define FP_REC		(-80)
+
+/* configuration array element: [0] our netns (0: any), [1] lost records */
+#define CONF_NETNS	0
+#define CONF_LOST	8
+#define CONF_SIZE	16
+
+#define INSN(c, d, s, o, i) \
+	((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
+#define MOV_REG(d, s)		INSN(BPF_ALU64 | BPF_MOV | BPF_X, d, s, 0, 0)
+#define MOV_IMM(d, i)		INSN(BPF_ALU64 | BPF_MOV | BPF_K, d, 0, 0, i)
+#define ADD_IMM(d, i)		INSN(BPF_ALU64 | BPF_ADD | BPF_K, d, 0, 0, i)
+#define LDX(sz, d, s, o)	INSN(BPF_LDX | BPF_MEM | (sz), d, s, o, 0)
+#define STX(sz, d, s, o)	INSN(BPF_STX | BPF_MEM | (sz), d, s, o, 0)
+#define ST_IMM(sz, d, o, i)	INSN(BPF_ST | BPF_MEM | (sz), d, 0, o, i)
+#define JEQ_IMM(d, i, o)	INSN(BPF_JMP | BPF_JEQ | BPF_K, d, 0, o, i)
+#define JNE_IMM(d, i, o)	INSN(BPF_JMP | BPF_JNE | BPF_K, d, 0, o, i)
+#define JNE_REG(d, s, o)	INSN(BPF_JMP | BPF_JNE | BPF_X, d, s, o, 0)
+#define CALL(f)			INSN(BPF_JMP | BPF_CALL, 0, 0, 0, f)
+#define EXIT()			INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0)
+#define LD_MAP(d, fd)		INSN(BPF_LD | BPF_DW | BPF_IMM, d, BPF_PSEUDO_MAP_FD, 0, fd), \
+				INSN(0, 0, 0, 0, 0)
+#define XADD64(d, s, o)		INSN(BPF_STX | BPF_ATOMIC | BPF_DW, d, s, o, BPF_ADD)
+
+enum { R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, FP };
+
+/*
+ * The program. Jump offsets count instructions after the jump; "out" is the
+ * last two instructions (return 0). Raw tracepoint context: u64 args[]
+ * = { sk, oldstate, newstate }.
+ */
+#define PROG_LEN 45
+static void build_prog(struct bpf_insn *p, int ring_fd, int conf_fd)
+{
+	const struct bpf_insn prog[PROG_LEN] = {
+		/* 0 */ MOV_REG(R6, R1),
+		LDX(BPF_DW, R2, R6, 8),				/* oldstate */
+		LDX(BPF_DW, R3, R6, 16),			/* newstate */
+		JEQ_IMM(R3, TCP_LISTEN_STATE, 2),		/* listen: -> 6 */
+		JNE_IMM(R2, TCP_LISTEN_STATE, 38),		/* -> out (43) */
+		JNE_IMM(R3, TCP_CLOSE_STATE, 37),		/* an accepted child: -> out */
+		/* 6: copy the socket's first bytes to the stack */
+		MOV_REG(R1, FP), ADD_IMM(R1, FP_SK), MOV_IMM(R2, SK_COPY),
+		LDX(BPF_DW, R3, R6, 0),				/* sk */
+		CALL(BPF_FUNC_probe_read_kernel),
+		/* 11: conf = lookup(conf_map, 0) */
+		ST_IMM(BPF_W, FP, FP_KEY, 0),
+		LD_MAP(R1, conf_fd),
+		MOV_REG(R2, FP), ADD_IMM(R2, FP_KEY),
+		CALL(BPF_FUNC_map_lookup_elem),
+		/* 17 */ JEQ_IMM(R0, 0, 25),			/* -> out */
+		MOV_REG(R7, R0),
+		LDX(BPF_DW, R1, R7, CONF_NETNS),
+		JEQ_IMM(R1, 0, 2),				/* not calibrated: -> 23 */
+		/* 21 */ LDX(BPF_DW, R2, FP, FP_SK + SK_NET),
+		JNE_REG(R1, R2, 20),				/* other netns: -> out */
+		/* 23: the record */
+		LDX(BPF_DW, R1, FP, FP_SK + SK_NET), STX(BPF_DW, FP, R1, FP_REC),
+		LDX(BPF_W, R1, FP, FP_SK + SK_SADDR), STX(BPF_W, FP, R1, FP_REC + 8),
+		LDX(BPF_H, R1, FP, FP_SK + SK_NUM), STX(BPF_H, FP, R1, FP_REC + 12),
+		LDX(BPF_DW, R1, R6, 8), STX(BPF_B, FP, R1, FP_REC + 14),
+		LDX(BPF_DW, R1, R6, 16), STX(BPF_B, FP, R1, FP_REC + 15),
+		/* 33 */ LD_MAP(R1, ring_fd),
+		MOV_REG(R2, FP), ADD_IMM(R2, FP_REC),
+		MOV_IMM(R3, sizeof(struct ph_listen_event)), MOV_IMM(R4, 0),
+		CALL(BPF_FUNC_ringbuf_output),
+		/* 40 */ JEQ_IMM(R0, 0, 2),			/* -> out */
+		MOV_IMM(R1, 1),
+		XADD64(R7, R1, CONF_LOST),
+		/* 43: out */
+		MOV_IMM(R0, 0),
+		EXIT(),
+	};
+
+	memcpy(p, prog, sizeof(prog));
+}
+
+static int sys_bpf(int cmd, union bpf_attr *attr)
+{
+	long ret = syscall(SYS_bpf, cmd, attr, sizeof(*attr));
+
+	return ret < 0 ? -errno : (int)ret;
+}
+
+static int map_create(enum bpf_map_type type, unsigned key, unsigned value, unsigned entries,
+		      unsigned flags)
+{
+	union bpf_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.map_type = type;
+	a.key_size = key;
+	a.value_size = value;
+	a.max_entries = entries;
+	a.map_flags = flags;
+	return sys_bpf(BPF_MAP_CREATE, &a);
+}
+
+/* Load the program; on a verifier refusal the first line of its log goes to @why */
+static int prog_load(struct ph_events *ev, char *why, size_t len)
+{
+	static char log[8192];		/* only the opening thread uses it, under life_lock */
+	struct bpf_insn insns[PROG_LEN];
+	union bpf_attr a;
+	int ret;
+
+	build_prog(insns, ev->ring_fd, ev->conf_fd);
+	memset(&a, 0, sizeof(a));
+	a.prog_type = BPF_PROG_TYPE_RAW_TRACEPOINT;
+	a.insns = (uintptr_t)insns;
+	a.insn_cnt = PROG_LEN;
+	a.license = (uintptr_t)"Dual MIT/GPL";	/* bpf_probe_read_kernel is GPL-only */
+	ret = sys_bpf(BPF_PROG_LOAD, &a);
+	if (ret == -EACCES || ret == -EINVAL) {
+		log[0] = 0;
+		a.log_buf = (uintptr_t)log;
+		a.log_size = sizeof(log);
+		a.log_level = 1;
+		ret = sys_bpf(BPF_PROG_LOAD, &a);
+		if (ret < 0) {
+			size_t n = strlen(log);
+
+			while (n && (log[n - 1] == '\n' || log[n - 1] == ' '))
+				log[--n] = 0;
+			snprintf(why, len, "the verifier refused the program: %s",
+				 strrchr(log, '\n') ? strrchr(log, '\n') + 1 : log);
+		}
+	}
+	return ret;
+}
+
+static int attach(int prog_fd)
+{
+	union bpf_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.raw_tracepoint.name = (uintptr_t)TP_NAME;
+	a.raw_tracepoint.prog_fd = (unsigned)prog_fd;
+	return sys_bpf(BPF_RAW_TRACEPOINT_OPEN, &a);
+}
+
+static int map_ring(struct ph_events *ev)
+{
+	long page = sysconf(_SC_PAGESIZE);
+
+	ev->cons = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED, ev->ring_fd, 0);
+	if (ev->cons == MAP_FAILED) {
+		ev->cons = NULL;
+		return -errno;
+	}
+	/* producer page, then the data pages mapped twice (records may wrap) */
+	ev->prod = mmap(NULL, (size_t)page + 2 * RING_BYTES, PROT_READ, MAP_SHARED, ev->ring_fd,
+			page);
+	if (ev->prod == MAP_FAILED) {
+		ev->prod = NULL;
+		return -errno;
+	}
+	ev->conf = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED, ev->conf_fd, 0);
+	if (ev->conf == MAP_FAILED) {
+		ev->conf = NULL;
+		return -errno;
+	}
+	return 0;
+}
+
+void ph_events_init(struct ph_events *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->ring_fd = ev->conf_fd = ev->prog_fd = ev->link_fd = -1;
+}
+
+size_t ph_events_drain(struct ph_events *ev, void (*fn)(const struct ph_listen_event *e, void *arg),
+		       void *arg)
+{
+	const uint8_t *data = (const uint8_t *)ev->prod + sysconf(_SC_PAGESIZE);
+	uint64_t *consp = ev->cons, *prodp = ev->prod;
+	uint64_t cons = __atomic_load_n(consp, __ATOMIC_ACQUIRE);
+	uint64_t prod = __atomic_load_n(prodp, __ATOMIC_ACQUIRE);
+	size_t n = 0;
+
+	while (cons < prod) {
+		const uint32_t *hdr = (const uint32_t *)(data + (cons & (RING_BYTES - 1)));
+		uint32_t len = __atomic_load_n(hdr, __ATOMIC_ACQUIRE);
+
+		if (len & BPF_RINGBUF_BUSY_BIT)
+			break;		/* being written: the wake for it comes later */
+		if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
+			struct ph_listen_event e;
+
+			n++;
+			if (fn && (len & ~BPF_RINGBUF_DISCARD_BIT) >= sizeof(e)) {
+				memcpy(&e, (const uint8_t *)hdr + BPF_RINGBUF_HDR_SZ, sizeof(e));
+				fn(&e, arg);
+			}
+		}
+		len &= ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+		cons += (len + BPF_RINGBUF_HDR_SZ + 7) & ~7u;
+		__atomic_store_n(consp, cons, __ATOMIC_RELEASE);
+	}
+	return n;
+}
+
+uint64_t ph_events_lost_delta(struct ph_events *ev)
+{
+	uint64_t lost, d;
+
+	if (!ev->conf)
+		return 0;
+	lost = __atomic_load_n(&ev->conf[CONF_LOST / 8], __ATOMIC_RELAXED);
+	d = lost - ev->lost_seen;
+	ev->lost_seen = lost;
+	return d;
+}
+
+/* struct calib - one calibration listener: its port, and the netns its record carried */
+struct calib {
+	uint16_t port;
+	uint64_t netns;
+};
+
+static void calib_match(const struct ph_listen_event *e, void *arg)
+{
+	struct calib *k = arg;
+
+	for (int i = 0; i < 2; i++)
+		if (e->newstate == TCP_LISTEN_STATE && e->port == k[i].port && !k[i].netns)
+			k[i].netns = e->netns;
+}
+
+/* Listen on a loopback address of @family, port 0. Return: fd (its port in @port) or -errno */
+static int calib_listen(int family, uint16_t *port)
+{
+	struct sockaddr_storage ss = { .ss_family = (sa_family_t)family };
+	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 1) ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len)) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);	/* same offset in sin6 */
+	return fd;
+}
+
+/* Find our netns from two listeners of our own (see the top of the file) */
+static int calibrate(struct ph_events *ev, char *why, size_t len)
+{
+	struct calib k[2] = { { 0 } };
+	int fds[2], ret = 0;
+	uint64_t deadline = ph_now_ms() + CALIBRATE_MS;
+
+	fds[0] = calib_listen(AF_INET, &k[0].port);
+	fds[1] = calib_listen(AF_INET6, &k[1].port);
+	if (fds[1] < 0)
+		fds[1] = calib_listen(AF_INET, &k[1].port);
+	if (fds[0] < 0 || fds[1] < 0) {
+		ret = fds[0] < 0 ? fds[0] : fds[1];
+		snprintf(why, len, "cannot listen on loopback to calibrate: %s", ph_strerror(ret));
+		goto out;
+	}
+	while (!k[0].netns || !k[1].netns) {
+		struct pollfd pfd = { .fd = ev->ring_fd, .events = POLLIN };
+		uint64_t now = ph_now_ms();
+
+		ph_events_drain(ev, calib_match, k);
+		if (k[0].netns && k[1].netns)
+			break;
+		if (now >= deadline) {
+			snprintf(why, len, "the tracepoint did not report our own listeners");
+			ret = -ETIMEDOUT;
+			goto out;
+		}
+		poll(&pfd, 1, (int)(deadline - now));
+	}
+	if (k[0].netns != k[1].netns) {
+		snprintf(why, len, "unexpected struct sock layout (netns of two sockets differ)");
+		ret = -EPROTO;
+		goto out;
+	}
+	__atomic_store_n(&ev->conf[CONF_NETNS / 8], k[0].netns, __ATOMIC_RELEASE);
+out:
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return ret;
+}
+
+static const char *perm_hint(int err)
+{
+	return err == -EPERM || err == -EACCES ? " (needs CAP_BPF and CAP_PERFMON)" : "";
+}
+
+int ph_events_open(struct ph_events *ev, char *why, size_t len)
+{
+	int ret;
+
+	ph_events_init(ev);
+	why[0] = 0;
+	ret = ev->ring_fd = map_create(BPF_MAP_TYPE_RINGBUF, 0, 0, RING_BYTES, 0);
+	if (ret < 0) {
+		snprintf(why, len, "bpf ring buffer: %s%s", ph_strerror(ret), perm_hint(ret));
+		goto fail;
+	}
+	ret = ev->conf_fd = map_create(BPF_MAP_TYPE_ARRAY, 4, CONF_SIZE, 1, BPF_F_MMAPABLE);
+	if (ret < 0) {
+		snprintf(why, len, "bpf array: %s%s", ph_strerror(ret), perm_hint(ret));
+		goto fail;
+	}
+	ret = map_ring(ev);
+	if (ret < 0) {
+		snprintf(why, len, "mmap of the bpf maps: %s", ph_strerror(ret));
+		goto fail;
+	}
+	ret = ev->prog_fd = prog_load(ev, why, len);
+	if (ret < 0) {
+		if (!why[0])
+			snprintf(why, len, "bpf program load: %s%s", ph_strerror(ret), perm_hint(ret));
+		goto fail;
+	}
+	ret = ev->link_fd = attach(ev->prog_fd);
+	if (ret < 0) {
+		snprintf(why, len, "attach to raw tracepoint %s: %s%s", TP_NAME, ph_strerror(ret),
+			 perm_hint(ret));
+		goto fail;
+	}
+	ret = calibrate(ev, why, len);
+	if (ret < 0)
+		goto fail;
+	ph_events_drain(ev, NULL, NULL);
+	return 0;
+fail:
+	ph_events_close(ev);
+	return ret;
+}
+
+void ph_events_close(struct ph_events *ev)
+{
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (ev->link_fd >= 0)
+		close(ev->link_fd);
+	if (ev->prog_fd >= 0)
+		close(ev->prog_fd);
+	if (ev->cons)
+		munmap(ev->cons, (size_t)page);
+	if (ev->prod)
+		munmap(ev->prod, (size_t)page + 2 * RING_BYTES);
+	if (ev->conf)
+		munmap((void *)ev->conf, (size_t)page);
+	if (ev->ring_fd >= 0)
+		close(ev->ring_fd);
+	if (ev->conf_fd >= 0)
+		close(ev->conf_fd);
+	ph_events_init(ev);
+}
+
+#else /* no <linux/bpf.h>, PH_NO_EVENTS, or not a 64-bit kernel layout */
+
+#include <stdio.h>
+
+const bool ph_events_built = false;
+
+void ph_events_init(struct ph_events *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->ring_fd = ev->conf_fd = ev->prog_fd = ev->link_fd = -1;
+}
+
+int ph_events_open(struct ph_events *ev, char *why, size_t len)
+{
+	ph_events_init(ev);
+	snprintf(why, len, "built without BPF listen events");
+	return -ENOSYS;
+}
+
+size_t ph_events_drain(struct ph_events *ev, void (*fn)(const struct ph_listen_event *e, void *arg),
+		       void *arg)
+{
+	(void)ev, (void)fn, (void)arg;
+	return 0;
+}
+
+uint64_t ph_events_lost_delta(struct ph_events *ev)
+{
+	(void)ev;
+	return 0;
+}
+
+void ph_events_close(struct ph_events *ev)
+{
+	ph_events_init(ev);
+}
+
+#endif

@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: MIT
+# t_core_events.sh - listen events: detection and removal at event latency, the
+# mechanism named in the log and /metrics, other namespaces ignored, and the
+# fallback to polling (--discovery poll; no CAP_BPF/CAP_PERFMON)
+
+probe=$(helper tcpprobe) || { fail "tcpprobe helper missing"; exit 1; }
+metric() { in_guest curl -s "http://$GUEST_IP:$API_PORT/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+
+daemon_start || exit 1
+if ! daemon_log_has '"discovery":"events"|discovery=events'; then
+	skip "listen events unavailable here: $(grep -m1 -E 'discovery polls' "$DAEMON_LOG")"
+	daemon_stop
+	exit 0
+fi
+ok "default discovery uses listen events (start-up log)"
+[ "$(metric 'porthole_discovery_info{mechanism="events"}')" = 1 ] && ok "/metrics names the mechanism" ||
+	fail "/metrics names the mechanism"
+
+out=$("$probe" latency "/run/netns/$PH_GUEST_NS" "/run/netns/$PH_HOST_NS" "$GUEST_IP" 7401 50 2>&1) ||
+	fail "events: 50 expose/remove trials completed" "$out"
+val() { echo "$out" | awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) print $(i + 1) }'; }
+for k in open_p50_ms open_p99_ms close_p50_ms close_p99_ms; do figure "events_$k" "$(val $k)" ms; done
+# target 2 ms; loose here (shared 2-core CI), still far below one 1 s safety-net scan
+le "$(val open_p99_ms)" "$(scaled 50)" && ok "events: detection p99 $(val open_p99_ms) ms <= 50 ms" ||
+	fail "events: detection p99 $(val open_p99_ms) ms <= 50 ms"
+le "$(val close_p99_ms)" "$(scaled 50)" && ok "events: removal p99 $(val close_p99_ms) ms <= 50 ms" ||
+	fail "events: removal p99 $(val close_p99_ms) ms <= 50 ms"
+
+# the restart race: close 127.0.0.1:P, bind 0.0.0.0:P 5 ms later
+wins=$(in_guest "$PH_PYTHON" -c 'import socket, time
+ok = 0
+for i in range(30):
+    p = 7600 + i
+    s = socket.socket(); s.bind(("127.0.0.1", p)); s.listen()
+    time.sleep(0.05)
+    s.close(); time.sleep(0.005)
+    t = socket.socket()
+    try:
+        t.bind(("0.0.0.0", p)); t.listen(); ok += 1
+    except OSError:
+        pass
+    t.close()
+print(ok)')
+figure restart_race_wins "$wins" "/30"
+[ "$wins" = 30 ] && ok "restart race: 0.0.0.0:P bound 5 ms after closing 127.0.0.1:P, 30 of 30" ||
+	fail "restart race: 0.0.0.0:P bound 5 ms after closing 127.0.0.1:P ($wins of 30)"
+daemon_stop
+
+# a listener in another namespace: no event reaches us, so no scan (a 60 s
+# safety net, so that the periodic scan cannot interfere)
+daemon_start --scan-interval 60000 || exit 1
+sleep 0.3
+ip netns add "phx-$PH_ID"
+s0=$(metric porthole_scans_total)
+e0=$(metric porthole_listen_events_total)
+ip netns exec "phx-$PH_ID" "$PH_PYTHON" -c 'import socket
+for p in range(7500, 7520):
+    s = socket.socket(); s.bind(("127.0.0.1", p)); s.listen(); s.close()'
+sleep 0.3
+s1=$(metric porthole_scans_total)
+e1=$(metric porthole_listen_events_total)
+ip netns del "phx-$PH_ID"
+[ "$e1" = "$e0" ] && [ "$s1" = "$s0" ] && ok "another namespace's listeners: no event, no scan ($s0 -> $s1 scans)" ||
+	fail "another namespace's listeners: no event, no scan" "scans $s0 -> $s1, events $e0 -> $e1"
+
+daemon_stop
+
+daemon_start --discovery poll || exit 1
+check "--discovery poll: polls, and says why" daemon_log_has 'discovery polls.*--discovery poll'
+daemon_stop
+
+if command -v setpriv >/dev/null; then
+	# root without these three in its bounding set: what capsh --drop= does
+	DAEMON_PREFIX=(setpriv --bounding-set=-bpf,-perfmon,-sys_admin --inh-caps=-bpf,-perfmon,-sys_admin)
+	daemon_start || true
+	DAEMON_PREFIX=()
+	if daemon_alive; then
+		check "without CAP_BPF/CAP_PERFMON: polls, and says so" \
+			daemon_log_has 'discovery polls.*(CAP_BPF|not permitted)'
+		daemon_stop
+	else
+		fail "daemon starts without CAP_BPF/CAP_PERFMON" "$(tail -5 "$DAEMON_LOG")"
+	fi
+else
+	skip "setpriv missing: the unprivileged fallback is not tested"
+fi
