@@ -52,17 +52,42 @@ void ph_ctl_error_text(const char *body, char *buf, size_t size)
 	json_decref(root);
 }
 
+enum { C_PORT, C_FAMILY, C_ADDR, C_EXT, C_STATE, C_CONNS, C_SINCE, C_ERROR, NCOLS };
+
 /* One table row, every cell already a string */
 struct row {
 	json_int_t port;
-	char cell[7][128];
+	char cell[NCOLS][128];
 };
-
-enum { C_PORT, C_FAMILY, C_ADDR, C_STATE, C_CONNS, C_SINCE, C_ERROR, NCOLS };
 
 static const char *const headers[NCOLS] = {
-	"PORT", "FAMILY", "ADDRESS", "STATE", "CONNS", "SINCE", "ERROR",
+	"PORT", "FAMILY", "ADDRESS", "EXTERNAL", "STATE", "CONNS", "SINCE", "ERROR",
 };
+
+/* The port's "addresses" comma-separated, "-" when none; what does not fit
+ * in the cell is counted, "10.0.0.1,+3" */
+static void cell_addrs(char *cell, json_t *obj)
+{
+	json_t *a = json_object_get(obj, "addresses"), *v;
+	size_t i, len = 0, n = json_is_array(a) ? json_array_size(a) : 0;
+
+	strcpy(cell, "-");
+	json_array_foreach(a, i, v) {
+		char s[64];
+		size_t l;
+
+		if (!json_is_string(v))
+			continue;
+		clean_copy(s, sizeof(s), json_string_value(v), json_string_length(v));
+		l = strlen(s);
+		/* room for this one, its comma and a "+N" after it */
+		if (len + l + 1 + 4 >= 128) {
+			snprintf(cell + len, 128 - len, "%s+%zu", len ? "," : "", n - i);
+			return;
+		}
+		len += (size_t)sprintf(cell + len, "%s%s", len ? "," : "", s);
+	}
+}
 
 static void cell_str(char *cell, json_t *obj, const char *key)
 {
@@ -118,6 +143,7 @@ int ph_ctl_print_ports(FILE *out, const char *body)
 		snprintf(r->cell[C_PORT], 128, "%lld", (long long)r->port);
 		cell_str(r->cell[C_FAMILY], p, "family");
 		cell_str(r->cell[C_ADDR], p, "address");
+		cell_addrs(r->cell[C_EXT], p);
 		cell_str(r->cell[C_STATE], p, "state");
 		conns = json_object_get(p, "connections");
 		if (json_is_integer(conns))

@@ -100,19 +100,6 @@ void port_entry_destroy(struct cycle *c, struct port_entry *e)
 	ph_relay_owner_put(&e->owner);
 }
 
-/* The client leg's congestion control for a listener on @a (relay.c's rule
- * reads link-local off an IPv4 address; fe80::/10 is link-local the same way) */
-static const char *client_cc(const struct ph_config *cfg, const struct ph_ext_addr *a)
-{
-	struct in_addr v4 = { htonl(0xa9fe0000) };	/* 169.254.0.0: link-local */
-
-	if (ph_ext_addr_fam(a) == PH_FAM_V4)
-		memcpy(&v4, &a->addr.s6_addr[12], 4);
-	else if (!ph_addr_is_v6_linklocal(&a->addr))
-		v4.s_addr = 0;
-	return ph_relay_client_cc(cfg, v4);
-}
-
 /**
  * listener_bind() - open EXTERNAL:port on one external address
  * @c:		cycle
@@ -136,7 +123,7 @@ static int listener_bind(struct cycle *c, struct port_entry *e, struct ext_liste
 		return -errno;
 	/* inherited by accepted clients */
 	ph_relay_sock_options(fd, &c->p->cfg, PH_LEG_CLIENT);
-	cc = client_cc(&c->p->cfg, a);
+	cc = ph_relay_client_cc(&c->p->cfg, &a->addr);
 	if (cc && (ret = ph_sock_congestion(fd, cc)))
 		/* checked at start; this only fails if the module went away */
 		ph_debug("client congestion control not set", PH_FS("cc", cc), PH_FERR(ret));

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* netutil.c - small socket helpers and external address detection */
+/* netutil.c - small socket helpers and external address helpers (addrset.h) */
 #include "netutil.h"
 
 #include <errno.h>
-#include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -77,53 +76,6 @@ socklen_t ph_sockaddr_from(struct sockaddr_storage *ss, const struct in6_addr *a
 	sin6->sin6_port = htons(port);
 	sin6->sin6_addr = *addr;
 	return sizeof(*sin6);
-}
-
-/*
- * /proc/net/route lists the main table: "Iface Destination Gateway Flags ..."
- * with hex fields; the default route has Destination and Mask 00000000.
- * getifaddrs() then gives the interface's addresses (it uses rtnetlink, not
- * NSS, so it works in static binaries).
- */
-int ph_default_ipv4(struct in_addr *out, const char *route_path)
-{
-	char line[512], ifname[IF_NAMESIZE + 1] = "";
-	struct ifaddrs *ifa, *i;
-	unsigned dst, gw, flags, mask;
-	int metric, best_metric = -1, ret = -ENOENT;
-	FILE *f;
-
-	f = fopen(route_path, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		char name[64];
-		int refcnt, use;
-
-		if (sscanf(line, "%63s %x %x %x %d %d %d %x", name, &dst, &gw, &flags, &refcnt, &use,
-			   &metric, &mask) != 8)
-			continue;
-		if (dst || mask || !(flags & 0x1 /* RTF_UP */) || strlen(name) > IF_NAMESIZE)
-			continue;
-		if (best_metric < 0 || metric < best_metric) {
-			best_metric = metric;
-			strcpy(ifname, name);
-		}
-	}
-	fclose(f);
-	if (!ifname[0])
-		return -ENOENT;
-	if (getifaddrs(&ifa))
-		return -errno;
-	for (i = ifa; i; i = i->ifa_next) {
-		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && !strcmp(i->ifa_name, ifname)) {
-			*out = ((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr;
-			ret = 0;
-			break;
-		}
-	}
-	freeifaddrs(ifa);
-	return ret;
 }
 
 /* ---- external addresses (addrset.h) --------------------------------------- */

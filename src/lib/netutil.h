@@ -28,15 +28,6 @@ void ph_sock_abort(int fd);
 /* Socket inode of @fd (its st_ino), 0 on error */
 uint64_t ph_sock_inode(int fd);
 
-/**
- * ph_default_ipv4() - first IPv4 address of the interface holding the default route
- * @out:	result
- * @route_path:	"/proc/net/route" (tests point it elsewhere)
- *
- * Return: 0, -ENOENT when there is no default route or it has no IPv4 address
- */
-int ph_default_ipv4(struct in_addr *out, const char *route_path);
-
 /* Fill a sockaddr for a v4-mapped or IPv6 address and port. Return: its length */
 socklen_t ph_sockaddr_from(struct sockaddr_storage *ss, const struct in6_addr *addr, uint16_t port);
 

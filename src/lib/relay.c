@@ -830,13 +830,18 @@ void ph_relay_sock_options(int fd, const struct ph_config *cfg, enum ph_relay_le
 	ph_sock_congestion(fd, "reno");
 }
 
-const char *ph_relay_client_cc(const struct ph_config *cfg, struct in_addr external)
+const char *ph_relay_client_cc(const struct ph_config *cfg, const struct in6_addr *external)
 {
+	const uint8_t *b = external->s6_addr;
+	bool link_local;
+
 	if (!strcmp(cfg->client_cc, "system"))
 		return NULL;
 	if (cfg->client_cc[0])
 		return cfg->client_cc;
-	return (ntohl(external.s_addr) >> 16) == 0xa9fe ? "reno" : NULL;
+	link_local = IN6_IS_ADDR_V4MAPPED(external) ? b[12] == 169 && b[13] == 254
+						    : IN6_IS_ADDR_LINKLOCAL(external);
+	return link_local ? "reno" : NULL;
 }
 
 /* The port of an AF_INET or AF_INET6 address, 0 for another family */

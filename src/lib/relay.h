@@ -158,17 +158,17 @@ void ph_relay_sock_options(int fd, const struct ph_config *cfg, enum ph_relay_le
 /**
  * ph_relay_client_cc() - congestion control for the client leg, if not the system's
  * @cfg:	@cfg->client_cc: "" (auto), "system" or an algorithm name
- * @external:	the external address
+ * @external:	the external address: IPv6, or IPv4 as v4-mapped (::ffff:a.b.c.d)
  *
- * Auto picks reno when @external is link-local (169.254.0.0/16): the client
- * is then one virtual hop away (a microVM's host), there is no congestion
- * to control, and a pacing algorithm only costs the relay CPU and
+ * Auto picks reno when @external is link-local (169.254.0.0/16 or fe80::/10):
+ * the client is then one virtual hop away (a microVM's host), there is no
+ * congestion to control, and a pacing algorithm only costs the relay CPU and
  * throughput (measured with bbr: 0.70x of direct to the client, 0.9x and
  * more with reno). Elsewhere the client may be across the Internet, and the
  * administrator's choice stands.
  * Return: the name to set with TCP_CONGESTION, or NULL for the system's
  */
-const char *ph_relay_client_cc(const struct ph_config *cfg, struct in_addr external);
+const char *ph_relay_client_cc(const struct ph_config *cfg, const struct in6_addr *external);
 
 /**
  * ph_relay_start() - relay an accepted client to a loopback service

@@ -145,9 +145,9 @@ static int chunk(int fd, const char *data)
 }
 
 static const char ports_body[] =
-	"{\"external_address\":\"169.254.0.21\",\"ports\":["
+	"{\"external_address\":\"169.254.0.21\",\"external_addresses\":[\"169.254.0.21\"],\"ports\":["
 	"{\"port\":8000,\"family\":\"ipv4\",\"address\":\"127.0.0.1\",\"state\":\"forwarded\","
-	"\"connections\":2,\"since\":\"2024-05-01T12:00:00Z\"},"
+	"\"connections\":2,\"addresses\":[\"169.254.0.21\"],\"since\":\"2024-05-01T12:00:00Z\"},"
 	"{\"port\":5432,\"family\":\"ipv6\",\"address\":\"::1\",\"state\":\"conflict\","
 	"\"error\":\"Address already in use\"}]}";
 

@@ -43,8 +43,8 @@ else
 	fail "ports --json: a loopback listener shows up as forwarded" "$OUT" "$ERR"
 fi
 ctl ports
-is "ports: table with the forwarded port" 0 "^8000 +ipv4 +127\.0\.0\.1 +forwarded "
-head -n 1 "$PH_TMP/out" | grep -qE "^PORT +FAMILY +ADDRESS +STATE +CONNS +SINCE +ERROR$" &&
+is "ports: table with the forwarded port and its external address" 0 "^8000 +ipv4 +127\.0\.0\.1 +${GUEST_IP//./\\.} +forwarded "
+head -n 1 "$PH_TMP/out" | grep -qE "^PORT +FAMILY +ADDRESS +EXTERNAL +STATE +CONNS +SINCE +ERROR$" &&
 	ok "ports: table header" || fail "ports: table header" "$OUT"
 
 in_host "$CTL" --addr "$ADDR" --token-file "$PH_TMP/wrong" ports >/dev/null 2>"$PH_TMP/err"

@@ -251,16 +251,17 @@ static void test_ports_table(void **state)
 	const char *body =
 		"{\"external_address\":\"169.254.0.21\",\"ports\":["
 		"{\"port\":8000,\"family\":\"ipv4\",\"address\":\"127.0.0.1\",\"state\":\"forwarded\","
-		"\"connections\":2,\"since\":\"2024-05-01T12:00:00Z\"},"
+		"\"connections\":2,\"addresses\":[\"169.254.0.21\",\"fe80::1%eth0\"],"
+		"\"since\":\"2024-05-01T12:00:00Z\"},"
 		"{\"port\":5432,\"family\":\"ipv6\",\"address\":\"::1\",\"state\":\"conflict\","
 		"\"error\":\"Address already in use\"},"
 		"{\"port\":22,\"family\":\"ipv4\",\"address\":\"127.0.0.1\",\"state\":\"excluded\","
 		"\"error\":\"bad\\u001b[31m\"}]}";
 	const char *want =
-		"PORT  FAMILY  ADDRESS    STATE      CONNS  SINCE                 ERROR\n"
-		"22    ipv4    127.0.0.1  excluded   -      -                     bad?[31m\n"
-		"5432  ipv6    ::1        conflict   -      -                     Address already in use\n"
-		"8000  ipv4    127.0.0.1  forwarded  2      2024-05-01T12:00:00Z  -\n";
+		"PORT  FAMILY  ADDRESS    EXTERNAL                   STATE      CONNS  SINCE                 ERROR\n"
+		"22    ipv4    127.0.0.1  -                          excluded   -      -                     bad?[31m\n"
+		"5432  ipv6    ::1        -                          conflict   -      -                     Address already in use\n"
+		"8000  ipv4    127.0.0.1  169.254.0.21,fe80::1%eth0  forwarded  2      2024-05-01T12:00:00Z  -\n";
 	char *t;
 	int ret;
 
@@ -272,7 +273,19 @@ static void test_ports_table(void **state)
 
 	t = capture_ports("{\"ports\":[]}", &ret);
 	assert_int_equal(ret, 0);
-	assert_string_equal(t, "PORT  FAMILY  ADDRESS  STATE  CONNS  SINCE  ERROR\n");
+	assert_string_equal(t, "PORT  FAMILY  ADDRESS  EXTERNAL  STATE  CONNS  SINCE  ERROR\n");
+	free(t);
+
+	/* eight long addresses do not fit a cell: the rest are counted */
+	t = capture_ports("{\"ports\":[{\"port\":1,\"addresses\":["
+			  "\"fe80::1111:2222:3333:4441%eth0\",\"fe80::1111:2222:3333:4442%eth0\","
+			  "\"fe80::1111:2222:3333:4443%eth0\",\"fe80::1111:2222:3333:4444%eth0\","
+			  "\"fe80::1111:2222:3333:4445%eth0\",\"2001:db8::1\",\"10.0.0.1\",\"10.0.0.2\"]}]}",
+			  &ret);
+	assert_int_equal(ret, 0);
+	assert_non_null(strstr(t, "\n1     -       -        fe80::1111:2222:3333:4441%eth0,"
+				  "fe80::1111:2222:3333:4442%eth0,fe80::1111:2222:3333:4443%eth0,"
+				  "fe80::1111:2222:3333:4444%eth0,+4  -      -      -      -\n"));
 	free(t);
 
 	t = capture_ports("not json", &ret);

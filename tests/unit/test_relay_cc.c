@@ -18,7 +18,7 @@
 static void test_client_cc(void **state)
 {
 	static const struct { const char *opt, *addr, *want; } cases[] = {
-		/* auto: reno on a link-local external address only */
+		/* auto: reno on a link-local external address only, either family */
 		{ "", "169.254.0.21", "reno" },
 		{ "", "169.254.0.0", "reno" },
 		{ "", "169.254.255.255", "reno" },
@@ -26,6 +26,13 @@ static void test_client_cc(void **state)
 		{ "", "169.255.0.1", NULL },
 		{ "", "10.0.0.5", NULL },
 		{ "", "192.0.2.2", NULL },
+		{ "", "fe80::1", "reno" },
+		{ "", "febf::1", "reno" },
+		{ "", "fec0::1", NULL },
+		{ "", "fd00::1", NULL },
+		{ "", "2001:db8::1", NULL },
+		{ "", "::a9fe:15", NULL },	/* IPv4-compatible, not v4-mapped */
+		{ "", "::ffff:169.254.0.21", "reno" },
 		/* system: never set */
 		{ "system", "169.254.0.21", NULL },
 		{ "system", "10.0.0.5", NULL },
@@ -37,13 +44,21 @@ static void test_client_cc(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct ph_config cfg;
-		struct in_addr a;
+		struct in6_addr a;
+		struct in_addr v4;
 		const char *got;
 
 		ph_config_defaults(&cfg);
 		snprintf(cfg.client_cc, sizeof(cfg.client_cc), "%s", cases[i].opt);
-		assert_int_equal(inet_pton(AF_INET, cases[i].addr, &a), 1);
-		got = ph_relay_client_cc(&cfg, a);
+		/* IPv4 as the external address set holds it: v4-mapped */
+		if (inet_pton(AF_INET, cases[i].addr, &v4) == 1) {
+			memset(&a, 0, sizeof(a));
+			a.s6_addr[10] = a.s6_addr[11] = 0xff;
+			memcpy(&a.s6_addr[12], &v4, 4);
+		} else {
+			assert_int_equal(inet_pton(AF_INET6, cases[i].addr, &a), 1);
+		}
+		got = ph_relay_client_cc(&cfg, &a);
 		if (!cases[i].want)
 			assert_null(got);
 		else
