@@ -27,13 +27,13 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
 #include "ctl_http.h"
+#include "ctl_json.h"
 #include "ctl_output.h"
 #include "ctl_sse.h"
 #include "loop.h"
@@ -500,14 +500,21 @@ static int watch_event(void *arg, const char *event, const char *data)
 	struct watch *w = arg;
 
 	if (w->json) {
-		json_t *d = json_loads(data, JSON_DECODE_ANY, NULL);
-		json_t *line = json_pack("{s:s,s:o}", "event", event, "data",
-					 d ? d : json_string(data));
+		/* {"event":E,"data":D}: D as sent when it is JSON (its line
+		 * breaks are whitespace then, so they become blanks), else as a string */
+		struct ph_jv *d = ph_json_parse(data, false);
 
-		if (line)
-			json_dumpf(line, w->out, JSON_COMPACT);
-		fputc('\n', w->out);
-		json_decref(line);
+		fputs("{\"event\":", w->out);
+		ph_json_put_string(w->out, event);
+		fputs(",\"data\":", w->out);
+		if (d) {
+			for (const char *c = data; *c; c++)
+				fputc(*c == '\n' || *c == '\r' || *c == '\t' ? ' ' : *c, w->out);
+		} else {
+			ph_json_put_string(w->out, data);
+		}
+		fputs("}\n", w->out);
+		ph_json_free(d);
 	} else {
 		ph_ctl_print_event(w->out, event, data);
 	}
