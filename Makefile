@@ -183,13 +183,16 @@ vmtest:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 \
-	           $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(UNITDIR)
+	           $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(UNITDIR) \
+	           $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0755 $(O)/portholed $(DESTDIR)$(PREFIX)/sbin/portholed
 	install -m 0755 $(O)/portholectl $(DESTDIR)$(PREFIX)/bin/portholectl
 	$(if $(filter %/porthole-uffd,$(PROGS)),install -m 0755 $(O)/porthole-uffd $(DESTDIR)$(PREFIX)/bin/porthole-uffd)
 	install -m 0644 man/portholed.8 $(DESTDIR)$(PREFIX)/share/man/man8/portholed.8
 	install -m 0644 man/portholectl.1 $(DESTDIR)$(PREFIX)/share/man/man1/portholectl.1
 	install -m 0644 man/porthole-uffd.1 $(DESTDIR)$(PREFIX)/share/man/man1/porthole-uffd.1
+	install -m 0644 dist/bash-completion/portholectl \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/portholectl
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' dist/portholed.service > $(DESTDIR)$(UNITDIR)/portholed.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/portholed.service
 
@@ -198,7 +201,8 @@ uninstall:
 	      $(DESTDIR)$(PREFIX)/bin/porthole-uffd $(DESTDIR)$(PREFIX)/share/man/man8/portholed.8 \
 	      $(DESTDIR)$(PREFIX)/share/man/man1/portholectl.1 \
 	      $(DESTDIR)$(PREFIX)/share/man/man1/porthole-uffd.1 \
-	      $(DESTDIR)$(UNITDIR)/portholed.service
+	      $(DESTDIR)$(UNITDIR)/portholed.service \
+	      $(DESTDIR)$(PREFIX)/share/bash-completion/completions/portholectl
 
 clean:
 	rm -rf build
