@@ -2,12 +2,15 @@
 #
 #   make                 build portholed, portholectl, porthole-uffd into build/default
 #   make asan|tsan|static   the same, sanitized or fully static, into build/<variant>
+#                        (static: musl, portholed and portholectl only; static-glibc:
+#                        the old fully static glibc build of all three, a fallback)
 #   make check           everything CI runs: unit tests under ASan+UBSan, integration
 #                        tests (network namespaces, needs root), valgrind run, fuzz smoke
 #   make unit            unit tests of the current VARIANT
 #   make fuzz            build libFuzzer harnesses (clang); run each FUZZ_SECONDS (20),
 #                        the HTTP one FUZZ_SECONDS_HTTP (60)
 #   make bench|bench-quick|vmtest|install
+#   make deb             the Debian package (debian/, dpkg-buildpackage) into build/deb/
 #
 # Every variant builds into its own directory ($(O)), so variants never mix
 # objects and several builds can run side by side.
@@ -17,6 +20,7 @@ VARIANT   ?= default
 O         ?= build/$(VARIANT)
 CC        ?= cc
 PREFIX    ?= /usr/local
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
 DESTDIR   ?=
 FUZZ_SECONDS ?= 20
 FUZZ_SECONDS_HTTP ?= 60
@@ -41,7 +45,18 @@ ifeq ($(VARIANT),tsan)
   CFLAGS  += -O1 -fsanitize=thread -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=thread
 endif
+# static: musl-gcc (Debian's musl-tools) links musl's libc statically: a small
+# binary that drops into any x86-64 guest. musl's include path holds no kernel
+# headers, so the uapi ones sock_diag needs (linux/, asm/, asm-generic/; libc
+# independent) are linked into $(O)/musl-include. porthole-uffd needs jansson,
+# which Debian ships for glibc only; it runs on the host and is left out here.
 ifeq ($(VARIANT),static)
+  CC       := musl-gcc
+  MUSL_INC := $(O)/musl-include
+  CPPFLAGS += -isystem $(MUSL_INC)
+  LDFLAGS  += -static
+endif
+ifeq ($(VARIANT),static-glibc)
   LDFLAGS += -static
 endif
 # EVENTS=0: no BPF listen events (a poll-only portholed, which says so at start).
@@ -69,19 +84,28 @@ CTL_LIB    := $(O)/libportholectl.a
 UFFD_LIB   := $(O)/libporthole-uffd.a
 LLHTTP_OBJ := $(O)/obj/llhttp/api.o $(O)/obj/llhttp/http.o $(O)/obj/llhttp/llhttp.o
 
-PROGS := $(O)/portholed $(O)/portholectl $(O)/porthole-uffd
+PROGS := $(O)/portholed $(O)/portholectl $(if $(MUSL_INC),,$(O)/porthole-uffd)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRC))
 HELPER_BINS := $(patsubst tests/helpers/%.c,$(O)/helpers/%,$(HELPER_SRC))
 
-.PHONY: all asan tsan static check unit integration valgrind fuzz fuzz-build bench \
-        bench-quick vmtest install uninstall clean
+.PHONY: all asan tsan static static-glibc check unit integration valgrind fuzz fuzz-build bench \
+        bench-quick vmtest install uninstall clean deb
 
 all: $(PROGS) $(HELPER_BINS)
 
-asan tsan static:
+asan tsan static static-glibc:
 	$(MAKE) VARIANT=$@ all
 
-$(O)/obj/%.o: %.c
+ifdef MUSL_INC
+KERNEL_INC ?= /usr/include
+$(MUSL_INC):
+	@mkdir -p $@
+	ln -sfn $(KERNEL_INC)/linux $@/linux
+	ln -sfn $(KERNEL_INC)/asm-generic $@/asm-generic
+	ln -sfn $(KERNEL_INC)/$(shell gcc -print-multiarch)/asm $@/asm
+endif
+
+$(O)/obj/%.o: %.c | $(MUSL_INC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
@@ -98,11 +122,11 @@ $(O)/%.a:
 	rm -f $@
 	$(AR) rcs $@ $^
 
-# The static variant links jansson statically too; nothing here uses NSS.
+# static-glibc links jansson statically too; nothing here uses NSS.
 $(O)/portholed: $(call obj,src/daemon/main.c) $(DAEMON_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(O)/portholectl: $(call obj,src/ctl/main.c) $(CTL_LIB) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ -ljansson $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(O)/porthole-uffd: $(call obj,src/uffd/main.c) $(UFFD_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ -ljansson $(LDLIBS)
 
@@ -131,7 +155,7 @@ $(O)/tests/test_%: $(O)/obj/tests/unit/test_%.o $(LIB)
 
 $(O)/helpers/%: $(call obj,tests/helpers/%.c) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ -ljansson $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests print cmocka's summaries; tests/run-unit adds the total line.
 unit: $(UNIT_BINS)
@@ -165,25 +189,43 @@ vmtest:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 \
-	           $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/lib/systemd/system
+	           $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(UNITDIR) \
+	           $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0755 $(O)/portholed $(DESTDIR)$(PREFIX)/sbin/portholed
 	install -m 0755 $(O)/portholectl $(DESTDIR)$(PREFIX)/bin/portholectl
-	install -m 0755 $(O)/porthole-uffd $(DESTDIR)$(PREFIX)/bin/porthole-uffd
+	$(if $(filter %/porthole-uffd,$(PROGS)),install -m 0755 $(O)/porthole-uffd $(DESTDIR)$(PREFIX)/bin/porthole-uffd)
 	install -m 0644 man/portholed.8 $(DESTDIR)$(PREFIX)/share/man/man8/portholed.8
 	install -m 0644 man/portholectl.1 $(DESTDIR)$(PREFIX)/share/man/man1/portholectl.1
 	install -m 0644 man/porthole-uffd.1 $(DESTDIR)$(PREFIX)/share/man/man1/porthole-uffd.1
-	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' dist/portholed.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/portholed.service
-	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/portholed.service
+	install -m 0644 dist/bash-completion/portholectl \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/portholectl
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' dist/portholed.service > $(DESTDIR)$(UNITDIR)/portholed.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/portholed.service
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/portholed $(DESTDIR)$(PREFIX)/bin/portholectl \
 	      $(DESTDIR)$(PREFIX)/bin/porthole-uffd $(DESTDIR)$(PREFIX)/share/man/man8/portholed.8 \
 	      $(DESTDIR)$(PREFIX)/share/man/man1/portholectl.1 \
 	      $(DESTDIR)$(PREFIX)/share/man/man1/porthole-uffd.1 \
-	      $(DESTDIR)$(PREFIX)/lib/systemd/system/portholed.service
+	      $(DESTDIR)$(UNITDIR)/portholed.service \
+	      $(DESTDIR)$(PREFIX)/share/bash-completion/completions/portholectl
 
 clean:
 	rm -rf build
+
+# deb: the Debian package, built by dpkg-buildpackage (debian/) on a copy of
+# the tracked files (uncommitted edits included) in build/deb/, where the
+# .deb, the -dbgsym .ddeb and the .buildinfo/.changes land.
+DEB_DIR := build/deb
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/porthole-$(VERSION)
+	git ls-files -z --cached --others --exclude-standard | \
+		xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
+		tar --null -T - -cf - | tar -C $(DEB_DIR)/porthole-$(VERSION) -xf -
+	@v=$$(dpkg-parsechangelog -l debian/changelog -S Version); [ "$$v" = "$(VERSION)" ] || \
+		{ echo "deb: debian/changelog says $$v, Makefile VERSION $(VERSION)" >&2; exit 1; }
+	cd $(DEB_DIR)/porthole-$(VERSION) && dpkg-buildpackage -us -uc -b
+	@ls -l $(DEB_DIR)/*.deb
 
 include tests/uffd/uffd.mk
 include bench/bench.mk

@@ -27,13 +27,13 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
 #include "ctl_http.h"
+#include "ctl_json.h"
 #include "ctl_output.h"
 #include "ctl_sse.h"
 #include "loop.h"
@@ -48,15 +48,16 @@ static const char usage_text[] =
 	"Control portholed over its HTTP API.\n"
 	"\n"
 	"Commands:\n"
-	"  health                  print the daemon's state and version\n"
+	"  health [--json]         print the daemon's state and version\n"
 	"  ports [--json]          table of detected listeners (--json: the raw body)\n"
 	"  watch [--json]          one line per port event until interrupted\n"
 	"  prepare                 quiesce for a snapshot\n"
 	"  resume                  recover after a restore\n"
-	"  wait-ready [--timeout DUR]\n"
+	"  wait-ready [--timeout DUR] [--json]\n"
 	"                          poll /health every 20 ms until it answers 200\n"
-	"  restore [--ready-timeout DUR] [--resume-timeout DUR]\n"
+	"  restore [--ready-timeout DUR] [--resume-timeout DUR] [--json]\n"
 	"                          wait-ready, then resume, each with its own deadline\n"
+	"--json prints what a command reports as one JSON object (per event for watch).\n"
 	"Options:\n"
 	"  --addr HOST:PORT        numeric daemon address (default $PORTHOLE_ADDR,\n"
 	"                          else " PH_CTL_DEFAULT_ADDR ")\n"
@@ -219,7 +220,8 @@ int ph_ctl_parse_args(struct ph_ctl_opts *o, int argc, char **argv, FILE *out, F
 		return PH_CTL_EXIT_USAGE;
 	}
 	o->cmd = (enum ph_ctl_cmd)c;
-	if (o->json && o->cmd != PH_CTL_HEALTH && o->cmd != PH_CTL_PORTS && o->cmd != PH_CTL_WATCH) {
+	/* prepare and resume print nothing, so they have no --json */
+	if (o->json && (o->cmd == PH_CTL_PREPARE || o->cmd == PH_CTL_RESUME)) {
 		fprintf(err, "portholectl: --json is not an option of %s\n", cmd_names[c]);
 		return PH_CTL_EXIT_USAGE;
 	}
@@ -413,9 +415,14 @@ static void sleep_until(uint64_t t_ms)
 
 /**
  * wait_ready() - poll /health until it answers 200 or @timeout_ms passes
+ * @ready_ms:	result: milliseconds until the 200
+ *
+ * Prints "ready after N ms", or with --json {"ready_ms":N,"attempts":A}
+ * unless @quiet (restore prints one object of its own).
  * Return: PH_CTL_EXIT_OK, or PH_CTL_EXIT_TIMEOUT (whatever the attempts failed with)
  */
-static int wait_ready(const struct ph_ctl_opts *o, uint64_t timeout_ms, FILE *out, FILE *err)
+static int wait_ready(const struct ph_ctl_opts *o, uint64_t timeout_ms, FILE *out, FILE *err,
+		      bool quiet, uint64_t *ready_ms)
 {
 	uint64_t start = ph_now_ms(), deadline = start + timeout_ms, now;
 	struct call c = { .method = "GET", .path = "/health" };
@@ -430,8 +437,12 @@ static int wait_ready(const struct ph_ctl_opts *o, uint64_t timeout_ms, FILE *ou
 		attempts++;
 		do_call(o, &c, deadline, cdl);
 		if (!c.err && c.resp.status == 200) {
-			fprintf(out, "ready after %llu ms\n",
-				(unsigned long long)(ph_now_ms() - start));
+			*ready_ms = ph_now_ms() - start;
+			if (!o->json)
+				fprintf(out, "ready after %llu ms\n", (unsigned long long)*ready_ms);
+			else if (!quiet)
+				fprintf(out, "{\"ready_ms\":%llu,\"attempts\":%u}\n",
+					(unsigned long long)*ready_ms, attempts);
 			code = PH_CTL_EXIT_OK;
 			break;
 		}
@@ -462,10 +473,10 @@ static int wait_ready(const struct ph_ctl_opts *o, uint64_t timeout_ms, FILE *ou
 static int cmd_restore(const struct ph_ctl_opts *o, FILE *out, FILE *err)
 {
 	struct call c = { .method = "POST", .path = "/snapshot/resume" };
-	uint64_t t0, deadline;
+	uint64_t t0, deadline, ready_ms = 0, resumed_ms;
 	int code;
 
-	code = wait_ready(o, o->ready_timeout_ms, out, err);
+	code = wait_ready(o, o->ready_timeout_ms, out, err, true, &ready_ms);
 	if (code != PH_CTL_EXIT_OK)
 		return code;
 	/* a fresh deadline, never what the first phase left over */
@@ -473,8 +484,12 @@ static int cmd_restore(const struct ph_ctl_opts *o, FILE *out, FILE *err)
 	deadline = t0 + o->resume_timeout_ms;
 	do_call(o, &c, deadline, deadline);
 	code = report(o, &c, o->resume_timeout_ms, err);
-	if (code == PH_CTL_EXIT_OK)
-		fprintf(out, "resumed after %llu ms\n", (unsigned long long)(ph_now_ms() - t0));
+	resumed_ms = ph_now_ms() - t0;
+	if (code == PH_CTL_EXIT_OK && o->json)
+		fprintf(out, "{\"ready_ms\":%llu,\"resumed_ms\":%llu}\n",
+			(unsigned long long)ready_ms, (unsigned long long)resumed_ms);
+	else if (code == PH_CTL_EXIT_OK)
+		fprintf(out, "resumed after %llu ms\n", (unsigned long long)resumed_ms);
 	ph_ctl_http_buf_free(&c.body);
 	return code;
 }
@@ -500,14 +515,21 @@ static int watch_event(void *arg, const char *event, const char *data)
 	struct watch *w = arg;
 
 	if (w->json) {
-		json_t *d = json_loads(data, JSON_DECODE_ANY, NULL);
-		json_t *line = json_pack("{s:s,s:o}", "event", event, "data",
-					 d ? d : json_string(data));
+		/* {"event":E,"data":D}: D as sent when it is JSON (its line
+		 * breaks are whitespace then, so they become blanks), else as a string */
+		struct ph_jv *d = ph_json_parse(data, false);
 
-		if (line)
-			json_dumpf(line, w->out, JSON_COMPACT);
-		fputc('\n', w->out);
-		json_decref(line);
+		fputs("{\"event\":", w->out);
+		ph_json_put_string(w->out, event);
+		fputs(",\"data\":", w->out);
+		if (d) {
+			for (const char *c = data; *c; c++)
+				fputc(*c == '\n' || *c == '\r' || *c == '\t' ? ' ' : *c, w->out);
+		} else {
+			ph_json_put_string(w->out, data);
+		}
+		fputs("}\n", w->out);
+		ph_json_free(d);
 	} else {
 		ph_ctl_print_event(w->out, event, data);
 	}
@@ -597,7 +619,7 @@ int ph_ctl_run(const struct ph_ctl_opts *o, FILE *out, FILE *err)
 	case PH_CTL_RESUME:
 		return cmd_simple(o, "POST", "/snapshot/resume", o->timeout_ms, out, err);
 	case PH_CTL_WAIT_READY:
-		return wait_ready(o, o->timeout_ms, out, err);
+		return wait_ready(o, o->timeout_ms, out, err, false, &(uint64_t){ 0 });
 	case PH_CTL_RESTORE:
 		return cmd_restore(o, out, err);
 	case PH_CTL_WATCH:

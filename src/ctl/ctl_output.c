@@ -6,9 +6,9 @@
  * be able to send terminal escape sequences to the operator's screen.
  */
 #include "ctl_output.h"
+#include "ctl_json.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +33,7 @@ static void clean_copy(char *buf, size_t size, const char *s, size_t n)
 
 void ph_ctl_error_text(const char *body, char *buf, size_t size)
 {
-	json_t *root, *err;
+	struct ph_jv *root, *err;
 	size_t n;
 
 	if (!size)
@@ -41,22 +41,22 @@ void ph_ctl_error_text(const char *body, char *buf, size_t size)
 	buf[0] = '\0';
 	if (!body || !*body)
 		return;
-	root = json_loads(body, JSON_DISABLE_EOF_CHECK, NULL);
-	err = json_is_object(root) ? json_object_get(root, "error") : NULL;
-	if (json_is_string(err)) {
-		clean_copy(buf, size, json_string_value(err), json_string_length(err));
+	root = ph_json_parse(body, true);
+	err = ph_json_get(root, "error");
+	if (ph_json_is(err, PH_J_STR)) {
+		clean_copy(buf, size, err->s, err->len);
 	} else {
 		n = strcspn(body, "\r\n");
 		clean_copy(buf, size, body, n);
 	}
-	json_decref(root);
+	ph_json_free(root);
 }
 
 enum { C_PORT, C_FAMILY, C_ADDR, C_EXT, C_STATE, C_CONNS, C_SINCE, C_ERROR, NCOLS };
 
 /* One table row, every cell already a string */
 struct row {
-	json_int_t port;
+	long long port;
 	char cell[NCOLS][128];
 };
 
@@ -66,19 +66,20 @@ static const char *const headers[NCOLS] = {
 
 /* The port's "addresses" comma-separated, "-" when none; what does not fit
  * in the cell is counted, "10.0.0.1,+3" */
-static void cell_addrs(char *cell, json_t *obj)
+static void cell_addrs(char *cell, const struct ph_jv *obj)
 {
-	json_t *a = json_object_get(obj, "addresses"), *v;
-	size_t i, len = 0, n = json_is_array(a) ? json_array_size(a) : 0;
+	const struct ph_jv *a = ph_json_get(obj, "addresses");
+	size_t len = 0, n = ph_json_is(a, PH_J_ARR) ? a->n : 0;
 
 	strcpy(cell, "-");
-	json_array_foreach(a, i, v) {
+	for (size_t i = 0; i < n; i++) {
+		const struct ph_jv *v = &a->kids[i];
 		char s[64];
 		size_t l;
 
-		if (!json_is_string(v))
+		if (!ph_json_is(v, PH_J_STR))
 			continue;
-		clean_copy(s, sizeof(s), json_string_value(v), json_string_length(v));
+		clean_copy(s, sizeof(s), v->s, v->len);
 		l = strlen(s);
 		/* room for this one, its comma and a "+N" after it */
 		if (len + l + 1 + 4 >= 128) {
@@ -89,12 +90,12 @@ static void cell_addrs(char *cell, json_t *obj)
 	}
 }
 
-static void cell_str(char *cell, json_t *obj, const char *key)
+static void cell_str(char *cell, const struct ph_jv *obj, const char *key)
 {
-	json_t *v = json_object_get(obj, key);
+	const struct ph_jv *v = ph_json_get(obj, key);
 
-	if (json_is_string(v) && json_string_length(v))
-		clean_copy(cell, 128, json_string_value(v), json_string_length(v));
+	if (ph_json_is(v, PH_J_STR) && v->len)
+		clean_copy(cell, 128, v->s, v->len);
 	else
 		strcpy(cell, "-");
 }
@@ -120,34 +121,35 @@ int ph_ctl_print_ports(FILE *out, const char *body)
 {
 	size_t width[NCOLS], n, i;
 	struct row *rows = NULL;
-	json_t *root, *ports, *p;
+	struct ph_jv *root, *ports;
 	int ret = -EPROTO;
 
-	root = json_loads(body ? body : "", 0, NULL);
-	ports = json_is_object(root) ? json_object_get(root, "ports") : NULL;
-	if (!json_is_array(ports))
+	root = ph_json_parse(body ? body : "", false);
+	ports = ph_json_get(root, "ports");
+	if (!ph_json_is(ports, PH_J_ARR))
 		goto out;
-	n = json_array_size(ports);
+	n = ports->n;
 	rows = calloc(n ? n : 1, sizeof(*rows));
 	if (!rows) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	json_array_foreach(ports, i, p) {
+	for (i = 0; i < n; i++) {
+		const struct ph_jv *p = &ports->kids[i], *conns;
+		const struct ph_jv *port = ph_json_get(p, "port");
 		struct row *r = &rows[i];
-		json_t *port = json_object_get(p, "port"), *conns;
 
-		if (!json_is_object(p) || !json_is_integer(port))
+		if (!ph_json_is(port, PH_J_INT))
 			goto out;
-		r->port = json_integer_value(port);
+		r->port = port->i;
 		snprintf(r->cell[C_PORT], 128, "%lld", (long long)r->port);
 		cell_str(r->cell[C_FAMILY], p, "family");
 		cell_str(r->cell[C_ADDR], p, "address");
 		cell_addrs(r->cell[C_EXT], p);
 		cell_str(r->cell[C_STATE], p, "state");
-		conns = json_object_get(p, "connections");
-		if (json_is_integer(conns))
-			snprintf(r->cell[C_CONNS], 128, "%lld", (long long)json_integer_value(conns));
+		conns = ph_json_get(p, "connections");
+		if (ph_json_is(conns, PH_J_INT))
+			snprintf(r->cell[C_CONNS], 128, "%lld", conns->i);
 		else
 			strcpy(r->cell[C_CONNS], "-");
 		cell_str(r->cell[C_SINCE], p, "since");
@@ -170,54 +172,54 @@ int ph_ctl_print_ports(FILE *out, const char *body)
 	ret = 0;
 out:
 	free(rows);
-	json_decref(root);
+	ph_json_free(root);
 	return ret;
 }
 
 int ph_ctl_print_health(FILE *out, const char *body)
 {
-	json_t *root = json_loads(body ? body : "", 0, NULL);
-	json_t *state = json_is_object(root) ? json_object_get(root, "state") : NULL;
-	json_t *version = json_is_object(root) ? json_object_get(root, "version") : NULL;
+	struct ph_jv *root = ph_json_parse(body ? body : "", false);
+	const struct ph_jv *state = ph_json_get(root, "state");
+	const struct ph_jv *version = ph_json_get(root, "version");
 	int ret = -EPROTO;
 
-	if (!json_is_string(state))
+	if (!ph_json_is(state, PH_J_STR))
 		goto out;
-	put_clean(out, json_string_value(state));
-	if (json_is_string(version)) {
+	put_clean(out, state->s);
+	if (ph_json_is(version, PH_J_STR)) {
 		fputs(" (portholed ", out);
-		put_clean(out, json_string_value(version));
+		put_clean(out, version->s);
 		fputc(')', out);
 	}
 	fputc('\n', out);
 	ret = 0;
 out:
-	json_decref(root);
+	ph_json_free(root);
 	return ret;
 }
 
 /* "8000 ipv4 127.0.0.1 forwarded 2 conns" plus the error, from one port object */
-static void put_port(FILE *out, json_t *p)
+static void put_port(FILE *out, const struct ph_jv *p)
 {
 	static const char *const keys[] = { "family", "address", "state" };
-	json_t *v = json_object_get(p, "port");
+	const struct ph_jv *v = ph_json_get(p, "port");
 
-	if (json_is_integer(v))
-		fprintf(out, "%lld", (long long)json_integer_value(v));
+	if (ph_json_is(v, PH_J_INT))
+		fprintf(out, "%lld", v->i);
 	else
 		fputc('?', out);
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		v = json_object_get(p, keys[i]);
+		v = ph_json_get(p, keys[i]);
 		fputc(' ', out);
-		put_clean(out, json_is_string(v) ? json_string_value(v) : "-");
+		put_clean(out, ph_json_is(v, PH_J_STR) ? v->s : "-");
 	}
-	v = json_object_get(p, "connections");
-	if (json_is_integer(v))
-		fprintf(out, " conns=%lld", (long long)json_integer_value(v));
-	v = json_object_get(p, "error");
-	if (json_is_string(v)) {
+	v = ph_json_get(p, "connections");
+	if (ph_json_is(v, PH_J_INT))
+		fprintf(out, " conns=%lld", v->i);
+	v = ph_json_get(p, "error");
+	if (ph_json_is(v, PH_J_STR)) {
 		fputs(" error=\"", out);
-		put_clean(out, json_string_value(v));
+		put_clean(out, v->s);
 		fputc('"', out);
 	}
 }
@@ -234,28 +236,26 @@ static void put_raw(FILE *out, const char *event, const char *data)
 
 int ph_ctl_print_event(FILE *out, const char *event, const char *data)
 {
-	json_t *root = json_loads(data, JSON_DECODE_ANY, NULL);
+	struct ph_jv *root = ph_json_parse(data, false);
 
 	if (!strcmp(event, "lost")) {
-		json_t *count = json_is_object(root) ? json_object_get(root, "count") : root;
+		const struct ph_jv *count = ph_json_is(root, PH_J_OBJ) ? ph_json_get(root, "count") : root;
 
-		if (json_is_integer(count))
+		if (ph_json_is(count, PH_J_INT))
 			fprintf(out, "warning: %lld events lost (watch too slow); the state shown may be stale\n",
-				(long long)json_integer_value(count));
+				count->i);
 		else
 			put_raw(out, "warning: events lost:", data);
-	} else if (!strcmp(event, "snapshot") && json_is_object(root) &&
-		   json_is_array(json_object_get(root, "ports"))) {
-		json_t *ports = json_object_get(root, "ports"), *p;
-		size_t i;
+	} else if (!strcmp(event, "snapshot") && ph_json_is(ph_json_get(root, "ports"), PH_J_ARR)) {
+		const struct ph_jv *ports = ph_json_get(root, "ports");
 
-		fprintf(out, "snapshot %zu ports", json_array_size(ports));
-		json_array_foreach(ports, i, p) {
+		fprintf(out, "snapshot %zu ports", ports->n);
+		for (size_t i = 0; i < ports->n; i++) {
 			fputs(i ? ", " : ": ", out);
-			put_port(out, p);
+			put_port(out, &ports->kids[i]);
 		}
 		fputc('\n', out);
-	} else if (json_is_object(root) && json_object_get(root, "port")) {
+	} else if (ph_json_get(root, "port")) {
 		put_clean(out, event);
 		fputc(' ', out);
 		put_port(out, root);
@@ -263,6 +263,6 @@ int ph_ctl_print_event(FILE *out, const char *event, const char *data)
 	} else {
 		put_raw(out, event, data);
 	}
-	json_decref(root);
+	ph_json_free(root);
 	return 0;
 }

@@ -67,7 +67,14 @@ const char *ph_strerror(int err)
 
 	if (err < 0)
 		err = -err;
-	return strerror_r(err, buf, sizeof(buf));
+#ifdef __GLIBC__
+	return strerror_r(err, buf, sizeof(buf));	/* GNU: may return a static string */
+#else
+	/* musl (the static build) has only the XSI strerror_r: int, text in buf */
+	if (strerror_r(err, buf, sizeof(buf)))
+		snprintf(buf, sizeof(buf), "error %d", err);
+	return buf;
+#endif
 }
 
 struct out {

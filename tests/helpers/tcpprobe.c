@@ -44,6 +44,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +189,7 @@ static int wait_readable(int fd)
  *
  * Return: 0 when every step behaved, 1 otherwise
  */
+#ifdef __GLIBC__
 /* glibc's struct tcp_info stops at tcpi_total_retrans; the kernel's
  * (linux/tcp.h, which clashes with netinet/tcp.h) goes on like this. */
 struct tcp_info_segs {
@@ -195,15 +197,22 @@ struct tcp_info_segs {
 	uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
 	uint32_t segs_out, segs_in;
 };
+#else
+/* musl (the static build) has the kernel's longer struct tcp_info already */
+struct tcp_info_segs {
+	struct tcp_info base;
+};
+#define segs_in base.tcpi_segs_in
+#endif
 
-static int segs_in(int fd, uint32_t *n)
+static int read_segs_in(int fd, uint32_t *n)
 {
 	struct tcp_info_segs ti;
 	socklen_t len = sizeof(ti);
 
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
 		return -1;
-	if (len < sizeof(ti)) {
+	if (len < offsetof(struct tcp_info_segs, segs_in) + sizeof(uint32_t)) {
 		errno = ENOPROTOOPT;	/* kernel older than 4.2 */
 		return -1;
 	}
@@ -320,13 +329,13 @@ static int run_script(int fd, const char *script, const char *who)
 			break;
 		}
 		case 'i':
-			if (segs_in(fd, &segs0)) {
+			if (read_segs_in(fd, &segs0)) {
 				fprintf(stderr, "%s: TCP_INFO: %s\n", who, strerror(errno));
 				goto out;
 			}
 			break;
 		case 'I':
-			if (segs_in(fd, &segs)) {
+			if (read_segs_in(fd, &segs)) {
 				fprintf(stderr, "%s: TCP_INFO: %s\n", who, strerror(errno));
 				goto out;
 			}

@@ -85,6 +85,16 @@
 #   roundtrip NS ADDR PORT    from netns NS, send a line to an echo server on
 #                             ADDR:PORT and check it comes back (tcpprobe)
 #
+# The API contract (docs/openapi.yaml)
+#   api_conforms METHOD PATH STATUS HDR BODY
+#                             ok/fail: the response (curl -D HDR, -o BODY)
+#                             matches the spec (tests/integration/openapi_check.py)
+#   api_curl_conforms STATUS CURL_ARGS...
+#                             the same, method and path taken from curl's
+#                             arguments (-X M, -I; the http:// URL), files
+#                             $PH_TMP/hdr and $PH_TMP/out
+#   metrics_conform FILE      ok/fail: promtool check metrics accepts FILE
+#
 # Writing a test: tests/integration/t_<area>_<what>.sh, plain bash using the
 # functions above; no need to call anything at the end. Never start a
 # server (serve_*, bg_*, daemon_start) inside $(...): the background process
@@ -579,6 +589,48 @@ tcp_probe()
 		local a=$2
 		is_v6 "$a" && a="[$a]"
 		in_ns "$1" timeout 2 bash -c "exec 3<>/dev/tcp/$a/$3" 2>/dev/null
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# the API contract
+
+PH_OPENAPI_CHECK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/openapi_check.py
+
+api_conforms()
+{
+	local out
+	if out=$("$PH_PYTHON" "$PH_OPENAPI_CHECK" "$@" 2>&1); then
+		ok "openapi: $1 $2 $3 conforms"
+	else
+		fail "openapi: $1 $2 $3 conforms" "$out"
+	fi
+}
+
+api_curl_conforms()
+{
+	local status=$1 method=GET url= a prev=
+	shift
+	for a in "$@"; do
+		case $prev in -X) method=$a ;; esac
+		case $a in -I | --head) method=HEAD ;; http://*) url=$a ;; esac
+		prev=$a
+	done
+	[ -n "$url" ] && [ "$status" != 000 ] || return 0	# no answer: nothing to check
+	url=${url#http://}
+	url=/${url#*/}
+	api_conforms "$method" "$url" "$status" "$PH_TMP/hdr" "$PH_TMP/out"
+}
+
+metrics_conform()
+{
+	local out
+	if ! command -v promtool >/dev/null; then
+		fail "promtool check metrics" "promtool not installed (scripts/deps --test: prometheus)"
+	elif out=$(promtool check metrics <"$1" 2>&1); then
+		ok "promtool check metrics: no complaints"
+	else
+		fail "promtool check metrics" "$out"
 	fi
 }
 

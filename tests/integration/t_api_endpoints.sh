@@ -29,10 +29,12 @@ sys.stdout.buffer.write(out)
 '
 raw_http() { in_host "$PH_PYTHON" -c "$RAW_PY" "$GUEST_IP" "$API_PORT" "$(scaled "${1:-1}")"; }
 
-# hcurl ARGS...: curl from the host, head and body to $PH_TMP/out, status in $CODE
+# hcurl ARGS...: curl from the host, head and body to $PH_TMP/out, status in
+# $CODE; every answer is checked against docs/openapi.yaml
 hcurl()
 {
 	CODE=$(in_host curl -s -o "$PH_TMP/out" -D "$PH_TMP/hdr" -w '%{http_code}' -m "$(scaled 5)" "$@")
+	api_curl_conforms "$CODE" "$@"
 }
 
 # expect DESC CODE [BODY_REGEX] [HEADER_REGEX]: judge the last hcurl
@@ -51,6 +53,22 @@ serve_echo 127.0.0.1 7100
 wait_for "$(scaled 2000)" exposed 7100 || fail "echo service on 127.0.0.1:7100 exposed"
 
 # --- endpoints -------------------------------------------------------------
+# The event stream against docs/openapi.yaml: snapshot, open, close and a ping
+# comment, captured while a port comes and goes.
+bg_host curl -sN -m "$(scaled 4)" -D "$PH_TMP/sse.hdr" -o "$PH_TMP/sse.out" "$API/ports/events"
+sse_pid=$PH_LAST_PID
+wait_for "$(scaled 2000)" grep -q '^event: snapshot' "$PH_TMP/sse.out"
+serve_echo 127.0.0.1 7190
+wait_for "$(scaled 2000)" exposed 7190
+kill_pid "$PH_LAST_PID"
+wait_until_not "$(scaled 2000)" exposed 7190
+wait_for "$(scaled 2000)" grep -q '^event: close' "$PH_TMP/sse.out"
+kill_pid "$sse_pid"
+check "GET /ports/events: snapshot, open and close seen" \
+	bash -c "grep -q '^event: open' '$PH_TMP/sse.out' && grep -q '^event: close' '$PH_TMP/sse.out'"
+api_conforms GET /ports/events 200 "$PH_TMP/sse.hdr" "$PH_TMP/sse.out"
+check "docs/openapi.yaml: OpenAPI 3.1, every $ref resolves" "$PH_PYTHON" "$PH_OPENAPI_CHECK" --spec
+
 hcurl "$API/health"
 expect "GET /health: 200 with version and state" 200 '^\{"version":"[0-9]+\.[0-9]+\.[0-9]+","state":"running"\}$' \
 	'^Content-Type: application/json'
@@ -65,6 +83,7 @@ check "GET /ports: echo port forwarded, with connections and RFC 3339 since" \
 hcurl "$API/metrics"
 expect "GET /metrics: 200 in text format 0.0.4" 200 '^porthole_scans_total [0-9]+$' \
 	'^Content-Type: text/plain; version=0\.0\.4'
+metrics_conform "$PH_TMP/out"
 for m in porthole_scan_errors_total 'porthole_scan_duration_seconds_bucket\{le="\+Inf"\}' \
 	porthole_scan_duration_seconds_sum porthole_scan_duration_seconds_count \
 	'porthole_ports\{state="forwarded"\} [1-9]' porthole_connections_active porthole_connections_total \

@@ -73,6 +73,7 @@ wait_for "$(scaled 2000)" test -e "$PH_TMP/ka.ready" || fail "keep-alive API cli
 in_host curl -s -D "$PH_TMP/hdr" -o /dev/null -w '%{http_code}' -X POST "$API/snapshot/prepare" >"$PH_TMP/code"
 check "prepare: 204" grep -qx 204 "$PH_TMP/code"
 check "prepare: answered with Connection: close" grep -qi '^Connection: close' "$PH_TMP/hdr"
+api_conforms POST /snapshot/prepare "$(cat "$PH_TMP/code")" "$PH_TMP/hdr" /dev/null
 if wait_for "$(scaled 2000)" grep -qE '^(rst|eof)' "$PH_TMP/hold.out"; then
 	ok "prepare: relayed connection reset on the client leg ($(cut -d' ' -f1 <(tail -1 "$PH_TMP/hold.out")))"
 else

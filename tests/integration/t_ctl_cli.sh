@@ -145,3 +145,16 @@ SLOW_PID=$PH_LAST_PID
 wait_listening ::1 "$API_PORT"
 check "--addr [::1]:PORT works (in the guest)" in_guest "$CTL" --addr "[::1]:$API_PORT" health
 slow_stop
+
+# --- bash completion (dist/bash-completion/portholectl) ---------------------
+COMP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/dist/bash-completion/portholectl
+complete_words() { bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1));
+	_portholectl; echo "${COMPREPLY[*]}"' sh "$COMP_SRC" "$@"; }
+check "completion: every command" \
+	test "$(complete_words portholectl '')" = "health ports watch prepare resume wait-ready restore"
+check "completion: a command after a global option" \
+	test "$(complete_words portholectl --addr 1.2.3.4:5 re)" = "resume restore"
+check "completion: restore's own options" \
+	grep -q -- '--ready-timeout --resume-timeout --json' <(complete_words portholectl restore --)
+check_not "completion: prepare has no --json" \
+	grep -q -- '--json' <(complete_words portholectl prepare --)

@@ -92,6 +92,18 @@ fi
 ctl resume
 is "resume while running is a no-op -> exit 0" 0
 
+# --json: one JSON object on stdout for every command that prints data
+ctl health --json
+is "health --json -> exit 0" 0 && check "health --json: the /health body" \
+	jq -e '.state == "running" and (.version | type) == "string"' "$PH_TMP/out"
+ctl wait-ready --json
+is "wait-ready --json -> exit 0" 0 && check "wait-ready --json: ready_ms and attempts" \
+	jq -e '(.ready_ms | type) == "number" and .attempts >= 1' "$PH_TMP/out"
+ctl prepare
+ctl restore --json
+is "restore --json -> exit 0" 0 && check "restore --json: ready_ms and resumed_ms" \
+	jq -e '(.ready_ms | type) == "number" and (.resumed_ms | type) == "number"' "$PH_TMP/out"
+
 daemon_stop
 ctl health
 is "health with the daemon gone -> exit 4" 4 "" "cannot connect"
