@@ -148,6 +148,8 @@ static int read_token(struct ph_ctl_opts *o, const char *what, const char *path,
 	return ret;
 }
 
+/* Length: one getopt case per option, then the per-command argument checks;
+ * kept together so every usage error is decided in one place. */
 int ph_ctl_parse_args(struct ph_ctl_opts *o, int argc, char **argv, FILE *out, FILE *err)
 {
 	const char *token_file = NULL, *env;

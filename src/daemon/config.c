@@ -188,6 +188,8 @@ static int cc_check(const char *name, char *why, size_t len)
 			       opt_name(opt), optarg, (what)); \
 		return PH_CONFIG_USAGE; } while (0)
 
+/* Length: one getopt case per flag, each a parse and a range check; split,
+ * the flags would be spread over several switch statements. */
 enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int argc, char **argv,
 					     FILE *out, FILE *err)
 {

@@ -112,6 +112,8 @@ static int join_cgroup(const char *dir)
 	return ret;
 }
 
+/* Length: the process's start-up in order (flags, log, limits, port subsystem,
+ * API listener, signals, loop) and the reverse teardown on every exit path. */
 int main(int argc, char **argv)
 {
 	struct ph_daemon_config cfg;

@@ -90,6 +90,8 @@ static void port_series(struct ph_buf *b, const struct ph_metrics_input *in)
 				      in->ports[i].port, in->ports[i].cap_hits);
 }
 
+/* ph_metrics_render() is long because it is the exposition itself: one
+ * HELP/TYPE/value group per metric, in the order they are documented. */
 /**
  * ph_metrics_render() - append the whole exposition
  * @b:		destination

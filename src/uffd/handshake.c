@@ -97,6 +97,9 @@ static int refuse(char *err, size_t errlen, const char *msg)
  * Return: 0, -EINVAL (refused: @err says why), -ETIMEDOUT, -ENOMSG (closed
  *	   without sending anything), or -errno
  */
+/* Length: the handshake is one recvmsg and its validation in order (control
+ * messages, descriptors, the region table); each step's refusal message is
+ * written where it is checked. */
 int ph_uffd_handshake(int conn, uint64_t file_size, int timeout_ms,
 		      struct ph_uffd_region *out, size_t max, size_t *n, int *uffd,
 		      unsigned *ignored, char *err, size_t errlen)

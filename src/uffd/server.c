@@ -447,6 +447,9 @@ static int serve(struct ph_uffd_server *s, const struct pending *f, bool idle)
 	return 0;
 }
 
+/* Length: the fault thread's one poll loop (uffd messages, the peer's pidfd,
+ * the stop eventfd) with its batch queue; its steps share the queue and the
+ * error exit, and serve_fault() already holds the per-fault work. */
 static void *fault_main(void *arg)
 {
 	static struct ph_ratelimit rl_ev;
