@@ -647,7 +647,11 @@ static void on_trim(struct ph_loop *loop, struct ph_timer *t)
 
 	(void)loop;
 	s->freed = 0;
+#ifdef __GLIBC__
+	/* glibc keeps freed heap in its arenas until asked; musl's allocator
+	 * (the static build) returns freed memory by itself and has no trim */
 	malloc_trim(0);
+#endif
 }
 
 /* Count memory about to be released; hand it back after a burst of closes */
