@@ -400,15 +400,18 @@ static void dir_grow(struct ph_relay_ctx *ctx, struct relay_dir *d)
 /**
  * dir_try_splice() - move a bulk direction from copy mode to splice
  * @ctx:	context (pipe pool)
- * @d:		direction, in copy mode
+ * @d:		direction, in copy mode, holding nothing
  *
- * Only once its leftovers are gone: then no byte can overtake another.
- * Without a pipe (descriptors ran out) the direction simply stays in copy
- * mode and tries again at its next read.
+ * Called only once its leftovers are gone: dir_fill() does not run while
+ * fill_blocked, which dir_keep() sets and dir_drain() clears only when the
+ * last kept byte is sent, so no byte can overtake another (one guard, not
+ * three: test_leftovers_in_parts_copy fails if it goes). Without a pipe
+ * (descriptors ran out) the direction simply stays in copy mode and tries
+ * again at its next read.
  */
 static void dir_try_splice(struct ph_relay_ctx *ctx, struct relay_dir *d)
 {
-	if (!d->want_splice || d->len > d->off || pipe_get(ctx, d->pipe))
+	if (!d->want_splice || pipe_get(ctx, d->pipe))
 		return;
 	d->want_splice = false;
 	free(d->buf);
@@ -551,8 +554,6 @@ static int dir_fill(struct ph_relay *r, int i, bool fin_seen)
 	if (d->eof || d->fill_blocked)
 		return 0;
 	if (d->pipe[0] < 0) {
-		if (d->len > d->off)
-			return 0;	/* leftovers first (dir_keep()) */
 		dir_try_splice(ctx, d);
 		if (d->pipe[0] < 0)
 			return dir_copy(r, i, fin_seen);
