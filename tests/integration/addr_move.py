@@ -15,8 +15,10 @@ The clock starts at the FIRST notification CMD caused: the kernel sends
 them as it applies each change, so this is the moment the guest's network
 changed, without `ip`'s own start-up cost; with several changes (add the new
 address, then delete the old one) the relevant one may be later, so the time
-printed is an upper bound. Prints "CHANGE_MS EXIT_MS NOTIFICATIONS": from
-the first notification and from CMD's exit to the relayed byte. Exit 1 when
+printed is an upper bound. Prints "CHANGE_MS EXIT_MS NOTIFICATIONS REFUSED
+LAST_TRY_MS CONNECT_MS": from the first notification and from CMD's exit to
+the relayed byte; connects refused (no listener yet); when the successful
+attempt began, from the first notification; how long its connect() took. Exit 1 when
 no byte comes back within TIMEOUT_MS, 2 when CMD fails or caused no
 notification."""
 import ctypes, os, select, socket, subprocess, sys, time
@@ -68,15 +70,20 @@ t_change = seen[0]
 
 fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
 deadline = t_exit + timeout_ms / 1000
+refused = 0
 while True:
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.settimeout(max(0.01, deadline - time.monotonic()))
+    t_try = time.monotonic()
     try:
         s.connect((addr, port))
+        t_conn = time.monotonic()
         s.sendall(b"x")
         if s.recv(1) == b"x":
             t_done = time.monotonic()
             break
+    except ConnectionRefusedError:
+        refused += 1
     except OSError:
         pass
     finally:
@@ -86,4 +93,9 @@ while True:
               file=sys.stderr)
         sys.exit(1)
     time.sleep(0.0002)
-print(f"{(t_done - t_change) * 1000:.1f} {(t_done - t_exit) * 1000:.1f} {n_cmd}")
+# How the time splits: until the last attempt began (the refused ones: no
+# listener on ADDR:PORT yet), that attempt's connect() (about 1000 ms means
+# its SYN was lost and resent after the initial RTO: the kernel's path, not
+# the daemon's), then the echo through the relay.
+print(f"{(t_done - t_change) * 1000:.1f} {(t_done - t_exit) * 1000:.1f} {n_cmd} "
+      f"{refused} {(t_try - t_change) * 1000:.1f} {(t_conn - t_try) * 1000:.1f}")

@@ -34,9 +34,10 @@ timed_move()
 	local desc=$1 addr=$2 port=$3 out ms
 	shift 3
 	if out=$(in_host "$PH_PYTHON" "$ADDR_MOVE" "$G" "$addr" "$port" "$(scaled 3000)" "$@" 2>&1); then
-		read -r ms exit_ms nmsg <<<"$out"
+		read -r ms exit_ms nmsg refused try_ms conn_ms <<<"$out"
 		figure "move_ms_${desc// /_}" "$ms" ms
-		note "$desc: $ms ms from the change ($exit_ms ms after ip exited, $nmsg notifications)"
+		note "$desc: $ms ms from the change ($exit_ms ms after ip exited, $nmsg notifications;" \
+			"$refused connects refused, the last began at $try_ms ms and its connect took $conn_ms ms)"
 		awk -v m="$ms" -v max="$move_ms" 'BEGIN { exit !(m <= max) }' &&
 			ok "$desc: relayed on $addr:$port $ms ms after the change" ||
 			fail "$desc: relayed on $addr:$port within $move_ms ms of the change (took $ms ms)"
