@@ -13,7 +13,7 @@
  * Every UFFDIO_COPY reads its source through this mapping, and a source page
  * not yet in our page tables costs a minor fault inside the ioctl (with
  * fault-around, per 16 pages): that doubles the cost of a random single-page
- * copy. ph_uffd_memfile_warm() maps the whole file up front with
+ * copy. ph_uffd_memfile_warm() maps the file's data extents up front with
  * MADV_POPULATE_READ (which also reads a cold file into the page cache). It
  * runs on its own thread from startup, so it uses the time before Firecracker
  * connects and never delays serving: a page it has not reached yet is simply
@@ -176,10 +176,17 @@ bool ph_uffd_memfile_run(const struct ph_uffd_memfile *mf, uint64_t off, uint64_
 #define WARM_STEP (64u << 20)
 
 /**
- * ph_uffd_memfile_warm() - thread body: map the whole file into our page tables
+ * ph_uffd_memfile_warm() - thread body: map the file's data into our page tables
  * @arg:	struct ph_uffd_memfile_warmer *
  *
- * Stops early when @stop is set or the kernel lacks MADV_POPULATE_READ (5.14).
+ * Only the data extents: the holes are served with UFFDIO_ZEROPAGE and never
+ * read here. That matters on tmpfs (where snapshot files often live): a read
+ * fault on a hole of a shared shmem mapping allocates a page and makes the
+ * hole data, so warming a whole 4 GiB file with 0.5 GiB of data would take
+ * 4 GiB of RAM and, as the file keeps those pages, turn every hole into data
+ * for the next restore too (prefetch would then fill unplugged virtio-mem
+ * slots). Stops early when @stop is set or the kernel lacks
+ * MADV_POPULATE_READ (5.14).
  *
  * Return: NULL
  */
@@ -188,15 +195,21 @@ void *ph_uffd_memfile_warm(void *arg)
 	struct ph_uffd_memfile_warmer *w = arg;
 	const struct ph_uffd_memfile *mf = w->mf;
 	uint64_t t0 = ph_now_ns();
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 
-	for (uint64_t off = 0; off < mf->size; off += WARM_STEP) {
-		uint64_t len = mf->size - off < WARM_STEP ? mf->size - off : WARM_STEP;
+	for (size_t i = 0; i < mf->next; i++) {
+		/* extents are block-aligned; madvise() wants page-aligned */
+		for (uint64_t off = mf->ext[i][0] & ~(page - 1); off < mf->ext[i][1];
+		     off += WARM_STEP) {
+			uint64_t left = mf->ext[i][1] - off;
+			uint64_t len = left < WARM_STEP ? left : WARM_STEP;
 
-		if (atomic_load_explicit(&w->stop, memory_order_relaxed))
-			return NULL;
-		if (madvise((void *)(mf->map + off), len, MADV_POPULATE_READ) < 0) {
-			ph_debug("memory file warm-up stopped", PH_FERR(errno));
-			return NULL;
+			if (atomic_load_explicit(&w->stop, memory_order_relaxed))
+				return NULL;
+			if (madvise((void *)(mf->map + off), len, MADV_POPULATE_READ) < 0) {
+				ph_debug("memory file warm-up stopped", PH_FERR(errno));
+				return NULL;
+			}
 		}
 	}
 	ph_debug("memory file mapped", PH_FU("ms", (ph_now_ns() - t0) / 1000000));
