@@ -31,6 +31,7 @@ typedef int (*ph_sse_snapshot_fn)(void *arg, struct ph_buf *out);
  * @streams:	open streams, oldest first (ph_list_init() it)
  * @pending:	streams admitted but not started yet, oldest first (ph_list_init() it)
  * @start_timer: starts pending streams, a few per turn of the loop
+ * @last_admit_ms: when the newest stream was admitted
  * @clients:	streams open now (started or pending)
  * @lost:	events dropped for slow clients, all time
  */
@@ -46,6 +47,7 @@ struct ph_sse_hub {
 	struct ph_list streams;
 	struct ph_list pending;
 	struct ph_timer start_timer;
+	uint64_t last_admit_ms;
 	uint64_t clients;
 	uint64_t lost;
 };
