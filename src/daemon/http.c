@@ -741,8 +741,14 @@ static void free_conn(struct ph_defer *d)
 	struct ph_http_conn *c = ph_container_of(d, struct ph_http_conn, defer);
 	struct ph_http_server *s;
 
-	/* c->srv is only looked at while the server lives (see ph_http_conn_close) */
-	if (!c->reuse || (s = c->srv)->finished || s->n_cache >= CONN_CACHE || c->out.cap > OUT_KEEP) {
+	/* reuse is still set only while the server lives (see ph_http_server_fini) */
+	if (!c->reuse) {
+		conn_release(c);
+		return;
+	}
+	s = c->srv;
+	ph_list_del(&c->node);		/* s->dying */
+	if (s->n_cache >= CONN_CACHE || c->out.cap > OUT_KEEP) {
 		conn_release(c);
 		return;
 	}
@@ -782,8 +788,11 @@ void ph_http_conn_close(struct ph_http_conn *c)
 	if (c->rejected)
 		s->rejecting--;
 	/* once the server is finished its memory may be gone before the
-	 * deferred free runs: such a connection is freed without the cache */
+	 * deferred free runs: such a connection is freed without the cache,
+	 * and ph_http_server_fini() clears reuse on those still waiting */
 	c->reuse = !s->finished;
+	if (c->reuse)
+		ph_list_add(&s->dying, &c->node);
 	if (!c->reuse || s->n_cache >= CONN_CACHE || c->out.cap > OUT_KEEP)
 		note_freed(s, sizeof(*c) + c->out.cap);
 	ph_loop_defer(s->loop, &c->defer, free_conn);
@@ -1307,6 +1316,7 @@ int ph_http_server_init(struct ph_http_server *s, struct ph_loop *loop,
 	*s = (struct ph_http_server){ .loop = loop, .lim = lim, .handler = fn, .arg = arg, .lfd = -1 };
 	ph_list_init(&s->conns);
 	ph_list_init(&s->idle);
+	ph_list_init(&s->dying);
 	return 0;
 }
 
@@ -1558,9 +1568,16 @@ void ph_http_server_fini(struct ph_http_server *s)
 {
 	struct ph_list *n, *tmp;
 
-	/* from here on closed connections are freed without the cache */
+	/* from here on closed connections are freed without the cache, and
+	 * so are those whose deferred free has not run yet */
 	s->finished = true;
 	cache_drop(s);
+	ph_list_for_each_safe(n, tmp, &s->dying) {
+		struct ph_http_conn *c = ph_list_entry(n, struct ph_http_conn, node);
+
+		c->reuse = false;
+		ph_list_del(&c->node);
+	}
 	ph_list_for_each_safe(n, tmp, &s->conns)
 		ph_http_conn_close(ph_list_entry(n, struct ph_http_conn, node));
 	ph_timer_cancel(s->loop, &s->accept_backoff.timer);

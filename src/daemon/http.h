@@ -120,6 +120,7 @@ struct ph_http_server {
 	unsigned rejecting;		/* turned away with 503, lingering: hold no slot */
 	size_t freed;			/* bytes released since the last malloc_trim() */
 	struct ph_timer trim_timer;
+	struct ph_list dying;		/* closed, memory not yet released */
 	struct ph_http_conn *cache;	/* closed connections kept for reuse */
 	unsigned n_cache;
 	bool cache_taken;		/* the cache was used this trim period */
