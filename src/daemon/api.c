@@ -322,9 +322,10 @@ int ph_api_new(struct ph_api **out, struct ph_loop *loop, const struct ph_daemon
 	api->sse = (struct ph_sse_hub){
 		.loop = loop, .bus = ph_ports_bus(ports), .queue = cfg->http.sse_queue,
 		.ping_ms = cfg->http.sse_ping_ms, .snapshot = ports_doc, .arg = api,
-		.max_streams = cfg->http.max_streams,
+		.max_streams = cfg->http.max_streams, .srv = &api->http,
 	};
 	ph_list_init(&api->sse.streams);
+	ph_list_init(&api->sse.pending);
 	ret = ph_http_server_init(&api->http, loop, &cfg->http, handle, api);
 	if (ret)
 		goto fail;
@@ -354,6 +355,7 @@ void ph_api_free(struct ph_api *api)
 {
 	if (!api)
 		return;
+	ph_sse_hub_fini(&api->sse);
 	ph_http_server_fini(&api->http);
 	free(api);
 }

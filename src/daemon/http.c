@@ -60,6 +60,16 @@
  * once drained rather than kept at its high-water mark, and after
  * connections worth TRIM_BYTES were released, malloc_trim() hands the
  * freed heap back to the kernel (TRIM_DELAY_MS later, once per burst).
+ * A closed connection's memory (about 19 KB with its output queue) goes
+ * to a cache of up to CONN_CACHE that new connections are taken from, so
+ * a flood of short-lived connections (streams evicted and reconnecting, a
+ * burst of probes) does not allocate and free per connection. That churn
+ * was the API thread's main cost under such a flood, worst with musl,
+ * whose free() hands every freed slot of that size back to the kernel at
+ * once (madvise(MADV_FREE), a TLB shoot-down on every CPU running one of
+ * our threads). The cache is emptied, and the heap trimmed, once a trim
+ * period passed without taking from it: a flood's memory still goes back
+ * when it ends.
  *
  * Closing after a final response ("Connection: close", errors) is graceful:
  * the write side is shut down once the queue is written and input is
@@ -78,6 +88,7 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +108,7 @@
 #define REJECT_MAX	64		/* 503s lingering at once */
 #define TRIM_BYTES	(1024 * 1024)	/* released before malloc_trim() */
 #define TRIM_DELAY_MS	200
+#define CONN_CACHE	64		/* closed connections kept for reuse */
 
 enum hdr { HDR_OTHER, HDR_AUTH, HDR_EXPECT };
 
@@ -160,6 +172,9 @@ struct ph_http_conn {
 	bool abort;		/* close with a reset (a stream cut for not reading) */
 	bool rejected;		/* turned away at the cap: holds no slot */
 	bool dead;
+	bool reuse;		/* closed while the server lives: may be cached */
+	bool hold;		/* a stream not started: keep its head for its first write */
+	struct ph_http_conn *next_free;	/* in srv->cache */
 
 	/* request line, watched for HTTP/0.9 (no version) */
 	unsigned line_len, line_sp;
@@ -592,6 +607,18 @@ int ph_http_stream_write(struct ph_http_conn *c, const void *data, size_t n)
 	return 0;
 }
 
+void ph_http_stream_hold(struct ph_http_conn *c, bool hold)
+{
+	if (c->dead)
+		return;
+	c->hold = hold;
+	if (!hold && c->fd >= 0 && !c->failed) {
+		flush(c, false);
+		update_events(c);
+		rearm(c);
+	}
+}
+
 void ph_http_stream_evict(struct ph_http_conn *c)
 {
 	if (c->dead || !c->streaming)
@@ -641,33 +668,94 @@ static void update_idle(struct ph_http_conn *c)
 	ph_list_add_tail(&s->idle, &c->idle);
 }
 
+static void conn_release(struct ph_http_conn *c)
+{
+	ph_buf_free(&c->out);
+	free(c);
+}
+
+/* Free every cached connection */
+static void cache_drop(struct ph_http_server *s)
+{
+	while (s->cache) {
+		struct ph_http_conn *c = s->cache;
+
+		s->cache = c->next_free;
+		conn_release(c);
+	}
+	s->n_cache = 0;
+}
+
 static void on_trim(struct ph_loop *loop, struct ph_timer *t)
 {
 	struct ph_http_server *s = ph_container_of(t, struct ph_http_server, trim_timer);
 
-	(void)loop;
-	s->freed = 0;
+	if (s->cache_taken) {
+		/* connections still come and go: keep the cache one more period */
+		s->cache_taken = false;
+		ph_timer_arm(loop, t, loop->now_ms + TRIM_DELAY_MS, on_trim);
+		return;
+	}
+	s->freed += s->n_cache * sizeof(struct ph_http_conn);
+	cache_drop(s);
+	if (s->freed >= TRIM_BYTES) {
 #ifdef __GLIBC__
-	/* glibc keeps freed heap in its arenas until asked; musl's allocator
-	 * (the static build) returns freed memory by itself and has no trim */
-	malloc_trim(0);
+		/* glibc keeps freed heap in its arenas until asked; musl's
+		 * allocator returns freed memory by itself and has no trim */
+		malloc_trim(0);
 #endif
+	}
+	s->freed = 0;
 }
 
-/* Count memory about to be released; hand it back after a burst of closes */
+/* Memory was released or cached: hand it back once the burst is over */
 static void note_freed(struct ph_http_server *s, size_t n)
 {
 	s->freed += n;
-	if (s->freed >= TRIM_BYTES && !ph_timer_armed(&s->trim_timer))
+	if ((s->freed >= TRIM_BYTES || s->n_cache) && !ph_timer_armed(&s->trim_timer))
 		ph_timer_arm(s->loop, &s->trim_timer, s->loop->now_ms + TRIM_DELAY_MS, on_trim);
+}
+
+/* A zeroed connection, from the cache when it has one */
+static struct ph_http_conn *conn_alloc(struct ph_http_server *s)
+{
+	struct ph_http_conn *c = s->cache;
+	struct ph_buf out;
+
+	if (!c)
+		return calloc(1, sizeof(*c));
+	s->cache = c->next_free;
+	s->n_cache--;
+	s->cache_taken = true;
+	/* the arrays at the end (url, auth, input) need no zeroing: their
+	 * lengths say what is valid; the output queue's memory is reused */
+	out = c->out;
+	memset(c, 0, offsetof(struct ph_http_conn, url));
+	ph_buf_reset(&out);
+	c->out = out;
+	return c;
 }
 
 static void free_conn(struct ph_defer *d)
 {
 	struct ph_http_conn *c = ph_container_of(d, struct ph_http_conn, defer);
+	struct ph_http_server *s;
 
-	ph_buf_free(&c->out);
-	free(c);
+	/* reuse is still set only while the server lives (see ph_http_server_fini) */
+	if (!c->reuse) {
+		conn_release(c);
+		return;
+	}
+	s = c->srv;
+	ph_list_del(&c->node);		/* s->dying */
+	if (s->n_cache >= CONN_CACHE || c->out.cap > OUT_KEEP) {
+		conn_release(c);
+		return;
+	}
+	c->next_free = s->cache;
+	s->cache = c;
+	s->n_cache++;
+	note_freed(s, 0);
 }
 
 /**
@@ -699,7 +787,14 @@ void ph_http_conn_close(struct ph_http_conn *c)
 	s->stats.conns_active--;
 	if (c->rejected)
 		s->rejecting--;
-	note_freed(s, sizeof(*c) + c->out.cap);
+	/* once the server is finished its memory may be gone before the
+	 * deferred free runs: such a connection is freed without the cache,
+	 * and ph_http_server_fini() clears reuse on those still waiting */
+	c->reuse = !s->finished;
+	if (c->reuse)
+		ph_list_add(&s->dying, &c->node);
+	if (!c->reuse || s->n_cache >= CONN_CACHE || c->out.cap > OUT_KEEP)
+		note_freed(s, sizeof(*c) + c->out.cap);
 	ph_loop_defer(s->loop, &c->defer, free_conn);
 }
 
@@ -727,6 +822,8 @@ static void finish(struct ph_http_conn *c)
  */
 static void flush(struct ph_http_conn *c, bool callbacks)
 {
+	if (c->hold)
+		return;
 	while (!c->dead && out_pending(c)) {
 		ssize_t n;
 
@@ -1142,7 +1239,7 @@ static void on_io(struct ph_loop *loop, struct ph_io *io, uint32_t events)
  */
 struct ph_http_conn *ph_http_conn_new(struct ph_http_server *s, int fd, struct ph_buf *sink)
 {
-	struct ph_http_conn *c = calloc(1, sizeof(*c));
+	struct ph_http_conn *c = conn_alloc(s);
 	int ret;
 
 	if (!c)
@@ -1158,7 +1255,7 @@ struct ph_http_conn *ph_http_conn_new(struct ph_http_server *s, int fd, struct p
 	if (fd >= 0) {
 		ret = ph_loop_add(s->loop, &c->io, fd, EPOLLIN, on_io);
 		if (ret) {
-			free(c);
+			conn_release(c);
 			errno = -ret;
 			return NULL;
 		}
@@ -1219,6 +1316,7 @@ int ph_http_server_init(struct ph_http_server *s, struct ph_loop *loop,
 	*s = (struct ph_http_server){ .loop = loop, .lim = lim, .handler = fn, .arg = arg, .lfd = -1 };
 	ph_list_init(&s->conns);
 	ph_list_init(&s->idle);
+	ph_list_init(&s->dying);
 	return 0;
 }
 
@@ -1354,6 +1452,8 @@ static void on_accept(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 	struct ph_http_server *s = ph_container_of(io, struct ph_http_server, lio);
 
 	(void)events;
+	/* cleared when accept4() finds the queue empty: see ph_http_server_backlogged() */
+	s->backlogged = true;
 	for (int i = 0; i < PH_ACCEPT_BATCH; i++) {
 		struct ph_http_conn *c;
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
@@ -1361,6 +1461,8 @@ static void on_accept(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				s->backlogged = false;
 			if (ph_accept_exhausted(errno)) {
 				/* level-triggered: stop looking until descriptors free up */
 				s->stats.accept_pauses++;
@@ -1466,6 +1568,16 @@ void ph_http_server_fini(struct ph_http_server *s)
 {
 	struct ph_list *n, *tmp;
 
+	/* from here on closed connections are freed without the cache, and
+	 * so are those whose deferred free has not run yet */
+	s->finished = true;
+	cache_drop(s);
+	ph_list_for_each_safe(n, tmp, &s->dying) {
+		struct ph_http_conn *c = ph_list_entry(n, struct ph_http_conn, node);
+
+		c->reuse = false;
+		ph_list_del(&c->node);
+	}
 	ph_list_for_each_safe(n, tmp, &s->conns)
 		ph_http_conn_close(ph_list_entry(n, struct ph_http_conn, node));
 	ph_timer_cancel(s->loop, &s->accept_backoff.timer);

@@ -120,6 +120,12 @@ struct ph_http_server {
 	unsigned rejecting;		/* turned away with 503, lingering: hold no slot */
 	size_t freed;			/* bytes released since the last malloc_trim() */
 	struct ph_timer trim_timer;
+	struct ph_list dying;		/* closed, memory not yet released */
+	struct ph_http_conn *cache;	/* closed connections kept for reuse */
+	unsigned n_cache;
+	bool cache_taken;		/* the cache was used this trim period */
+	bool finished;			/* ph_http_server_fini() ran */
+	bool backlogged;		/* the last accept batch left clients queued */
 	struct ph_http_stats stats;
 };
 
@@ -140,6 +146,15 @@ unsigned ph_http_server_close_idle(struct ph_http_server *s, struct ph_http_conn
 /* Close every connection accepted at or before sequence number @seq but @except. */
 unsigned ph_http_server_close_older(struct ph_http_server *s, uint64_t seq,
 				    struct ph_http_conn *except);
+/*
+ * True while clients wait in the listen queue: the last accept batch ended
+ * without emptying it. Deferrable work (starting event streams) yields to
+ * them, so requests that queued behind a flood are read and answered first.
+ */
+static inline bool ph_http_server_backlogged(const struct ph_http_server *s)
+{
+	return s->backlogged;
+}
 /* Sequence number of the newest connection accepted so far */
 static inline uint64_t ph_http_server_seq(const struct ph_http_server *s) { return s->seq; }
 
@@ -182,6 +197,11 @@ int ph_http_stream_begin(struct ph_http_conn *c, const char *content_type,
 			 const struct ph_http_stream_ops *ops, void *ctx);
 /* Queue stream bytes. Return: 0 or -errno (-EPIPE: closed) */
 int ph_http_stream_write(struct ph_http_conn *c, const void *data, size_t n);
+/*
+ * While @hold, nothing queued on stream @c is sent: its head waits for its
+ * first event (one send instead of two). Releasing sends what waits.
+ */
+void ph_http_stream_hold(struct ph_http_conn *c, bool hold);
 /*
  * Close a stream to make room for another: ops->evict writes its last word,
  * one write is tried, then the connection closes at once. Safe to call on

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -30,6 +31,8 @@
 #include "log.h"
 #include "loop.h"
 #include "porthole.h"
+
+#define API_NICE	-10	/* the control API thread's nice value (see api_priority()) */
 
 struct daemon {
 	struct ph_daemon_config *cfg;
@@ -112,6 +115,29 @@ static int join_cgroup(const char *dir)
 	return ret;
 }
 
+/*
+ * The control plane's thread (this one) gets a higher scheduling weight
+ * than the port worker and relay threads, which were started before and
+ * keep the process's nice value: under a flood every thread of ours is
+ * runnable, and /health must not wait its turn behind them (nor, on a
+ * loaded guest, behind everybody else). API_NICE below the process's nice
+ * needs CAP_SYS_NICE (or RLIMIT_NICE); without it the thread keeps its
+ * priority, which is only logged. The API's own work is bounded per turn
+ * of its loop, so the boost cannot starve the relays.
+ */
+static void api_priority(void)
+{
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	int cur;
+
+	errno = 0;
+	cur = getpriority(PRIO_PROCESS, (id_t)tid);
+	if (errno || cur <= API_NICE)
+		return;
+	if (setpriority(PRIO_PROCESS, (id_t)tid, API_NICE))
+		ph_info("control API thread keeps its priority", PH_FI("nice", cur), PH_FERR(errno));
+}
+
 /* Length: the process's start-up in order (flags, log, limits, port subsystem,
  * API listener, signals, loop) and the reverse teardown on every exit path. */
 int main(int argc, char **argv)
@@ -184,6 +210,7 @@ int main(int argc, char **argv)
 		ph_error("cannot start the port subsystem", PH_FERR(ret));
 		goto out_api;
 	}
+	api_priority();
 	ph_info("portholed started", PH_FS("version", PH_VERSION), PH_FS("listen", cfg.listen_str),
 		PH_FU("scan_interval_ms", cfg.ports.scan_interval_ms));
 

@@ -21,6 +21,16 @@
  *                                 request head at once, then one byte a
  *                                 second; one the server closed reconnects at
  *                                 the next tick; held SECS
+ *   flood ADDR PORT N HOLD_S      N TCP connections opened at once (non-
+ *                                 blocking connect), each closed HOLD_S
+ *                                 after it was opened, whether or not it
+ *                                 got through; prints "opened N failed N
+ *                                 established N"
+ *   slowsvc ADDR PORT BACKLOG RATE SECS
+ *                                 a slow service: listen(BACKLOG), accept
+ *                                 RATE connections a second, read and
+ *                                 discard, close on EOF; runs SECS; prints
+ *                                 "accepted N"
  *
  * The hostile roles print "connected N closed_by_server N" at the end.
  */
@@ -34,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -255,6 +266,109 @@ static int slow(int n, int secs, int ramp_ms)
 	return 0;
 }
 
+/* As many descriptors as the hard limit allows */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+#define FLOOD_MAX	20000
+
+static int flood(int n, int hold_s)
+{
+	static int fds[FLOOD_MAX];
+	static uint64_t born[FLOOD_MAX];
+	unsigned opened = 0, failed = 0, established = 0;
+	int open_now = 0;
+
+	raise_nofile();
+	for (int i = 0; i < n; i++) {
+		fds[i] = dial(SOCK_NONBLOCK);
+		born[i] = now_us();
+		if (fds[i] < 0) {
+			failed++;
+			continue;
+		}
+		opened++;
+		open_now++;
+	}
+	while (open_now) {
+		uint64_t now = now_us();
+
+		for (int i = 0; i < n; i++) {
+			int err = 0;
+			socklen_t len = sizeof(err);
+			struct sockaddr_in peer;
+			socklen_t plen = sizeof(peer);
+
+			if (fds[i] < 0 || now < born[i] + (uint64_t)hold_s * 1000000u)
+				continue;
+			if (getpeername(fds[i], (struct sockaddr *)&peer, &plen) == 0 &&
+			    getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &err, &len) == 0 && !err)
+				established++;
+			close(fds[i]);
+			fds[i] = -1;
+			open_now--;
+		}
+		usleep(100000);
+	}
+	printf("opened %u failed %u established %u\n", opened, failed, established);
+	return 0;
+}
+
+static int slowsvc(int backlog, int rate, int secs)
+{
+	struct sockaddr_in a = target;
+	uint64_t end = now_us() + (uint64_t)secs * 1000000u, next = now_us();
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ep, one = 1;
+	unsigned accepted = 0;
+
+	raise_nofile();
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (lfd < 0 || ep < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, backlog)) {
+		perror("slowsvc");
+		return 1;
+	}
+	printf("listening\n");
+	while (now_us() < end) {
+		struct epoll_event evs[64];
+		int k;
+
+		if (now_us() >= next) {
+			int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+			next += 1000000u / (unsigned)rate;
+			if (fd >= 0) {
+				struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+				accepted++;
+				if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev))
+					close(fd);
+			} else if (now_us() > next) {
+				next = now_us();	/* nothing queued: no catching up */
+			}
+		}
+		k = epoll_wait(ep, evs, 64, 10);
+		for (int j = 0; j < k; j++) {
+			char buf[4096];
+			ssize_t r = read(evs[j].data.fd, buf, sizeof(buf));
+
+			if (r == 0 || (r < 0 && errno != EAGAIN)) {
+				epoll_ctl(ep, EPOLL_CTL_DEL, evs[j].data.fd, NULL);
+				close(evs[j].data.fd);
+			}
+		}
+	}
+	printf("accepted %u\n", accepted);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 5)
@@ -270,8 +384,14 @@ int main(int argc, char **argv)
 		return streams(atoi(argv[4]), atoi(argv[5]), !strcmp(argv[6], "read"));
 	if (argc >= 7 && !strcmp(argv[1], "slow") && atoi(argv[4]) <= MAX_CLIENTS)
 		return slow(atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
+	if (argc >= 6 && !strcmp(argv[1], "flood") && atoi(argv[4]) > 0 &&
+	    atoi(argv[4]) <= FLOOD_MAX)
+		return flood(atoi(argv[4]), atoi(argv[5]));
+	if (argc >= 7 && !strcmp(argv[1], "slowsvc") && atoi(argv[5]) > 0)
+		return slowsvc(atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
 usage:
 	fprintf(stderr, "usage: apiload probe ADDR PORT SECS | streams ADDR PORT N SECS read|noread |"
-			" slow ADDR PORT N SECS RAMP_MS\n");
+			" slow ADDR PORT N SECS RAMP_MS | flood ADDR PORT N HOLD_S |"
+			" slowsvc ADDR PORT BACKLOG RATE SECS\n");
 	return 2;
 }

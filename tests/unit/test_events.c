@@ -154,6 +154,36 @@ static void test_order_and_readability(void **state)
 	ph_bus_free(bus);	/* frees the subscription still attached */
 }
 
+/* The ring grows with the backlog (from a few slots, wrapped around, up to
+ * its capacity) and shrinks once emptied: order and loss as with a fixed one */
+static void test_ring_grows_and_shrinks(void **state)
+{
+	struct ph_bus *bus = ph_bus_new();
+	struct ph_sub *sub = ph_bus_subscribe(bus, 1000);
+	static struct ph_event out[1000];
+	uint64_t lost = 99, next = 0;
+
+	(void)state;
+	for (int round = 0; round < 3; round++) {
+		/* leave the head mid-ring, so growing has to unwrap it */
+		publish_range(bus, next, next + 5);
+		assert_int_equal(ph_sub_take(sub, out, 3, &lost), 3);
+		assert_int_equal(lost, 0);
+		for (unsigned i = 0; i < 3; i++)
+			assert_int_equal(seq_of(&out[i]), next + i);
+		/* 2 left + 1,000 more: 998 fit (capacity), 2 are lost */
+		publish_range(bus, next + 5, next + 1005);
+		assert_int_equal(ph_sub_take(sub, out, 1000, &lost), 1000);
+		assert_int_equal(lost, 2);
+		for (unsigned i = 0; i < 1000; i++)
+			assert_int_equal(seq_of(&out[i]), next + 3 + i);
+		assert_false(readable(ph_sub_fd(sub)));
+		next += 2000;
+	}
+	ph_bus_unsubscribe(bus, sub);
+	ph_bus_free(bus);
+}
+
 static void test_overflow_lost(void **state)
 {
 	struct ph_bus *bus = ph_bus_new();
@@ -443,6 +473,7 @@ int main(void)
 		cmocka_unit_test(test_subscribe_args),
 		cmocka_unit_test(test_order_and_readability),
 		cmocka_unit_test(test_overflow_lost),
+		cmocka_unit_test(test_ring_grows_and_shrinks),
 		cmocka_unit_test(test_independent_subscribers),
 		cmocka_unit_test(test_threaded_stress),
 	};
