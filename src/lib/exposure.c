@@ -297,7 +297,15 @@ static void entry_enter(struct cycle *c, struct port_entry *e, bool is_new)
 	int ret = 0;
 
 	if (e->d.kind == PH_DECIDE_EXPOSE) {
+		struct sockaddr_storage was = e->target;
+		socklen_t was_len = e->tlen;
+
 		entry_set_target(e);
+		/* a UDP socket's flows connect to the target it was opened
+		 * with (TCP reads it per client): a new target, new sockets */
+		if (e->d.proto == IPPROTO_UDP &&
+		    (was_len != e->tlen || memcmp(&was, &e->target, was_len)))
+			entry_close_listeners(c, e);
 		ret = entry_sync(c, e);
 		want = ret ? PH_PORT_CONFLICT : PH_PORT_FORWARDED;
 	} else {
