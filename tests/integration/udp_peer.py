@@ -43,6 +43,8 @@ def pattern(n):
 def sock_for(addr, bind_port=0):
     fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_DGRAM)
+    # a wildcard and a loopback socket may then share a port (both set it)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUF)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUF)
     if fam == socket.AF_INET6:
