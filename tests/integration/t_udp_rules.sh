@@ -4,6 +4,7 @@
 #
 # /ports rows are read with a small Python filter: port_state PORT PROTO
 # prints the row's state ("" when the row does not exist).
+# valgrind: yes
 
 port_state()
 {
