@@ -54,6 +54,11 @@
  * errors (no IP_RECVERR); a failed send to one client drops that datagram
  * only.
  *
+ * Buffers: an external socket gets a 2 MiB receive buffer (EXT_RCVBUF):
+ * it is the one queue every client of the port shares, and the only one a
+ * direct path to the service would not have; datagrams wait there while
+ * the loop is busy or descheduled instead of being lost.
+ *
  * Descriptors: a flow socket numbered at or above the relay descriptor
  * ceiling (RLIMIT_NOFILE - PH_FD_RESERVE, as for TCP relays) is closed
  * again and the datagram counted as PH_UDP_DROP_NO_FLOW, so the control
@@ -80,6 +85,10 @@
 #define SLOT_SIZE 65536
 /* Batches moved per readiness event, at most */
 #define ROUNDS 4
+/* Receive buffer of an external socket: every client's datagrams queue
+ * there while the loop is busy or descheduled (SO_RCVBUFFORCE when the
+ * daemon may, else SO_RCVBUF up to net.core.rmem_max) */
+#define EXT_RCVBUF (2 << 20)
 #define MIN_BUCKETS 16
 #define MAX_BUCKETS (1u << 16)
 
@@ -703,6 +712,12 @@ int ph_udp_ext_open(struct ph_udp_relay *r, int fd, const struct sockaddr *targe
 	}
 	x->r = r;
 	x->fd = fd;
+	{
+		int sz = EXT_RCVBUF;
+
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
+			(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	}
 	memcpy(&x->target, target, tlen);
 	x->tlen = tlen;
 	ph_list_init(&x->flows);
