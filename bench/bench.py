@@ -61,12 +61,17 @@ ANY_HEX = "00000000"
 # Ports (all below the ephemeral range 32768-60999)
 P_IPERF_DIRECT, P_IPERF_FWD = 5201, 5202
 P_HTTP_DIRECT, P_HTTP_FWD = 8081, 8082
+P_UDP_DIRECT, P_UDP_FWD = 5301, 5302
 P_ECHO = 9000
 P_DETECT_PH, P_DETECT_REF = 22000, 23000
 P_SCALE = 24000
 API_PORT = 49982
 
 CONTENDERS = ["direct", "dnat", "socat", "porthole"]
+
+# UDP: (datagram payload bytes, clients); paced runs offer this many datagrams/s in all
+UDP_CONFIGS = [(64, 1), (64, 8), (1400, 1), (1400, 8)]
+UDP_PACED = 20000
 
 # TCP hash buckets of each namespace: what the kernel gives a 2 GiB guest
 # (one bucket per 128 KiB of RAM), so that a /proc/net/tcp walk costs what
@@ -78,12 +83,12 @@ MODES = {
                  scan_sizes=[100, 10000, 50000], scan_ms=3000,
                  detect_trials=200, ref_trials=200, ref_parallel=8,
                  snapshot_trials=20, mem_conns=[0, 100, 1000],
-                 scale_ports=[10, 1000], idle_s=10, profile=True),
+                 scale_ports=[10, 1000], idle_s=10, udp_t=3, udp_reps=3, profile=True),
     "quick": dict(iperf_t=1, iperf_reps=1, wrk_t=2, wrk_reps=1,
                   scan_sizes=[100, 10000], scan_ms=800,
                   detect_trials=40, ref_trials=16, ref_parallel=8,
                   snapshot_trials=5, mem_conns=[0, 100],
-                  scale_ports=[10, 200], idle_s=3),
+                  scale_ports=[10, 200], idle_s=3, udp_t=1, udp_reps=1),
 }
 
 BODY = "x" * 99 + "\n"        # the 100-byte response body
@@ -543,6 +548,110 @@ class Bench:
             self.fwd_stop(c, h)
             self.stop(srv)
 
+    # --- 1b. UDP datagrams (iperf3 -u) ------------------------------------
+
+    def udp_bound(self, addr_hex, port):
+        """True if a UDP socket in G is bound to addr_hex:port (IPv4)."""
+        with open("/proc/%d/net/udp" % self.anchor.pid) as f:
+            next(f)
+            for line in f:
+                a, p = line.split(None, 2)[1].split(":")
+                if a == addr_hex and int(p, 16) == port:
+                    return True
+        return False
+
+    def bench_udp(self):
+        """iperf3 -u, 64 B and 1,400 B datagrams, 1 and 8 clients (-P: one
+        UDP socket, so one client address, per stream), direct vs nftables
+        DNAT vs porthole, interleaved. Two kinds of run: "max" (-b 0, the
+        sender as fast as it can: datagrams/s delivered) and "paced" (a rate
+        every contender should carry, UDP_PACED total: loss).
+
+        iperf3's server makes its UDP socket only when a test starts, one
+        round trip before the first datagram, and portholed finds UDP
+        sockets by its periodic scan (UDP binds have no listen event): so a
+        placeholder socket (SO_REUSEADDR, unconnected, 127.0.0.1:P_UDP_FWD)
+        is bound for the whole step, which gets the port exposed; iperf3's
+        own sockets, bound later, sit before it in the kernel's lookup chain
+        and take every datagram. It is there for every contender alike."""
+        contenders = [c for c in ("direct", "dnat", "porthole") if c in self.contenders]
+        hold = self.spawn(["python3", "-c",
+                           "import socket,time\n"
+                           "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                           "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+                           "s.bind(('127.0.0.1',%d))\n"
+                           "time.sleep(3600)\n" % P_UDP_FWD], self.ns_g, "servers")
+        t = self.cfg["udp_t"]
+        out = {}
+        try:
+            self.wait_for(lambda: self.udp_bound(LO_HEX, P_UDP_FWD), 5, "UDP placeholder")
+            for rep in range(self.cfg["udp_reps"]):
+                for size, clients in UDP_CONFIGS:
+                    for kind in ("max", "paced"):
+                        key = "%s-%d-%d" % (kind, size, clients)
+                        for c in contenders:
+                            r = self.udp_once(c, size, clients, kind, t)
+                            out.setdefault(key, {}).setdefault(c, []).append(r)
+                            log("udp %-13s %-8s rep %d: %s" % (key, c, rep, fmt_udp(r)))
+        finally:
+            self.stop(hold)
+        self.res["udp"] = dict(runs=out, paced_dgrams_s=UDP_PACED, seconds=t)
+
+    def udp_fwd_start(self, c, port):
+        if c == "dnat":
+            rules = ("table ip phbench {\n chain pre {\n"
+                     "  type nat hook prerouting priority dstnat; policy accept;\n"
+                     "  ip daddr %s tcp dport %d dnat to 127.0.0.1\n"
+                     "  ip daddr %s udp dport %d dnat to 127.0.0.1\n }\n}\n"
+                     % (EXT, port, EXT, port))
+            path = os.path.join(self.work, "dnat.nft")
+            with open(path, "w") as f:
+                f.write(rules)
+            self.nsrun(self.ns_g, ["nft", "-f", path], 10)
+            return "dnat"
+        if c == "porthole":
+            p = self.porthole_start()
+            self.wait_listen(EXT_HEX, port, 5)
+            self.wait_for(lambda: self.udp_bound(EXT_HEX, port), 5, "porthole UDP " + str(port))
+            return p
+        return self.fwd_start(c, port)
+
+    def udp_once(self, c, size, clients, kind, t):
+        port = P_UDP_DIRECT if c == "direct" else P_UDP_FWD
+        bind = "0.0.0.0" if c == "direct" else "127.0.0.1"
+        srv = self.spawn(["iperf3", "-s", "-1", "-B", bind, "-p", str(port)], self.ns_g,
+                         "servers")
+        h = None
+        try:
+            self.wait_listen(ANY_HEX if c == "direct" else LO_HEX, port)
+            h = self.udp_fwd_start(c, port)
+            g = self.fwd_group(c)
+            # -b is per stream
+            rate = "0" if kind == "max" else str(UDP_PACED * size * 8 // clients)
+            argv = ["iperf3", "-c", EXT, "-p", str(port), "-u", "-l", str(size), "-b", rate,
+                    "-t", str(t), "-P", str(clients), "-J", "--connect-timeout", "3000"]
+            cpu0 = g.cpu_us() if g else None
+            r = self.nsrun(self.ns_h, argv, t + 20, group="load", check=False)
+            cpu1 = g.cpu_us() if g else None
+            j = json.loads(r.stdout) if r.stdout.strip() else {}
+            if "error" in j or "end" not in j:
+                return dict(error=j.get("error", r.stderr.strip()[-200:] or "no output"))
+            s = j["end"]["sum_received"]
+            sent = j["end"]["sum_sent"]["packets"]
+            lost = s["lost_packets"]
+            secs = s["seconds"] or t
+            res = dict(sent=sent, lost=lost, loss_pct=100.0 * lost / sent if sent else 0.0,
+                       dgrams_s=(s["packets"] - lost) / secs, seconds=secs)
+            if g is not None and s["packets"] > lost:
+                res["cpu_s"] = (cpu1 - cpu0) / 1e6
+                res["cpu_us_per_dgram"] = (cpu1 - cpu0) / (s["packets"] - lost)
+            return res
+        except Exception as e:  # one failed run must not end the suite
+            return dict(error=str(e)[:300])
+        finally:
+            self.fwd_stop(c, h)
+            self.stop(srv)
+
     # --- 2. short requests (nginx + wrk) -----------------------------------
 
     def nginx_start(self):
@@ -896,6 +1005,7 @@ http {
         steps = [("scan", self.bench_scan), ("detect", self.bench_detect),
                  ("snapshot", self.bench_snapshot), ("memory", self.bench_memory),
                  ("scale", self.bench_scale), ("iperf", self.bench_iperf),
+                 ("udp", self.bench_udp),
                  ("wrk", self.bench_wrk)]
         only = os.environ.get("PHB_ONLY")
         for name, fn in steps:
@@ -996,6 +1106,15 @@ def fmt_iperf(r):
     s = "%.2f Gbit/s" % r["gbps"]
     if "cpu_s_per_gb" in r:
         s += ", %.2f CPU-s/GB" % r["cpu_s_per_gb"]
+    return s
+
+
+def fmt_udp(r):
+    if "error" in r:
+        return "error " + r["error"]
+    s = "%.0f dgrams/s, loss %.3f%%" % (r["dgrams_s"], r["loss_pct"])
+    if "cpu_us_per_dgram" in r:
+        s += ", %.2f CPU-us/dgram" % r["cpu_us_per_dgram"]
     return s
 
 

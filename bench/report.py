@@ -24,6 +24,12 @@ WRK_MODES = (("keepalive", "keep-alive"), ("close", "connection per request"))
 IPERF_CFG = [("fwd-1", "client -> server, 1 stream"), ("fwd-8", "client -> server, 8 streams"),
              ("rev-1", "server -> client, 1 stream"), ("rev-8", "server -> client, 8 streams")]
 
+# UDP (issue 16): datagram payload sizes and client counts bench.py runs
+UDP_CFG = [(64, 1), (64, 8), (1400, 1), (1400, 8)]
+# Targets of issue 16: datagrams/s vs DNAT per size, loss over direct's (points)
+T_UDP = {64: 0.7, 1400: 0.8}
+T_UDP_LOSS = 0.1
+
 # Targets of issue 4 (never relaxed here)
 T_BULK, T_KA, T_KA_P99, T_NEWCONN = 0.75, 0.6, 2.0, 0.7
 T_SCAN_US, T_DETECT_MS, T_MEM_KB, T_IDLE_PCT = 100.0, 100.0, 2048, 0.5
@@ -147,6 +153,49 @@ class Report:
         self.table(["test", "contender", "Gbit/s", "ratio vs direct", "per-rep ratios",
                     "forwarder CPU-s per GB", "failed runs"], rows)
         self.bulk_worst = worst
+
+    def udp(self):
+        """Section 1b: iperf3 -u; ratios of datagrams/s to DNAT's (the
+        kernel's forwarding: no second socket hop), loss against direct's."""
+        u = self.r.get("udp")
+        if not u:
+            return
+        runs = u.get("runs", {})
+        self.w("## 1b. UDP datagrams (iperf3 -u, %s s per run, %s repetitions)" %
+               (u.get("seconds", "?"), self.r["config"].get("udp_reps", "?")), "",
+               "**max**: the sender as fast as it goes (`-b 0`), datagrams/s delivered to the "
+               "server; **paced**: %s datagrams/s offered in all, loss. Clients are iperf3 "
+               "streams (`-P`), one UDP socket (client address, porthole flow) each. Ratios "
+               "are to DNAT's median datagrams/s; porthole CPU is per datagram delivered." %
+               "{:,}".format(u.get("paced_dgrams_s", 0)), "")
+        rows, worst, loss = [], {}, {}
+        for size, clients in UDP_CFG:
+            for kind in ("max", "paced"):
+                key = "%s-%d-%d" % (kind, size, clients)
+                r = runs.get(key, {})
+                dn = med(ok_runs(r.get("dnat"), "dgrams_s"))
+                dl = med(ok_runs(r.get("direct"), "loss_pct"))
+                for c in ("direct", "dnat", "porthole"):
+                    if c not in r:
+                        continue
+                    d = ok_runs(r[c], "dgrams_s")
+                    ratio = med(d) / dn if dn and d else None
+                    lp = med(ok_runs(r[c], "loss_pct"))
+                    if c == "porthole" and kind == "max" and ratio is not None:
+                        worst[size] = min(worst.get(size, 9e9), ratio)
+                    if c == "porthole" and kind == "paced" and lp is not None and dl is not None:
+                        loss[key] = (lp, dl)
+                    rows.append(["%d B, %d client%s, %s" % (size, clients,
+                                                           "s" if clients > 1 else "", kind),
+                                 c, rng(d, "%.0f"), f(ratio, "%.2fx"),
+                                 rng(ok_runs(r[c], "loss_pct"), "%.3f"),
+                                 rng(ok_runs(r[c], "cpu_us_per_dgram"), "%.2f")
+                                 if c == "porthole" else "—",
+                                 sum(1 for x in r[c] if "error" in x) or ""])
+        self.table(["test", "contender", "datagrams/s", "ratio vs dnat", "loss %",
+                    "relay CPU-µs per datagram", "failed runs"], rows)
+        self.udp_worst = worst
+        self.udp_loss = loss
 
     def wrk(self):
         wk = self.r.get("wrk")
@@ -435,6 +484,21 @@ class Report:
             rows.append(["bulk throughput vs direct (worst of 4 tests)",
                          "socat %s" % f(ref[0], "%.2fx"), f(w.get("porthole"), "%.2fx"),
                          "≥ %.2fx" % T_BULK, pf(ok)])
+        if self.r.get("udp"):
+            w = getattr(self, "udp_worst", {})
+            for size in sorted(T_UDP):
+                v = w.get(size)
+                rows.append(["UDP datagrams/s vs DNAT, %d B (worst of 1 and 8 clients)" % size,
+                             "dnat 1.00x", f(v, "%.2fx"), "≥ %.1fx" % T_UDP[size],
+                             pf(v >= T_UDP[size] if ph and v is not None else None)])
+            loss = getattr(self, "udp_loss", {})
+            over = max((p - d for p, d in loss.values()), default=None)
+            worst_key = max(loss, key=lambda k: loss[k][0] - loss[k][1]) if loss else None
+            rows.append(["UDP loss, paced (worst configuration)",
+                         "direct %s%%" % f(loss[worst_key][1] if worst_key else None, "%.3f"),
+                         "%s%%" % f(loss[worst_key][0] if worst_key else None, "%.3f"),
+                         "≤ direct + %.1f%%" % T_UDP_LOSS,
+                         pf(over <= T_UDP_LOSS + 1e-9 if ph and over is not None else None)])
         wr = getattr(self, "wrk_ratio", {})
         if wr:
             s = wr.get(("keepalive", "socat"), (None, None, None))
@@ -577,6 +641,7 @@ class Report:
         self.header()
         body_start = len(self.md)
         self.iperf()
+        self.udp()
         self.wrk()
         self.profile()
         self.scan()
@@ -587,7 +652,7 @@ class Report:
         self.md = self.md[:body_start]
         trows = self.target_table()
         if trows:
-            self.w("## Targets (issue 4)", "")
+            self.w("## Targets (issues 4 and 16)", "")
             if not self.has_ph:
                 self.w("porthole was not part of this run (%s): its cells are empty and every "
                        "target reads n/a." % self.r.get("skip", {}).get("porthole", "skipped"),

@@ -126,6 +126,34 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(row[2], "0.70x")
         self.assertEqual(row[-1], "**FAIL**")
 
+    def test_udp_verdicts(self):
+        runs = {}
+        for size, clients in report.UDP_CFG:
+            for kind in ("max", "paced"):
+                runs["%s-%d-%d" % (kind, size, clients)] = {
+                    "direct": [dict(dgrams_s=100000.0, loss_pct=0.5)] * 3,
+                    "dnat": [dict(dgrams_s=100000.0, loss_pct=0.5)] * 3,
+                    "porthole": [dict(dgrams_s=80000.0, loss_pct=0.6, cpu_us_per_dgram=2.0)] * 3}
+        # 64 B, 8 clients: 0.69x of DNAT (the worst of the two counts); 1,400 B: 0.80x
+        runs["max-64-8"]["porthole"] = [dict(dgrams_s=69000.0, loss_pct=9.0)] * 3
+        # one failed run does not count, the others' median does
+        runs["max-1400-1"]["porthole"] = [dict(error="x")] + [dict(dgrams_s=80000.0,
+                                                                    loss_pct=1.0)] * 2
+        res = results({"direct": [wrk_run(1)]}, {"direct": [wrk_run(1)]})
+        res["udp"] = dict(runs=runs, paced_dgrams_s=20000, seconds=3)
+        res["config"]["udp_reps"] = 3
+        rows = self.build(res)
+        r64 = rows["UDP datagrams/s vs DNAT, 64 B (worst of 1 and 8 clients)"]
+        self.assertEqual((r64[2], r64[-1]), ("0.69x", "**FAIL**"))
+        r1400 = rows["UDP datagrams/s vs DNAT, 1400 B (worst of 1 and 8 clients)"]
+        self.assertEqual((r1400[2], r1400[-1]), ("0.80x", "**pass**"))
+        loss = rows["UDP loss, paced (worst configuration)"]
+        self.assertEqual(loss[-1], "**pass**")       # 0.6 <= 0.5 + 0.1
+        runs["paced-1400-8"]["porthole"] = [dict(dgrams_s=1.0, loss_pct=0.7)] * 3
+        rows = self.build(res)
+        self.assertEqual(rows["UDP loss, paced (worst configuration)"][-1], "**FAIL**")
+        self.assertIn("## 1b. UDP datagrams", self.md)
+
     def test_floor_rows_are_not_verdicts(self):
         ka = {"direct": [wrk_run(100000, busy_s=9.0)] * 3,
               "porthole": [wrk_run(50000, busy_s=9.0, fwd_cpu_s=3.0)] * 3,

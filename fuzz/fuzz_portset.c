@@ -1,44 +1,50 @@
 // SPDX-License-Identifier: MIT
-/* fuzz_portset.c - libFuzzer harness for ph_portset_parse()
+/* fuzz_portset.c - libFuzzer harness for ph_portset_parse() (ports, ranges, tcp:/udp:)
  *
  * Besides "no crash, no sanitizer report" it checks the parser's promises:
  * a failure leaves the set untouched and explains itself; a success marks
- * the set as given, never contains port 0, and the canonical form of the
- * result ("a-b,c,...") parses back to the same set.
+ * the set as given, never contains port 0 for either protocol, and the
+ * canonical form of the result ("tcp:a-b,tcp:c,...,udp:...") parses back to
+ * the same two sets.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 
 #include "rules_portset.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Canonical text of @ps: maximal ranges, ascending. Return: @buf or NULL if too small */
+/* Canonical text of @ps: maximal ranges per protocol, ascending. Return: @buf
+ * or NULL if too small */
 static char *format(const struct ph_portset *ps, char *buf, size_t len)
 {
 	size_t off = 0;
 
 	buf[0] = 0;
-	for (unsigned p = 1; p < 65536; p++) {
-		unsigned q = p;
+	for (unsigned i = 0; i < 2 * 65536; i++) {
+		int proto = i < 65536 ? IPPROTO_TCP : IPPROTO_UDP;
+		const uint64_t *bits = proto == IPPROTO_UDP ? ps->udp : ps->bits;
+		const char *name = proto == IPPROTO_UDP ? "udp" : "tcp";
+		unsigned p = i % 65536, q = p;
 		int w;
 
-		if (!ps->bits[p / 64] && p % 64 == 0) {
-			p += 63;	/* skip an empty word quickly */
+		if (!bits[p / 64] && p % 64 == 0) {
+			i += 63;	/* skip an empty word quickly */
 			continue;
 		}
-		if (!ph_portset_has(ps, (uint16_t)p))
+		if (!p || !ph_portset_has_proto(ps, proto, (uint16_t)p))
 			continue;
-		while (q + 1 < 65536 && ph_portset_has(ps, (uint16_t)(q + 1)))
+		while (q + 1 < 65536 && ph_portset_has_proto(ps, proto, (uint16_t)(q + 1)))
 			q++;
-		w = q == p ? snprintf(buf + off, len - off, "%s%u", off ? "," : "", p)
-			   : snprintf(buf + off, len - off, "%s%u-%u", off ? "," : "", p, q);
+		w = q == p ? snprintf(buf + off, len - off, "%s%s:%u", off ? "," : "", name, p)
+			   : snprintf(buf + off, len - off, "%s%s:%u-%u", off ? "," : "", name, p, q);
 		if (w < 0 || (size_t)w >= len - off)
 			return NULL;
 		off += (size_t)w;
-		p = q;
+		i += q - p;
 	}
 	return buf;
 }
@@ -46,7 +52,7 @@ static char *format(const struct ph_portset *ps, char *buf, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct ph_portset ps, before, again;
-	static char canon[65536 * 7];
+	static char canon[2 * 65536 * 11];
 	char err[96];
 	char *s = malloc(size + 1);
 
@@ -67,13 +73,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		goto out;
 	}
-	if (!ps.set || ph_portset_has(&ps, 0) || !ph_portset_has(&ps, 7))
+	if (!ps.set || ph_portset_has(&ps, 0) || !ph_portset_has(&ps, 7) ||
+	    ph_portset_has_proto(&ps, IPPROTO_UDP, 0) || !ph_portset_has_proto(&ps, IPPROTO_UDP, 7))
 		abort();
 	if (format(&ps, canon, sizeof(canon))) {
 		memset(&again, 0, sizeof(again));
 		if (ph_portset_parse(&again, canon, err, sizeof(err)))
 			abort();
-		if (memcmp(again.bits, ps.bits, sizeof(ps.bits)))
+		if (memcmp(again.bits, ps.bits, sizeof(ps.bits)) ||
+		    memcmp(again.udp, ps.udp, sizeof(ps.udp)))
 			abort();
 	}
 out:

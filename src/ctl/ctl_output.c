@@ -57,8 +57,17 @@ enum { C_PORT, C_FAMILY, C_ADDR, C_EXT, C_STATE, C_CONNS, C_SINCE, C_ERROR, NCOL
 /* One table row, every cell already a string */
 struct row {
 	long long port;
+	bool udp;
 	char cell[NCOLS][128];
 };
+
+/* "proto" is "udp": such ports are shown as "53/udp", TCP ones bare */
+static bool is_udp(const struct ph_jv *obj)
+{
+	const struct ph_jv *v = ph_json_get(obj, "proto");
+
+	return ph_json_is(v, PH_J_STR) && v->len == 3 && !memcmp(v->s, "udp", 3);
+}
 
 static const char *const headers[NCOLS] = {
 	"PORT", "FAMILY", "ADDRESS", "EXTERNAL", "STATE", "CONNS", "SINCE", "ERROR",
@@ -106,6 +115,8 @@ static int row_cmp(const void *a, const void *b)
 
 	if (x->port != y->port)
 		return x->port < y->port ? -1 : 1;
+	if (x->udp != y->udp)
+		return x->udp ? 1 : -1;
 	return strcmp(x->cell[C_FAMILY], y->cell[C_FAMILY]);
 }
 
@@ -142,7 +153,8 @@ int ph_ctl_print_ports(FILE *out, const char *body)
 		if (!ph_json_is(port, PH_J_INT))
 			goto out;
 		r->port = port->i;
-		snprintf(r->cell[C_PORT], 128, "%lld", (long long)r->port);
+		r->udp = is_udp(p);
+		snprintf(r->cell[C_PORT], 128, "%lld%s", (long long)r->port, r->udp ? "/udp" : "");
 		cell_str(r->cell[C_FAMILY], p, "family");
 		cell_str(r->cell[C_ADDR], p, "address");
 		cell_addrs(r->cell[C_EXT], p);
@@ -198,7 +210,8 @@ out:
 	return ret;
 }
 
-/* "8000 ipv4 127.0.0.1 forwarded 2 conns" plus the error, from one port object */
+/* "8000 ipv4 127.0.0.1 forwarded 2 conns" (a UDP port: "53/udp ...") plus the
+ * error, from one port object */
 static void put_port(FILE *out, const struct ph_jv *p)
 {
 	static const char *const keys[] = { "family", "address", "state" };
@@ -208,6 +221,8 @@ static void put_port(FILE *out, const struct ph_jv *p)
 		fprintf(out, "%lld", v->i);
 	else
 		fputc('?', out);
+	if (is_udp(p))
+		fputs("/udp", out);
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		v = ph_json_get(p, keys[i]);
 		fputc(' ', out);

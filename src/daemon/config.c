@@ -24,7 +24,7 @@ enum {
 	OPT_KA_CNT, OPT_HEAD_TO, OPT_IDLE_TO, OPT_WRITE_TO, OPT_MAX_API, OPT_PIPE, OPT_BACKLOG,
 	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY, OPT_CLIENT_CC, OPT_RELAY_THREADS,
 	OPT_MAX_STREAMS,
-	OPT_MAXCONN_PORT, OPT_HALF_CLOSE_TO,
+	OPT_MAXCONN_PORT, OPT_HALF_CLOSE_TO, OPT_UDP, OPT_UDP_IDLE_TO, OPT_MAX_UDP_FLOWS,
 };
 
 static const struct option options[] = {
@@ -35,6 +35,9 @@ static const struct option options[] = {
 	{ "max-connections", required_argument, NULL, OPT_MAXCONN },
 	{ "max-connections-per-port", required_argument, NULL, OPT_MAXCONN_PORT },
 	{ "half-close-timeout", required_argument, NULL, OPT_HALF_CLOSE_TO },
+	{ "udp", required_argument, NULL, OPT_UDP },
+	{ "udp-idle-timeout", required_argument, NULL, OPT_UDP_IDLE_TO },
+	{ "max-udp-flows", required_argument, NULL, OPT_MAX_UDP_FLOWS },
 	{ "log-format", required_argument, NULL, OPT_LOGFMT },
 	{ "log-level", required_argument, NULL, OPT_LOGLVL },
 	{ "cgroup", required_argument, NULL, OPT_CGROUP },
@@ -62,7 +65,8 @@ static const struct option options[] = {
 
 static const char usage_text[] =
 	"Usage: portholed [OPTION]...\n"
-	"Expose loopback-only TCP listeners on the external address and relay connections.\n"
+	"Expose loopback-only TCP listeners and UDP sockets on the external address and relay\n"
+	"connections and datagrams.\n"
 	"\n"
 	"Ports:\n"
 	"  --external-addr IP|IF    address to expose ports on: IPv4, IPv6 (fe80::1%eth0), or\n"
@@ -72,7 +76,8 @@ static const char usage_text[] =
 	"                           the first global IPv6 address of the IPv6 one's)\n"
 	"  --scan-interval MS       milliseconds between periodic listener scans (default:\n"
 	"                           1000 with listen events, a safety net; 50 polling)\n"
-	"  --allow PORTS            expose only these ports, e.g. 22,5000-5999\n"
+	"  --allow PORTS            expose only these ports, e.g. 22,udp:53,tcp:5000-5999\n"
+	"                           (a bare port or range means TCP and UDP)\n"
 	"  --deny PORTS             never expose these ports (wins over --allow)\n"
 	"  --max-connections N      relayed connections at once (default 65536)\n"
 	"  --max-connections-per-port N\n"
@@ -80,6 +85,11 @@ static const char usage_text[] =
 	"                           quarter of --max-connections or of (RLIMIT_NOFILE-64)/2)\n"
 	"  --half-close-timeout DUR reset a relay whose client sent its FIN once nothing\n"
 	"                           moved for DUR (default 60s)\n"
+	"  --udp on|off             expose loopback-only UDP sockets too (default on)\n"
+	"  --udp-idle-timeout DUR   end a UDP flow after DUR without a datagram either\n"
+	"                           way (default 60s)\n"
+	"  --max-udp-flows N        UDP flows at once; at the limit the least recently\n"
+	"                           used one ends (default 4096)\n"
 	"  --keepalive-idle S       TCP keepalive idle time of relayed legs (default 30)\n"
 	"  --keepalive-interval S   keepalive probe interval (default 10)\n"
 	"  --keepalive-count N      keepalive probes before the peer is dead (default 3)\n"
@@ -235,6 +245,21 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 			if (ph_parse_duration_ms(optarg, &v) || !v || v > 86400000)
 				BAD("expected a duration such as 500ms, 30s or 2m, at most 24h");
 			cfg->ports.half_close_timeout_ms = (unsigned)v;
+			break;
+		case OPT_UDP:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+				BAD("expected on or off");
+			cfg->ports.udp_off = !strcmp(optarg, "off");
+			break;
+		case OPT_UDP_IDLE_TO:
+			if (ph_parse_duration_ms(optarg, &v) || !v || v > 86400000)
+				BAD("expected a duration such as 500ms, 30s or 2m, at most 24h");
+			cfg->ports.udp_idle_timeout_ms = (unsigned)v;
+			break;
+		case OPT_MAX_UDP_FLOWS:
+			if (ph_parse_uint(optarg, 1, 1000000, &v))
+				BAD("expected a number, 1 to 1000000");
+			cfg->ports.max_udp_flows = (unsigned)v;
 			break;
 		case OPT_LOGFMT:
 			if (ph_log_parse_format(optarg, &cfg->log_format))

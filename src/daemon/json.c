@@ -333,7 +333,8 @@ void ph_rfc3339_ms(char *buf, size_t size, int64_t unix_ms)
  * @j:		writer, where a value may go
  * @pi:		the port
  *
- * "connections" and "cap_hits" only for forwarded ports, "error" only for
+ * "proto" is "tcp" or "udp". "connections" and "cap_hits" only for forwarded
+ * TCP ports (UDP has flows, counted in /metrics), "error" only for
  * conflicts, "addresses" (the external addresses it is bound to) whenever it
  * is bound to any, "since" whenever the subsystem knows when the state began.
  */
@@ -344,13 +345,15 @@ void ph_json_port(struct ph_json *j, const struct ph_port_info *pi)
 	ph_json_obj_begin(j);
 	ph_json_key(j, "port");
 	ph_json_uint(j, pi->port);
+	ph_json_key(j, "proto");
+	ph_json_str(j, pi->proto == IPPROTO_UDP ? "udp" : "tcp");
 	ph_json_key(j, "family");
 	ph_json_str(j, pi->family == AF_INET6 ? "ipv6" : "ipv4");
 	ph_json_key(j, "address");
 	ph_json_strn(j, pi->address, strnlen(pi->address, sizeof(pi->address)));
 	ph_json_key(j, "state");
 	ph_json_str(j, ph_port_state_name(pi->state));
-	if (pi->state == PH_PORT_FORWARDED) {
+	if (pi->state == PH_PORT_FORWARDED && pi->proto != IPPROTO_UDP) {
 		ph_json_key(j, "connections");
 		ph_json_uint(j, pi->connections);
 		ph_json_key(j, "cap_hits");

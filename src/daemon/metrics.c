@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -38,6 +39,17 @@ void ph_metrics_core_load(struct ph_metrics_core *out, struct ph_stats *st)
 	out->listen_events = LD(st->listen_events);
 	out->listen_events_lost = LD(st->listen_events_lost);
 	out->discovery_events = LD(st->discovery_events) != 0;
+	out->udp_flows_open = LD(st->udp.flows_open);
+	out->udp_flows_created = LD(st->udp.flows_created);
+	out->udp_flows_evicted = LD(st->udp.flows_evicted);
+	out->udp_flows_timed_out = LD(st->udp.flows_timed_out);
+	out->udp_flows_refused = LD(st->udp.flows_refused);
+	out->udp_dgrams_in = LD(st->udp.dgrams_in);
+	out->udp_dgrams_out = LD(st->udp.dgrams_out);
+	out->udp_bytes_in = LD(st->udp.bytes_in);
+	out->udp_bytes_out = LD(st->udp.bytes_out);
+	for (int i = 0; i < PH_UDP_DROP__COUNT; i++)
+		out->udp_drops[i] = LD(st->udp.drops[i]);
 }
 
 static void family(struct ph_buf *b, const char *name, const char *type, const char *help)
@@ -73,21 +85,64 @@ static void scan_histogram(struct ph_buf *b, const struct ph_metrics_core *c)
 	ph_buf_printf(b, "%s_count %" PRIu64 "\n", name, count);
 }
 
-/* Per forwarded port: connections open now, and how often it hit its cap */
+static bool tcp_forwarded(const struct ph_port_info *pi)
+{
+	return pi->state == PH_PORT_FORWARDED && pi->proto != IPPROTO_UDP;
+}
+
+/* Per forwarded TCP port: connections open now, and how often it hit its cap */
 static void port_series(struct ph_buf *b, const struct ph_metrics_input *in)
 {
 	family(b, "porthole_port_connections", "gauge",
-	       "Relayed connections open now, per forwarded port.");
+	       "Relayed connections open now, per forwarded TCP port.");
 	for (size_t i = 0; i < in->n_ports; i++)
-		if (in->ports[i].state == PH_PORT_FORWARDED)
+		if (tcp_forwarded(&in->ports[i]))
 			ph_buf_printf(b, "porthole_port_connections{port=\"%u\"} %u\n",
 				      in->ports[i].port, in->ports[i].connections);
 	family(b, "porthole_port_cap_hits_total", "counter",
-	       "Times a forwarded port reached --max-connections-per-port.");
+	       "Times a forwarded TCP port reached --max-connections-per-port.");
 	for (size_t i = 0; i < in->n_ports; i++)
-		if (in->ports[i].state == PH_PORT_FORWARDED)
+		if (tcp_forwarded(&in->ports[i]))
 			ph_buf_printf(b, "porthole_port_cap_hits_total{port=\"%u\"} %" PRIu64 "\n",
 				      in->ports[i].port, in->ports[i].cap_hits);
+}
+
+/* The UDP relay: ports, flows, datagrams, bytes, drops */
+static void udp_series(struct ph_buf *b, const struct ph_metrics_input *in)
+{
+	const struct ph_metrics_core *c = &in->core;
+
+	family(b, "porthole_udp_ports", "gauge", "Detected loopback-only UDP sockets by state.");
+	for (int s = PH_PORT_FORWARDED; s <= PH_PORT_PUBLIC; s++)
+		ph_buf_printf(b, "porthole_udp_ports{state=\"%s\"} %" PRIu64 "\n",
+			      ph_port_state_name((enum ph_port_state)s), in->udp_ports_by_state[s]);
+	single(b, "porthole_udp_flows", "gauge", "UDP flows (client addresses relayed) open now.",
+	       c->udp_flows_open);
+	single(b, "porthole_udp_flows_created_total", "counter", "UDP flows created.",
+	       c->udp_flows_created);
+	family(b, "porthole_udp_flows_ended_total", "counter",
+	       "UDP flows ended, by reason: evicted (least recently used, at --max-udp-flows), "
+	       "idle_timeout (--udp-idle-timeout), refused (ICMP port unreachable from the "
+	       "service). Flows ended by a snapshot prepare, a closed port or a stop are not "
+	       "counted here.");
+	ph_buf_printf(b, "porthole_udp_flows_ended_total{reason=\"evicted\"} %" PRIu64 "\n"
+		      "porthole_udp_flows_ended_total{reason=\"idle_timeout\"} %" PRIu64 "\n"
+		      "porthole_udp_flows_ended_total{reason=\"refused\"} %" PRIu64 "\n",
+		      c->udp_flows_evicted, c->udp_flows_timed_out, c->udp_flows_refused);
+	family(b, "porthole_udp_datagrams_total", "counter", "UDP datagrams relayed, by direction.");
+	ph_buf_printf(b, "porthole_udp_datagrams_total{direction=\"to_service\"} %" PRIu64 "\n"
+		      "porthole_udp_datagrams_total{direction=\"to_client\"} %" PRIu64 "\n",
+		      c->udp_dgrams_in, c->udp_dgrams_out);
+	family(b, "porthole_udp_bytes_total", "counter",
+	       "UDP payload bytes relayed, by direction.");
+	ph_buf_printf(b, "porthole_udp_bytes_total{direction=\"to_service\"} %" PRIu64 "\n"
+		      "porthole_udp_bytes_total{direction=\"to_client\"} %" PRIu64 "\n",
+		      c->udp_bytes_in, c->udp_bytes_out);
+	family(b, "porthole_udp_drops_total", "counter",
+	       "UDP datagrams not relayed, by reason.");
+	for (int i = 0; i < PH_UDP_DROP__COUNT; i++)
+		ph_buf_printf(b, "porthole_udp_drops_total{reason=\"%s\"} %" PRIu64 "\n",
+			      ph_udp_drop_name((enum ph_udp_drop)i), c->udp_drops[i]);
 }
 
 /* ph_metrics_render() is long because it is the exposition itself: one
@@ -120,7 +175,8 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 	       "Listen/close reports dropped on a full ring buffer (a scan followed anyway).",
 	       c->listen_events_lost);
 
-	family(b, "porthole_ports", "gauge", "Detected loopback listeners by state.");
+	family(b, "porthole_ports", "gauge",
+	       "Detected loopback listeners by state (TCP and UDP; porthole_udp_ports: UDP).");
 	for (int s = PH_PORT_FORWARDED; s <= PH_PORT_PUBLIC; s++)
 		ph_buf_printf(b, "porthole_ports{state=\"%s\"} %" PRIu64 "\n",
 			      ph_port_state_name((enum ph_port_state)s), in->ports_by_state[s]);
@@ -157,6 +213,7 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 	single(b, "porthole_netlink_resyncs_total", "counter",
 	       "Full re-reads of addresses and routes after lost or malformed rtnetlink messages.",
 	       c->netlink_resyncs);
+	udp_series(b, in);
 
 	single(b, "porthole_quiesced", "gauge", "1 between a snapshot prepare and the resume.",
 	       in->quiesced);

@@ -26,12 +26,17 @@ struct ph_metrics_core {
 	uint64_t relay_closed[PH_RELAY_END_COUNT];
 	uint64_t listen_events, listen_events_lost;
 	bool discovery_events;
+	/* UDP relay (struct ph_udp_counters) */
+	uint64_t udp_flows_open, udp_flows_created, udp_flows_evicted, udp_flows_timed_out,
+		 udp_flows_refused, udp_dgrams_in, udp_dgrams_out, udp_bytes_in, udp_bytes_out;
+	uint64_t udp_drops[PH_UDP_DROP__COUNT];
 };
 
 /**
  * struct ph_metrics_input - everything one /metrics answer shows
  * @core:	port subsystem counters
- * @ports_by_state: current ports per enum ph_port_state
+ * @ports_by_state: current ports per enum ph_port_state (TCP and UDP)
+ * @udp_ports_by_state: the UDP ones among them
  * @ports:	the port table (for per-port series), may be NULL
  * @n_ports:	its entries
  * @http:	API connection layer counters
@@ -44,6 +49,7 @@ struct ph_metrics_core {
 struct ph_metrics_input {
 	struct ph_metrics_core core;
 	uint64_t ports_by_state[4];
+	uint64_t udp_ports_by_state[4];
 	const struct ph_port_info *ports;
 	size_t n_ports;
 	const struct ph_http_stats *http;

@@ -111,6 +111,8 @@ static void entry_watch(struct cycle *c, struct port_entry *e)
 {
 	bool capped, any = false;
 
+	if (e->d.proto == IPPROTO_UDP)
+		return;		/* nothing to accept: the UDP relay reads its sockets */
 	for (unsigned j = 0; j < PH_MAX_EXT_ADDRS; j++)
 		any |= e->ls[j].fd >= 0;
 	if (!any)

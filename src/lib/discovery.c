@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* discovery.c - one call that lists every TCP listener: sock_diag, or /proc when it is missing
+/* discovery.c - one call that lists every TCP listener and unconnected UDP socket: sock_diag, or /proc
  *
  * Theory of Operation
  *
@@ -17,10 +17,16 @@
  * dump and would refuse the next request on the same socket (EBUSY, which is
  * therefore retried on the fresh socket) or feed us its leftovers. Missing IPv6 (no tcp6 file, EAFNOSUPPORT) just means no
  * IPv6 listeners.
+ *
+ * UDP (ph_scanner_enable_udp) is two more dumps on the same socket in the
+ * same run, after TCP's: one picture of both protocols or a failed scan.
+ * udp_diag is a module of its own; a kernel without it reads
+ * /proc/net/udp{,6} for UDP while TCP stays on sock_diag.
  */
 #include "discovery.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -60,11 +66,12 @@ static void close_diag(struct ph_scanner *s)
  * dump_family() - complete dump of one family, retried while interrupted
  * @s:		scanner (its socket is reopened after a failure)
  * @family:	AF_INET or AF_INET6
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
  * @out:	listeners are appended; unchanged on failure
  *
  * Return: 0, -EAGAIN when every attempt was interrupted, or -errno
  */
-static int dump_family(struct ph_scanner *s, int family, struct ph_scan *out)
+static int dump_family(struct ph_scanner *s, int family, int proto, struct ph_scan *out)
 {
 	size_t mark = out->len;
 	int ret = -EAGAIN;
@@ -77,7 +84,7 @@ static int dump_family(struct ph_scanner *s, int family, struct ph_scan *out)
 				return fd;
 			s->diag_fd = fd;
 		}
-		ret = ph_sockdiag_dump(s->diag_fd, family, s->seq++, out);
+		ret = ph_sockdiag_dump_proto(s->diag_fd, family, proto, s->seq++, out);
 		if (!ret)
 			return 0;
 		out->len = mark;
@@ -93,30 +100,33 @@ static int dump_family(struct ph_scanner *s, int family, struct ph_scan *out)
 	return -EAGAIN;
 }
 
-static int run_diag(struct ph_scanner *s, struct ph_scan *out)
+static int run_diag(struct ph_scanner *s, int proto, struct ph_scan *out)
 {
-	int ret = dump_family(s, AF_INET, out);
+	int ret = dump_family(s, AF_INET, proto, out);
 
 	if (ret)
 		return ret;
-	return dump_family(s, AF_INET6, out);
+	return dump_family(s, AF_INET6, proto, out);
 }
 
-static int run_proc(const struct ph_scanner *s, struct ph_scan *out)
+static int run_proc(const struct ph_scanner *s, int proto, struct ph_scan *out)
 {
+	int (*read)(const char *, int, struct ph_scan *) =
+		proto == IPPROTO_UDP ? ph_procudp_read : ph_proctcp_read;
 	const char *root = s->proc_root ? s->proc_root : "/proc";
+	const char *name = proto == IPPROTO_UDP ? "udp" : "tcp";
 	char path[PATH_MAX];
 	int ret;
 
-	if (snprintf(path, sizeof(path), "%s/net/tcp", root) >= (int)sizeof(path))
+	if (snprintf(path, sizeof(path), "%s/net/%s", root, name) >= (int)sizeof(path))
 		return -ENAMETOOLONG;
-	ret = ph_proctcp_read(path, AF_INET, out);
+	ret = read(path, AF_INET, out);
 	if (ret)
 		return ret;
 
-	if (snprintf(path, sizeof(path), "%s/net/tcp6", root) >= (int)sizeof(path))
+	if (snprintf(path, sizeof(path), "%s/net/%s6", root, name) >= (int)sizeof(path))
 		return -ENAMETOOLONG;
-	ret = ph_proctcp_read(path, AF_INET6, out);
+	ret = read(path, AF_INET6, out);
 	if (ret == -ENOENT)
 		return 0;	/* IPv6 disabled: no IPv6 listeners */
 	return ret;
@@ -138,7 +148,7 @@ int ph_scanner_init(struct ph_scanner *s, bool force_proc)
 		goto fail;
 	s->diag_fd = ret;
 
-	ret = run_diag(s, &probe);
+	ret = run_diag(s, IPPROTO_TCP, &probe);
 	ph_scan_free(&probe);
 	if (!ret)
 		return 0;
@@ -158,12 +168,64 @@ fail:
 	return 0;
 }
 
+/* ip_local_port_range into @s; unreadable (no /proc): 0, 0 (no range) */
+static void read_ephemeral(struct ph_scanner *s)
+{
+	const char *root = s->proc_root ? s->proc_root : "/proc";
+	char path[PATH_MAX], text[64];
+	ssize_t n = -1;
+	int fd;
+
+	s->ephemeral_lo = s->ephemeral_hi = 0;
+	if (snprintf(path, sizeof(path), "%s/sys/net/ipv4/ip_local_port_range", root) >=
+	    (int)sizeof(path))
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, text, sizeof(text) - 1);
+		close(fd);
+	}
+	if (n <= 0)
+		return;
+	text[n] = '\0';
+	if (ph_port_range_parse(text, &s->ephemeral_lo, &s->ephemeral_hi))
+		s->ephemeral_lo = s->ephemeral_hi = 0;
+}
+
+int ph_scanner_enable_udp(struct ph_scanner *s)
+{
+	struct ph_scan probe = { 0 };
+	int ret;
+
+	s->udp = true;
+	s->udp_proc = s->use_proc;
+	if (s->udp_proc)
+		return 0;
+	ret = run_diag(s, IPPROTO_UDP, &probe);
+	ph_scan_free(&probe);
+	if (!ret)
+		return 0;
+	if (diag_unavailable(ret)) {
+		s->udp_proc = true;
+		ph_info("udp_diag unavailable, reading /proc/net/udp instead", PH_FERR(ret));
+		return 0;
+	}
+	if (ret == -ENOMEM || ret == -ENOBUFS || ret == -EMFILE || ret == -ENFILE)
+		return ret;
+	ph_warn("udp_diag probe failed", PH_FERR(ret));	/* scans report */
+	return 0;
+}
+
 int ph_scanner_run(struct ph_scanner *s, struct ph_scan *out)
 {
 	int ret;
 
 	ph_scan_clear(out);
-	ret = s->use_proc ? run_proc(s, out) : run_diag(s, out);
+	ret = s->use_proc ? run_proc(s, IPPROTO_TCP, out) : run_diag(s, IPPROTO_TCP, out);
+	if (!ret && s->udp) {
+		read_ephemeral(s);
+		ret = s->udp_proc ? run_proc(s, IPPROTO_UDP, out) : run_diag(s, IPPROTO_UDP, out);
+	}
 	if (ret)
 		ph_scan_clear(out);	/* never mistaken for "no listeners" */
 	return ret;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* discovery.h - enumerate TCP listeners: netlink sock_diag, with /proc/net/tcp fallback */
+/* discovery.h - enumerate TCP listeners and unconnected UDP sockets: netlink sock_diag, with /proc/net fallback */
 #ifndef PH_DISCOVERY_H
 #define PH_DISCOVERY_H
 
@@ -29,6 +29,15 @@ int ph_sockdiag_open(void);
 int ph_sockdiag_dump(int fd, int family, uint32_t seq, struct ph_scan *out);
 
 /**
+ * ph_sockdiag_dump_proto() - ph_sockdiag_dump() of one protocol
+ * @proto:	IPPROTO_TCP (LISTEN sockets) or IPPROTO_UDP (bound sockets
+ *		without a peer: state CLOSE; connected ones are clients)
+ *
+ * Return: as ph_sockdiag_dump(); -EPROTONOSUPPORT for another @proto
+ */
+int ph_sockdiag_dump_proto(int fd, int family, int proto, uint32_t seq, struct ph_scan *out);
+
+/**
  * ph_sockdiag_parse() - parse one datagram of a sock_diag dump reply
  * @buf, @len:	the datagram as received
  * @seq:	expected sequence number
@@ -39,6 +48,12 @@ int ph_sockdiag_dump(int fd, int family, uint32_t seq, struct ph_scan *out);
  * -EINTR on NLM_F_DUMP_INTR, -errno from NLMSG_ERROR, -EPROTO if malformed.
  */
 int ph_sockdiag_parse(const void *buf, size_t len, uint32_t seq, struct ph_scan *out);
+
+/* ph_sockdiag_parse() of a dump of @proto (IPPROTO_TCP or IPPROTO_UDP): the
+ * sockets in the state that protocol's dump asks for are appended, tagged
+ * with @proto; a UDP socket with a peer or without a port is not */
+int ph_sockdiag_parse_proto(const void *buf, size_t len, uint32_t seq, int proto,
+			    struct ph_scan *out);
 
 /* --- /proc/net/tcp (discovery_proc.c) ---------------------------------------- */
 
@@ -64,6 +79,29 @@ int ph_proctcp_parse_line(const char *line, int family, struct ph_listener *out)
  */
 int ph_proctcp_read(const char *path, int family, struct ph_scan *out);
 
+/* --- /proc/net/udp (discovery_proc.c, the same parser) -------------------- */
+
+/**
+ * ph_procudp_parse_line() - parse one line of /proc/net/udp or udp6
+ *
+ * As ph_proctcp_parse_line(), but a line counts (1) when it is a bound UDP
+ * socket without a peer (state 07, remote port 0, local port not 0); a
+ * connected one is a client (0).
+ */
+int ph_procudp_parse_line(const char *line, int family, struct ph_listener *out);
+
+/* ph_proctcp_read() of /proc/net/udp{,6} */
+int ph_procudp_read(const char *path, int family, struct ph_scan *out);
+
+/**
+ * ph_port_range_parse() - /proc/sys/net/ipv4/ip_local_port_range: "LO\tHI\n"
+ * @text:	NUL-terminated contents
+ * @lo, @hi:	the range (1 <= @lo <= @hi <= 65535)
+ *
+ * Return: 0 or -EINVAL
+ */
+int ph_port_range_parse(const char *text, uint16_t *lo, uint16_t *hi);
+
 /* --- scanner facade (discovery.c) ---------------------------------------- */
 
 /**
@@ -71,13 +109,20 @@ int ph_proctcp_read(const char *path, int family, struct ph_scan *out);
  * @diag_fd:	netlink socket, -1 when not in use
  * @seq:	next netlink sequence number
  * @use_proc:	sock_diag unavailable (or disabled): parse /proc instead
+ * @udp:	UDP sockets are scanned too (ph_scanner_enable_udp())
+ * @udp_proc:	UDP through /proc (no udp_diag, or @use_proc)
  * @proc_root:	"/proc" unless a test points it elsewhere
+ * @ephemeral_lo, @ephemeral_hi: ip_local_port_range as of the last UDP scan
+ *		(0, 0 if it could not be read)
  */
 struct ph_scanner {
 	int diag_fd;
 	uint32_t seq;
 	bool use_proc;
+	bool udp;
+	bool udp_proc;
 	const char *proc_root;
+	uint16_t ephemeral_lo, ephemeral_hi;
 };
 
 /**
@@ -91,15 +136,29 @@ struct ph_scanner {
 int ph_scanner_init(struct ph_scanner *s, bool force_proc);
 
 /**
- * ph_scanner_run() - enumerate all TCP listeners of this network namespace
+ * ph_scanner_enable_udp() - scan unconnected UDP sockets too, in the same run
+ * @s:		scanner from ph_scanner_init()
+ *
+ * Probes udp_diag; a kernel without it (or a /proc scanner) reads
+ * /proc/net/udp{,6} for UDP. Return: 0 or -errno (allocation-type failures)
+ */
+int ph_scanner_enable_udp(struct ph_scanner *s);
+
+/**
+ * ph_scanner_run() - enumerate all TCP listeners (and, when enabled, unconnected
+ * UDP sockets) of this network namespace
  * @s:		scanner
- * @out:	cleared, then filled with IPv4 and IPv6 listeners
+ * @out:	cleared, then filled with IPv4 and IPv6 listeners, TCP first
+ *
+ * With UDP it also reads ip_local_port_range into @s (the rules need it to
+ * tell a client's UDP socket from a service's).
  *
  * Retries an interrupted dump a few times. Return: 0, or -errno: the scan
  * failed and @out is not a valid picture of the namespace (never "no ports").
  */
 int ph_scanner_run(struct ph_scanner *s, struct ph_scan *out);
 void ph_scanner_fini(struct ph_scanner *s);
-const char *ph_scanner_method(const struct ph_scanner *s); /* "sock_diag" or "proc" */
+/* "sock_diag" or "proc" (TCP; UDP follows it unless udp_diag is missing) */
+const char *ph_scanner_method(const struct ph_scanner *s);
 
 #endif /* PH_DISCOVERY_H */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* discovery_listeners.h - a TCP listening socket as discovered by a scan, and a scan's result set */
+/* discovery_listeners.h - a listening socket (TCP LISTEN, unconnected UDP) as discovered by a scan, and a scan's result set */
 #ifndef PH_DISCOVERY_LISTENERS_H
 #define PH_DISCOVERY_LISTENERS_H
 
@@ -9,7 +9,8 @@
 #include <stdint.h>
 
 /**
- * struct ph_listener - one TCP socket in state LISTEN
+ * struct ph_listener - one TCP socket in state LISTEN, or one bound, unconnected
+ * UDP socket (a connected one has a peer: it is a client)
  * @addr:	bound address; IPv4 is stored v4-mapped (::ffff:a.b.c.d) so one
  *		comparison serves both families
  * @inode:	socket inode (identifies this socket; a restarted service has a new one)
@@ -19,6 +20,7 @@
  *		bound to ::ffff:127.0.0.1 has family AF_INET6 and a v4-mapped addr)
  * @v6only:	IPV6_V6ONLY is set (AF_INET6 only)
  * @v6only_known: @v6only comes from the kernel (sock_diag); /proc does not say
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP (0 is read as TCP)
  */
 struct ph_listener {
 	struct in6_addr addr;
@@ -28,6 +30,7 @@ struct ph_listener {
 	uint8_t family;
 	bool v6only;
 	bool v6only_known;
+	uint8_t proto;
 };
 
 /**

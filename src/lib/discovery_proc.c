@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* discovery_proc.c - fallback listener discovery: parse /proc/net/tcp and /proc/net/tcp6
+/* discovery_proc.c - fallback listener discovery: parse /proc/net/{tcp,tcp6,udp,udp6}
  *
  * Theory of Operation
  *
@@ -15,6 +15,12 @@
  * word is parsed as a number and stored back with memcpy() in host order,
  * which restores the original bytes on any endianness. The port is plain
  * host-order hex. State 0A is TCP_LISTEN.
+ *
+ * /proc/net/udp{,6} has the same first ten fields (the columns after the
+ * inode differ: ref, pointer, drops), so one line parser serves all four
+ * files; only the state that makes a line count differs: a bound UDP
+ * socket without a peer is in state 07 (TCP_CLOSE), a connect()ed one in
+ * 01 (TCP_ESTABLISHED), and a connected socket is a client, never reported.
  *
  * The first ten fields are checked strictly for every line, listener or
  * not; anything unexpected is -EINVAL and the reader then rejects the whole
@@ -33,6 +39,7 @@
 #include <unistd.h>
 
 #define TCP_STATE_LISTEN 0x0A
+#define UDP_STATE_UNCONNECTED 0x07	/* TCP_CLOSE */
 /* Real lines are ~150 (tcp) / ~180 (tcp6) characters; this is generous */
 #define PROCTCP_LINE_MAX 1024
 #define PROCTCP_BUF	 16384
@@ -176,12 +183,23 @@ static int parse_endpoint(const char **s, int family, struct in6_addr *addr, uin
 	return 0;
 }
 
-int ph_proctcp_parse_line(const char *line, int family, struct ph_listener *out)
+/**
+ * parse_line() - one line of /proc/net/{tcp,udp}{,6}
+ * @line:	NUL-terminated line (trailing newline allowed)
+ * @family:	AF_INET or AF_INET6
+ * @proto:	IPPROTO_TCP (lines in LISTEN count) or IPPROTO_UDP (unconnected)
+ * @out:	filled when the line counts
+ *
+ * Return: 1 for a listener, 0 for a valid line that is not one, -EINVAL
+ */
+static int parse_line(const char *line, int family, int proto, struct ph_listener *out)
 {
 	const char *s = skip_space(line);
 	struct ph_listener l = { 0 };
+	struct in6_addr peer;
 	uint64_t v, uid, inode;
 	uint32_t st;
+	uint16_t peer_port;
 
 	if (family != AF_INET && family != AF_INET6)
 		return -EINVAL;
@@ -198,7 +216,7 @@ int ph_proctcp_parse_line(const char *line, int family, struct ph_listener *out)
 		return -EINVAL;
 
 	if (parse_endpoint(&s, family, &l.addr, &l.port) ||
-	    parse_endpoint(&s, family, NULL, NULL))
+	    parse_endpoint(&s, family, &peer, &peer_port))
 		return -EINVAL;
 
 	if (hex_fixed(&s, 2, &st) || field_end(&s, false))
@@ -224,8 +242,14 @@ int ph_proctcp_parse_line(const char *line, int family, struct ph_listener *out)
 		return -EINVAL;
 	/* The rest (refcount, pointer, timers) differs between socket kinds */
 
-	if (st != TCP_STATE_LISTEN)
+	if (proto == IPPROTO_UDP) {
+		/* a peer makes it a client; port 0: not bound yet */
+		if (st != UDP_STATE_UNCONNECTED || peer_port || !l.port)
+			return 0;
+	} else if (st != TCP_STATE_LISTEN) {
 		return 0;
+	}
+	l.proto = (uint8_t)proto;
 	l.family = (uint8_t)family;
 	l.uid = (uint32_t)uid;
 	l.inode = inode;
@@ -235,16 +259,28 @@ int ph_proctcp_parse_line(const char *line, int family, struct ph_listener *out)
 	return 1;
 }
 
+int ph_proctcp_parse_line(const char *line, int family, struct ph_listener *out)
+{
+	return parse_line(line, family, IPPROTO_TCP, out);
+}
+
+int ph_procudp_parse_line(const char *line, int family, struct ph_listener *out)
+{
+	return parse_line(line, family, IPPROTO_UDP, out);
+}
+
 /**
  * parse_chunk() - parse the complete lines at the start of @buf
  * @buf, @len:	text; a partial last line is left alone
  * @family:	AF_INET or AF_INET6
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
  * @out:	listeners are appended
  * @used:	bytes consumed (whole lines)
  *
  * Return: 0 or -EINVAL / -ENOMEM
  */
-static int parse_chunk(char *buf, size_t len, int family, struct ph_scan *out, size_t *used)
+static int parse_chunk(char *buf, size_t len, int family, int proto, struct ph_scan *out,
+		       size_t *used)
 {
 	size_t off = 0;
 
@@ -256,7 +292,7 @@ static int parse_chunk(char *buf, size_t len, int family, struct ph_scan *out, s
 		if (!nl)
 			break;
 		*nl = '\0';
-		ret = ph_proctcp_parse_line(buf + off, family, &l);
+		ret = parse_line(buf + off, family, proto, &l);
 		if (ret < 0)
 			return ret;
 		if (ret == 1 && ph_scan_push(out, &l))
@@ -267,7 +303,8 @@ static int parse_chunk(char *buf, size_t len, int family, struct ph_scan *out, s
 	return 0;
 }
 
-int ph_proctcp_read(const char *path, int family, struct ph_scan *out)
+/* A whole file of @proto (see ph_proctcp_read) */
+static int read_file(const char *path, int family, int proto, struct ph_scan *out)
 {
 	char buf[PROCTCP_BUF + 1];
 	size_t have = 0, mark = out->len;
@@ -291,7 +328,7 @@ int ph_proctcp_read(const char *path, int family, struct ph_scan *out)
 			break;
 		have += (size_t)n;
 
-		ret = parse_chunk(buf, have, family, out, &used);
+		ret = parse_chunk(buf, have, family, proto, out, &used);
 		if (ret)
 			goto out;
 		memmove(buf, buf + used, have - used);
@@ -307,7 +344,7 @@ int ph_proctcp_read(const char *path, int family, struct ph_scan *out)
 		struct ph_listener l;
 
 		buf[have] = '\0';
-		ret = ph_proctcp_parse_line(buf, family, &l);
+		ret = parse_line(buf, family, proto, &l);
 		if (ret < 0)
 			goto out;
 		ret = ret == 1 ? ph_scan_push(out, &l) : 0;
@@ -317,4 +354,31 @@ out:
 	if (ret)
 		out->len = mark;	/* never a half-parsed file */
 	return ret;
+}
+
+int ph_proctcp_read(const char *path, int family, struct ph_scan *out)
+{
+	return read_file(path, family, IPPROTO_TCP, out);
+}
+
+int ph_procudp_read(const char *path, int family, struct ph_scan *out)
+{
+	return read_file(path, family, IPPROTO_UDP, out);
+}
+
+int ph_port_range_parse(const char *text, uint16_t *lo, uint16_t *hi)
+{
+	const char *s = skip_space(text);
+	uint64_t a, b;
+
+	if (dec(&s, 65535, &a) || field_end(&s, false) || dec(&s, 65535, &b))
+		return -EINVAL;
+	s = skip_space(s);
+	if (*s == '\n')
+		s++;
+	if (*s || !a || a > b)
+		return -EINVAL;
+	*lo = (uint16_t)a;
+	*hi = (uint16_t)b;
+	return 0;
 }

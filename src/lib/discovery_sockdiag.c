@@ -1,14 +1,22 @@
 // SPDX-License-Identifier: MIT
-/* discovery_sockdiag.c - enumerate TCP listeners of this netns through NETLINK_SOCK_DIAG
+/* discovery_sockdiag.c - enumerate TCP listeners and UDP sockets of this netns through NETLINK_SOCK_DIAG
  *
  * Theory of Operation
  *
- * One dump per address family: a SOCK_DIAG_BY_FAMILY request (struct
- * inet_diag_req_v2, IPPROTO_TCP, idiag_states = 1 << TCP_LISTEN) with
- * NLM_F_REQUEST | NLM_F_DUMP. Because the state mask holds LISTEN alone, the
- * kernel walks only the listening hash and skips the established hash
- * entirely (inet_diag: "if (!(idiag_states & ~TCPF_LISTEN)) goto out"), so
- * the cost of a scan does not grow with the number of connections.
+ * One dump per address family and protocol: a SOCK_DIAG_BY_FAMILY request
+ * (struct inet_diag_req_v2) with NLM_F_REQUEST | NLM_F_DUMP.
+ *
+ * TCP asks for idiag_states = 1 << TCP_LISTEN. Because the state mask holds
+ * LISTEN alone, the kernel walks only the listening hash and skips the
+ * established hash entirely (inet_diag: "if (!(idiag_states & ~TCPF_LISTEN))
+ * goto out"), so the cost of a scan does not grow with the number of
+ * connections.
+ *
+ * UDP (udp_diag) asks for idiag_states = 1 << TCP_CLOSE: a bound UDP socket
+ * without a peer is in CLOSE, a connect()ed one in ESTABLISHED. The kernel
+ * filters on the state, so connected client sockets (a resolver's, and the
+ * relay's own flow sockets) never reach us. The UDP table has one hash, so
+ * that walk is over every UDP socket, connected or not.
  *
  * The reply is a multi-part dump spread over any number of datagrams; the
  * kernel fills the next one only when we read, and never makes one larger
@@ -25,8 +33,8 @@
  * memcpy() so a buffer of any alignment is safe.
  *
  * AF_INET6 listeners always carry INET_DIAG_SKV6ONLY (the kernel adds it for
- * IPv6 sockets in LISTEN or CLOSE); IPv4 listeners cannot be v6only, which
- * is known as well.
+ * IPv6 sockets in LISTEN or CLOSE: TCP listeners and unconnected UDP sockets
+ * alike); IPv4 listeners cannot be v6only, which is known as well.
  */
 #include "discovery.h"
 
@@ -46,6 +54,12 @@
 #define SOCKDIAG_BUF	32768
 /* A stuck kernel must not hang the scanner */
 #define SOCKDIAG_TIMEOUT_S 1
+
+/* The one state a dump of @proto asks for: LISTEN, or CLOSE (unconnected UDP) */
+static unsigned wanted_state(int proto)
+{
+	return proto == IPPROTO_UDP ? TCP_CLOSE : TCP_LISTEN;
+}
 
 int ph_sockdiag_open(void)
 {
@@ -102,11 +116,12 @@ static int parse_attrs(const uint8_t *p, size_t len, struct ph_listener *l)
 /**
  * parse_diag_msg() - one SOCK_DIAG_BY_FAMILY message into a listener
  * @p, @len:	message payload (after the netlink header)
- * @out:	a LISTEN socket is appended
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP: what the dump asked for
+ * @out:	a LISTEN (TCP) or unconnected (UDP) socket is appended
  *
  * Return: 0 or -EPROTO / -ENOMEM
  */
-static int parse_diag_msg(const uint8_t *p, size_t len, struct ph_scan *out)
+static int parse_diag_msg(const uint8_t *p, size_t len, int proto, struct ph_scan *out)
 {
 	struct inet_diag_msg m;
 	struct ph_listener l = { 0 };
@@ -132,6 +147,7 @@ static int parse_diag_msg(const uint8_t *p, size_t len, struct ph_scan *out)
 	l.port = ntohs(m.id.idiag_sport);
 	l.inode = m.idiag_inode;
 	l.uid = m.idiag_uid;
+	l.proto = (uint8_t)proto;
 
 	if (len > hdr) {
 		ret = parse_attrs(p + hdr, len - hdr, &l);
@@ -139,8 +155,11 @@ static int parse_diag_msg(const uint8_t *p, size_t len, struct ph_scan *out)
 			return ret;
 	}
 
-	/* We asked for LISTEN only; anything else is not ours to report */
-	if (m.idiag_state != TCP_LISTEN)
+	/* We asked for one state only; anything else is not ours to report,
+	 * nor is a UDP socket with a peer or without a port */
+	if (m.idiag_state != wanted_state(proto) || !l.port)
+		return 0;
+	if (proto == IPPROTO_UDP && m.id.idiag_dport)
 		return 0;
 	return ph_scan_push(out, &l);
 }
@@ -166,6 +185,12 @@ static int parse_error(const uint8_t *p, size_t len, int *err)
 }
 
 int ph_sockdiag_parse(const void *buf, size_t len, uint32_t seq, struct ph_scan *out)
+{
+	return ph_sockdiag_parse_proto(buf, len, seq, IPPROTO_TCP, out);
+}
+
+int ph_sockdiag_parse_proto(const void *buf, size_t len, uint32_t seq, int proto,
+			    struct ph_scan *out)
 {
 	const uint8_t *p = buf;
 
@@ -205,7 +230,7 @@ int ph_sockdiag_parse(const void *buf, size_t len, uint32_t seq, struct ph_scan 
 				return ret;
 			return err ? err : 1;
 		case SOCK_DIAG_BY_FAMILY:
-			ret = parse_diag_msg(payload, plen, out);
+			ret = parse_diag_msg(payload, plen, proto, out);
 			if (ret)
 				return ret;
 			break;
@@ -224,14 +249,15 @@ next:
 }
 
 /**
- * send_request() - ask for a LISTEN dump of one family
+ * send_request() - ask for a dump of one family's listening sockets
  * @fd:		sock_diag socket
  * @family:	AF_INET or AF_INET6
+ * @proto:	IPPROTO_TCP (LISTEN) or IPPROTO_UDP (CLOSE: unconnected)
  * @seq:	sequence number of the request
  *
  * Return: 0 or -errno
  */
-static int send_request(int fd, int family, uint32_t seq)
+static int send_request(int fd, int family, int proto, uint32_t seq)
 {
 	struct {
 		struct nlmsghdr nlh;
@@ -245,8 +271,8 @@ static int send_request(int fd, int family, uint32_t seq)
 		},
 		.req = {
 			.sdiag_family = (uint8_t)family,
-			.sdiag_protocol = IPPROTO_TCP,
-			.idiag_states = 1U << TCP_LISTEN,
+			.sdiag_protocol = (uint8_t)proto,
+			.idiag_states = 1U << wanted_state(proto),
 		},
 	};
 	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
@@ -264,14 +290,21 @@ static int send_request(int fd, int family, uint32_t seq)
 
 int ph_sockdiag_dump(int fd, int family, uint32_t seq, struct ph_scan *out)
 {
+	return ph_sockdiag_dump_proto(fd, family, IPPROTO_TCP, seq, out);
+}
+
+int ph_sockdiag_dump_proto(int fd, int family, int proto, uint32_t seq, struct ph_scan *out)
+{
 	/* On the stack: no allocation per scan, nothing shared between threads */
 	alignas(struct nlmsghdr) uint8_t buf[SOCKDIAG_BUF];
 	int ret;
 
 	if (family != AF_INET && family != AF_INET6)
 		return -EAFNOSUPPORT;
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return -EPROTONOSUPPORT;
 
-	ret = send_request(fd, family, seq);
+	ret = send_request(fd, family, proto, seq);
 	if (ret)
 		return ret;
 
@@ -301,7 +334,7 @@ int ph_sockdiag_dump(int fd, int family, uint32_t seq, struct ph_scan *out)
 		    from.nl_pid != 0)
 			continue;
 
-		ret = ph_sockdiag_parse(buf, (size_t)n, seq, out);
+		ret = ph_sockdiag_parse_proto(buf, (size_t)n, seq, proto, out);
 		if (ret < 0)
 			return ret;
 		if (ret == 1)

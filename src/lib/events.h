@@ -19,19 +19,21 @@ enum ph_port_state {
 const char *ph_port_state_name(enum ph_port_state s);
 
 /**
- * struct ph_port_info - the externally visible state of one port
- * @port:	TCP port
+ * struct ph_port_info - the externally visible state of one port of one protocol
+ * @port:	TCP or UDP port
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP (0 reads as TCP)
  * @family:	AF_INET or AF_INET6 of the listener shown
  * @address:	that listener's address, text
  * @state:	see enum ph_port_state
- * @connections: relayed connections open now (FORWARDED only)
- * @cap_hits:	times the port reached its connection cap (FORWARDED only)
+ * @connections: relayed connections open now (FORWARDED TCP only)
+ * @cap_hits:	times the port reached its connection cap (FORWARDED TCP only)
  * @since_ms:	wall-clock time (Unix ms) it entered @state
  * @error:	bind error text for CONFLICT, else empty
  * @addrs:	the external addresses it is bound to (FORWARDED, CONFLICT)
  */
 struct ph_port_info {
 	uint16_t port;
+	uint8_t proto;
 	uint8_t family;
 	char address[INET6_ADDRSTRLEN];
 	enum ph_port_state state;

@@ -4,12 +4,16 @@
  * Theory of Operation
  * ===================
  * Every scan (discovery.h) and the daemon's own socket inodes go through the
- * exposure rules (rules.h), giving one decision per port. The difference from
- * the previous decisions (ph_rules_diff) is applied to the port table, which
- * is kept sorted by port and rebuilt in one pass per scan:
+ * exposure rules (rules.h), giving one decision per (port, proto). The
+ * difference from the previous decisions (ph_rules_diff) is applied to the
+ * port table, which is kept sorted by (port, proto) and rebuilt in one pass
+ * per scan:
  *
- *  - a new EXPOSE decision binds EXTERNAL:port (SO_REUSEADDR, non-blocking)
- *    and the port is FORWARDED; if the bind fails it is CONFLICT, retried on
+ *  - a new EXPOSE decision binds EXTERNAL:port (TCP: a listener,
+ *    SO_REUSEADDR, non-blocking, watched by accept.c; UDP: a datagram
+ *    socket without SO_REUSEADDR, so that a port someone else holds is a
+ *    conflict, handed to the UDP relay, which owns it from then on) and the
+ *    port is FORWARDED; if the bind fails it is CONFLICT, retried on
  *    every scan and logged only when its state changes;
  *  - a vanished decision closes that listener (relays still open on the
  *    port keep the entry alive through its reference count);
@@ -50,6 +54,7 @@ void port_entry_info(const struct port_entry *e, struct ph_port_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	info->port = e->d.port;
+	info->proto = ph_proto_norm(e->d.proto);
 	info->family = e->d.family;
 	ph_addr_str(&e->d.addr, info->address, sizeof(info->address));
 	info->state = e->state;
@@ -79,8 +84,13 @@ static void listener_close(struct cycle *c, struct ext_listener *x)
 {
 	if (x->fd < 0)
 		return;
-	ph_loop_del(&c->loop, &x->io);
-	close(x->fd);
+	if (x->ux) {	/* the UDP relay owns the socket: it ends its flows */
+		ph_udp_ext_close(x->ux);
+		x->ux = NULL;
+	} else {
+		ph_loop_del(&c->loop, &x->io);
+		close(x->fd);
+	}
 	x->fd = -1;
 	x->inode = 0;
 }
@@ -101,13 +111,51 @@ void port_entry_destroy(struct cycle *c, struct port_entry *e)
 }
 
 /**
+ * udp_bind() - open EXTERNAL:port for UDP on one address, hand it to the relay
+ * @c:		cycle
+ * @e:		a UDP entry (its target set)
+ * @x:		a free slot of @e
+ * @ss, @sl:	the external address and port
+ *
+ * No SO_REUSEADDR: with it, a UDP bind succeeds next to another socket
+ * that set it too, and the two would share the port's datagrams.
+ * Return: 0 or -errno
+ */
+static int udp_bind(struct cycle *c, struct port_entry *e, struct ext_listener *x,
+		    const struct sockaddr_storage *ss, socklen_t sl)
+{
+	int one = 1, fd, ret;
+	uint64_t inode;
+
+	if (!c->udp)
+		return -EPROTONOSUPPORT;	/* cannot happen: --udp off scans no UDP */
+	fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if ((ss->ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) ||
+	    bind(fd, (const struct sockaddr *)ss, sl)) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	inode = ph_sock_inode(fd);
+	ret = ph_udp_ext_open(c->udp, fd, (struct sockaddr *)&e->target, e->tlen, &x->ux);
+	if (ret)
+		return ret;	/* @fd is closed */
+	x->fd = fd;
+	x->inode = inode;
+	return 0;
+}
+
+/**
  * listener_bind() - open EXTERNAL:port on one external address
  * @c:		cycle
  * @e:		entry
  * @x:		a free slot of @e
  * @a:		the address
  *
- * IPv6 listeners are IPV6_V6ONLY: each family's addresses get their own.
+ * IPv6 sockets are IPV6_V6ONLY: each family's addresses get their own.
  * Return: 0 or -errno
  */
 static int listener_bind(struct cycle *c, struct port_entry *e, struct ext_listener *x,
@@ -117,6 +165,15 @@ static int listener_bind(struct cycle *c, struct port_entry *e, struct ext_liste
 	socklen_t sl = ph_ext_addr_sockaddr(a, e->d.port, &ss);
 	const char *cc;
 	int one = 1, fd, ret;
+
+	if (e->d.proto == IPPROTO_UDP) {
+		ret = udp_bind(c, e, x, &ss, sl);
+		if (!ret) {
+			x->at = *a;
+			x->e = e;
+		}
+		return ret;
+	}
 
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -235,11 +292,20 @@ static void entry_set_target(struct port_entry *e)
 static void entry_enter(struct cycle *c, struct port_entry *e, bool is_new)
 {
 	enum ph_port_state old = e->state, want;
+	const char *proto = ph_proto_name(e->d.proto);
 	char addr[INET6_ADDRSTRLEN];
 	int ret = 0;
 
 	if (e->d.kind == PH_DECIDE_EXPOSE) {
+		struct sockaddr_storage was = e->target;
+		socklen_t was_len = e->tlen;
+
 		entry_set_target(e);
+		/* a UDP socket's flows connect to the target it was opened
+		 * with (TCP reads it per client): a new target, new sockets */
+		if (e->d.proto == IPPROTO_UDP &&
+		    (was_len != e->tlen || memcmp(&was, &e->target, was_len)))
+			entry_close_listeners(c, e);
 		ret = entry_sync(c, e);
 		want = ret ? PH_PORT_CONFLICT : PH_PORT_FORWARDED;
 	} else {
@@ -254,22 +320,25 @@ static void entry_enter(struct cycle *c, struct port_entry *e, bool is_new)
 	ph_addr_str(&e->d.addr, addr, sizeof(addr));
 	switch (want) {
 	case PH_PORT_FORWARDED:
-		ph_info("port forwarded", PH_FU("port", e->d.port), PH_FS("target", addr));
+		ph_info("port forwarded", PH_FU("port", e->d.port), PH_FS("proto", proto),
+			PH_FS("target", addr));
 		publish(c, PH_EV_OPEN, e);
 		break;
 	case PH_PORT_CONFLICT:
 		if (ret == 1) {	/* no address at all: said once, not per port */
-			ph_debug("port waits for an external address", PH_FU("port", e->d.port));
+			ph_debug("port waits for an external address", PH_FU("port", e->d.port),
+				 PH_FS("proto", proto));
 		} else {
 			atomic_fetch_add_explicit(&c->p->stats.bind_conflicts, 1,
 						  memory_order_relaxed);
-			ph_warn("port conflict", PH_FU("port", e->d.port), PH_FS("error", e->error));
+			ph_warn("port conflict", PH_FU("port", e->d.port), PH_FS("proto", proto),
+				PH_FS("error", e->error));
 		}
 		publish(c, PH_EV_CONFLICT, e);
 		break;
 	default:
-		ph_debug("port seen", PH_FU("port", e->d.port), PH_FS("address", addr),
-			 PH_FS("state", ph_port_state_name(want)));
+		ph_debug("port seen", PH_FU("port", e->d.port), PH_FS("proto", proto),
+			 PH_FS("address", addr), PH_FS("state", ph_port_state_name(want)));
 		publish(c, PH_EV_OPEN, e);
 		break;
 	}
@@ -282,31 +351,46 @@ static void next_push(struct cycle *c, struct port_entry *e)
 }
 
 /*
- * Diff callback. Changes arrive in port order, so the next table is built by
- * walking the old table alongside: unchanged entries are carried over.
+ * Diff callback. Changes arrive in (port, proto) order, so the next table is
+ * built by walking the old table alongside: unchanged entries are carried over.
  */
 struct apply {
 	struct cycle *c;
 	size_t old_i;		/* next old entry not yet carried over */
 };
 
-static void carry_until(struct apply *a, unsigned int port)
+/* Compare the old table's next entry with (port, proto) */
+static int old_cmp(const struct apply *a, uint16_t port, uint8_t proto)
+{
+	const struct ph_decision *d = &a->c->entries[a->old_i]->d;
+
+	return ph_decision_cmp(d->port, d->proto, port, proto);
+}
+
+static void carry_until(struct apply *a, uint16_t port, uint8_t proto)
 {
 	struct cycle *c = a->c;
 
-	while (a->old_i < c->n_entries && c->entries[a->old_i]->d.port < port)
+	while (a->old_i < c->n_entries && old_cmp(a, port, proto) < 0)
 		next_push(c, c->entries[a->old_i++]);
+}
+
+static void carry_rest(struct apply *a)
+{
+	while (a->old_i < a->c->n_entries)
+		next_push(a->c, a->c->entries[a->old_i++]);
 }
 
 static void on_change(void *arg, const struct ph_change *ch)
 {
 	struct apply *a = arg;
 	struct cycle *c = a->c;
-	uint16_t port = ch->new ? ch->new->port : ch->old->port;
+	const struct ph_decision *d = ch->new ? ch->new : ch->old;
+	uint16_t port = d->port;
 	struct port_entry *e = NULL;
 
-	carry_until(a, port);
-	if (a->old_i < c->n_entries && c->entries[a->old_i]->d.port == port)
+	carry_until(a, port, d->proto);
+	if (a->old_i < c->n_entries && !old_cmp(a, port, d->proto))
 		e = c->entries[a->old_i++];
 
 	switch (ch->kind) {
@@ -315,7 +399,8 @@ static void on_change(void *arg, const struct ph_change *ch)
 			port_entry_destroy(c, e);
 		e = calloc(1, sizeof(*e));
 		if (!e) {
-			ph_error("out of memory for a port entry", PH_FU("port", port));
+			ph_error("out of memory for a port entry", PH_FU("port", port),
+				 PH_FS("proto", ph_proto_name(d->proto)));
 			return;
 		}
 		for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
@@ -330,7 +415,7 @@ static void on_change(void *arg, const struct ph_change *ch)
 	case PH_CHANGE_REMOVED:
 		if (!e)
 			return;
-		ph_info("port closed", PH_FU("port", port),
+		ph_info("port closed", PH_FU("port", port), PH_FS("proto", ph_proto_name(d->proto)),
 			PH_FS("state", ph_port_state_name(e->state)));
 		publish(c, PH_EV_CLOSE, e);
 		port_entry_destroy(c, e);
@@ -392,6 +477,7 @@ static int apply_scan(struct cycle *c)
 	struct ph_rules_input in = {
 		.scan = &c->scan, .ext = &c->ext,
 		.allow = &p->cfg.allow, .deny = &p->cfg.deny,
+		.ephemeral_lo = c->scanner.ephemeral_lo, .ephemeral_hi = c->scanner.ephemeral_hi,
 	};
 	struct ph_decision *dec = NULL;
 	struct apply a = { .c = c };
@@ -417,7 +503,7 @@ static int apply_scan(struct cycle *c)
 
 	pthread_mutex_lock(&p->table_lock);
 	ph_rules_diff(c->decisions, c->n_decisions, dec, n_dec, on_change, &a);
-	carry_until(&a, UINT16_MAX + 1u);	/* the rest, port 65535 included */
+	carry_rest(&a);
 	/* ports in CONFLICT are retried on every scan; after an address
 	 * change every exposed port follows */
 	for (size_t i = 0; i < c->n_next; i++)

@@ -27,10 +27,15 @@
  * mailbox and an eventfd wake; the caller waits for the worker's answer.
  *
  * Quiesce (before a VM snapshot): reset every relay, on this loop and on
- * every relay thread (waiting for each), stop scanning and stop accepting,
- * but keep the external listeners bound, so that after a restore the kernel
- * queues new clients at once. Resume: reset relays that existed at quiesce
- * time (the epoch tells), rescan now, accept what queued.
+ * every relay thread (waiting for each), end every UDP flow, stop scanning
+ * and stop accepting, but keep the external listeners and UDP sockets
+ * bound, so that after a restore the kernel queues new clients at once.
+ * Resume: reset relays that existed at quiesce time (the epoch tells),
+ * rescan now, accept what queued.
+ *
+ * UDP: the worker's loop also runs the UDP relay (relay_udp.c): one socket
+ * per exposed UDP port and address, a flow per client. It has no accept
+ * step and no relay threads; --udp off leaves it out (and UDP unscanned).
  *
  * Per-port connection counts and all statistics are atomics.
  */
@@ -55,6 +60,10 @@ static void config_fill_defaults(struct ph_config *cfg)
 		cfg->backlog = PH_DEFAULT_BACKLOG;
 	if (!cfg->half_close_timeout_ms)
 		cfg->half_close_timeout_ms = PH_DEFAULT_HALF_CLOSE_TIMEOUT_MS;
+	if (!cfg->udp_idle_timeout_ms)
+		cfg->udp_idle_timeout_ms = PH_UDP_DEFAULT_IDLE_TIMEOUT_MS;
+	if (!cfg->max_udp_flows)
+		cfg->max_udp_flows = PH_UDP_DEFAULT_MAX_FLOWS;
 }
 
 void ph_config_defaults(struct ph_config *cfg)
@@ -152,7 +161,7 @@ static int discovery_choose(struct cycle *c)
 
 static int do_quiesce(struct cycle *c)
 {
-	size_t n;
+	size_t n, flows;
 
 	if (c->quiesced)
 		return 0;
@@ -164,8 +173,12 @@ static int do_quiesce(struct cycle *c)
 	c->quiesce_epoch = ++c->relays.epoch;
 	n = ph_relay_abort_all(&c->relays, UINT64_MAX);
 	n += ph_relay_threads_quiesce(&c->threads);
+	flows = c->udp ? ph_udp_relay_flows(c->udp) : 0;
+	if (c->udp)	/* their clients are on the other side of the snapshot */
+		ph_udp_relay_drop_flows(c->udp);
 	atomic_store(&c->p->quiesced, true);
-	ph_info("quiesced for snapshot", PH_FU("connections_reset", n));
+	ph_info("quiesced for snapshot", PH_FU("connections_reset", n),
+		PH_FU("udp_flows_dropped", flows));
 	return 0;
 }
 
@@ -254,6 +267,8 @@ static void cycle_teardown(struct cycle *c)
 	c->entries = NULL;
 	c->n_entries = 0;
 	pthread_mutex_unlock(&p->table_lock);
+	ph_udp_relay_free(c->udp);	/* its sockets were closed with the entries */
+	c->udp = NULL;
 	ph_timer_cancel(&c->loop, &c->scan_timer);
 	ph_timer_cancel(&c->loop, &c->settle_timer);
 	ph_timer_cancel(&c->loop, &c->accept_backoff.timer);
@@ -325,6 +340,14 @@ static int cycle_start(struct ph_ports *p)
 	ret = ph_scanner_init(&c->scanner, p->cfg.force_proc);
 	if (ret)
 		goto fail_rtnl;
+	if (!p->cfg.udp_off) {
+		ret = ph_scanner_enable_udp(&c->scanner);
+		if (!ret)
+			ret = ph_udp_relay_new(&c->loop, p->cfg.max_udp_flows,
+					       p->cfg.udp_idle_timeout_ms, &p->stats.udp, &c->udp);
+		if (ret)
+			goto fail_scanner;
+	}
 	ret = discovery_choose(c);
 	if (ret)
 		goto fail_scanner;
@@ -344,7 +367,10 @@ static int cycle_start(struct ph_ports *p)
 		PH_FU("scan_interval_ms", c->scan_interval_ms),
 		PH_FS("relay", p->cfg.force_copy ? "copy" : "copy+splice"),
 		PH_FU("relay_threads", c->threads.n + 1), PH_FU("max_conns_per_port", c->per_port_cap),
-		PH_FI("relay_fd_ceiling", c->relays.fd_ceiling));
+		PH_FI("relay_fd_ceiling", c->relays.fd_ceiling), PH_FS("udp", c->udp ? "on" : "off"),
+		PH_FS("udp_scanner", !c->udp ? "-" : c->scanner.udp_proc ? "proc" : "sock_diag"),
+		PH_FU("max_udp_flows", c->udp ? p->cfg.max_udp_flows : 0),
+		PH_FU("udp_idle_timeout_ms", c->udp ? p->cfg.udp_idle_timeout_ms : 0));
 
 	ret = ph_loop_thread_start(&c->thread, worker, c);
 	if (ret)
@@ -361,6 +387,7 @@ fail_relays:
 		ph_loop_del(&c->loop, &c->events_io);
 	ph_events_close(&c->events);
 fail_scanner:
+	ph_udp_relay_free(c->udp);
 	ph_scanner_fini(&c->scanner);
 fail_rtnl:
 	ph_rtnl_watch_close(&c->rtnl);

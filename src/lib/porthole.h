@@ -11,6 +11,7 @@
 
 #include "addrset.h"
 #include "events.h"
+#include "relay_udp.h"
 #include "rules_portset.h"
 
 #define PH_MAX_OWN_INODES 16
@@ -71,6 +72,11 @@ enum ph_discovery { PH_DISCOVERY_AUTO, PH_DISCOVERY_EVENTS, PH_DISCOVERY_POLL };
  *			"system", or an algorithm name (see ph_relay_client_cc())
  * @half_close_timeout_ms: once the client sent its FIN, a relay on which
  *			nothing moved for this long is reset (default 60000)
+ * @udp_off:		expose TCP only: no UDP socket is scanned or relayed
+ * @udp_idle_timeout_ms: a UDP flow with no datagram either way for this long
+ *			ends (default 60000)
+ * @max_udp_flows:	UDP flows at once over all ports; at the limit the least
+ *			recently used one ends for a new client (default 4096)
  * @force_copy:		relay with recv/send instead of splice (tests)
  * @force_proc:		discover through /proc instead of sock_diag (tests)
  * @own_inodes:		sockets of the embedding program (control port) never exposed
@@ -91,6 +97,9 @@ struct ph_config {
 	char client_cc[16];
 	unsigned relay_threads;		/* 1 (default); 0: one per CPU we may run on, at most 8 */
 	unsigned half_close_timeout_ms;
+	bool udp_off;
+	unsigned udp_idle_timeout_ms;
+	unsigned max_udp_flows;
 	bool force_copy;
 	bool force_proc;
 	uint64_t own_inodes[PH_MAX_OWN_INODES];
@@ -157,6 +166,7 @@ struct ph_stats {
 	_Atomic uint64_t listen_events;		/* listen/close records from the kernel */
 	_Atomic uint64_t listen_events_lost;	/* records the ring buffer had no room for */
 	_Atomic int discovery_events;		/* 1: this cycle scans on events, 0: polls */
+	struct ph_udp_counters udp;		/* the UDP relay's (relay_udp.h) */
 };
 
 extern const unsigned ph_scan_hist_bounds_us[PH_SCAN_HIST_BUCKETS];
@@ -166,7 +176,7 @@ extern const unsigned ph_scan_hist_bounds_us[PH_SCAN_HIST_BUCKETS];
  * @external:	the first external IPv4 address (else the first one) as text,
  *		"" when there is none
  * @external_addrs: all external addresses
- * @ports:	one entry per port, sorted
+ * @ports:	one entry per (port, proto), sorted by port, TCP first
  * @n:		entries
  */
 struct ph_port_list {
@@ -208,9 +218,10 @@ bool ph_ports_running(struct ph_ports *p);
  * ph_ports_quiesce() - get ready for a VM snapshot
  * @p:		subsystem
  *
- * Resets every relayed connection (both legs, RST), stops scanning and
- * accepting; the external listeners stay open so that, after a restore,
- * the kernel queues new connections at once. Idempotent.
+ * Resets every relayed connection (both legs, RST), ends every UDP flow,
+ * stops scanning and accepting; the external listeners and UDP sockets stay
+ * open so that, after a restore, the kernel queues new clients at once.
+ * Idempotent.
  * Return: 0, or -ESRCH when not running
  */
 int ph_ports_quiesce(struct ph_ports *p);

@@ -4,7 +4,8 @@
  * The port subsystem is one worker thread with one event loop, split by the
  * stage of the pipeline each file serves:
  *
- *   exposure.c   a scan's decisions -> the port table: bind EXTERNAL:port,
+ *   exposure.c   a scan's decisions -> the port table: bind EXTERNAL:port
+ *                (a TCP listener, or a UDP socket handed to relay_udp.c),
  *                enter and leave states, publish events
  *   accept.c     external listeners -> relays: the connection limit, the
  *                pause on descriptor exhaustion, dealing clients to threads
@@ -32,6 +33,7 @@
 #include "porthole.h"
 #include "relay.h"
 #include "relay_threads.h"
+#include "relay_udp.h"
 #include "rtnl.h"
 #include "rules.h"
 
@@ -43,12 +45,14 @@
 enum cmd { CMD_NONE, CMD_STOP, CMD_QUIESCE, CMD_RESUME };
 
 /**
- * struct ext_listener - one external listener of a port, on one address
- * @io:		its loop registration
- * @fd:		the socket, -1 when this slot is free
+ * struct ext_listener - one external socket of a port, on one address
+ * @io:		its loop registration (TCP: the listener; unused for UDP)
+ * @fd:		the socket, -1 when this slot is free (UDP: owned by @ux,
+ *		kept here only to say the slot is in use)
  * @inode:	its inode, reported to the rules as the daemon's own
  * @at:		the external address it is bound to
  * @e:		its port
+ * @ux:		UDP: the relay's handle of the socket (relay_udp.h), else NULL
  */
 struct ext_listener {
 	struct ph_io io;
@@ -56,12 +60,13 @@ struct ext_listener {
 	uint64_t inode;
 	struct ph_ext_addr at;
 	struct port_entry *e;
+	struct ph_udp_ext *ux;
 };
 
 /**
- * struct port_entry - one row of the port table
- * @owner:	relay accounting (connections on this port); embedded first
- * @d:		the decision it reflects
+ * struct port_entry - one row of the port table: a (port, proto)
+ * @owner:	relay accounting (TCP connections on this port); embedded first
+ * @d:		the decision it reflects (d.port, d.proto: the row's key)
  * @state:	FORWARDED, CONFLICT, EXCLUDED or PUBLIC
  * @ls:		external listeners, one per external address of the families
  *		the port is exposed on (slots, not packed: each is registered
@@ -100,6 +105,7 @@ struct cycle {
 	struct ph_scan scan;
 	struct ph_relay_ctx relays;
 	struct ph_relay_threads threads;	/* relay threads besides this one */
+	struct ph_udp_relay *udp;	/* UDP flows of every UDP port; NULL with --udp off */
 	struct ph_timer scan_timer;
 	unsigned scan_interval_ms;	/* the configured one, or the mechanism's default */
 	struct ph_events events;	/* listen events; ring_fd -1 when polling */
@@ -107,7 +113,7 @@ struct cycle {
 	struct ph_timer settle_timer;	/* the second look after an event (lifecycle.c) */
 	struct ph_accept_backoff accept_backoff;	/* out of descriptors */
 
-	/* table: sorted by port; entries[i]->d.port ascending */
+	/* table: sorted by (d.port, d.proto), TCP before UDP on a port */
 	struct port_entry **entries;
 	size_t n_entries;
 	struct ph_decision *decisions;

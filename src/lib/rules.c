@@ -27,7 +27,15 @@
  * That is a few linear passes, whatever the scan size (a comparison sort
  * of 50,000 listeners took three times as long).
  *
- * ph_rules_diff() merges two port-sorted decision arrays in one pass.
+ * TCP and UDP go through the same steps apart (a UDP socket never covers a
+ * TCP port): the candidates of each are collected, sorted and decided on
+ * their own, and the two port-sorted results are merged, TCP first on
+ * equal ports. UDP adds one rule at collection: a socket on a port inside
+ * the ephemeral range (ip_local_port_range) is a client's, a resolver
+ * stub's say, and is no candidate at all unless --allow names that UDP
+ * port. (Connected UDP sockets never got here: discovery leaves them out.)
+ *
+ * ph_rules_diff() merges two (port, proto)-sorted decision arrays in one pass.
  */
 #include "rules.h"
 
@@ -181,11 +189,19 @@ static enum rank rank_of(const struct ph_rules_input *in, const struct ph_listen
 	return is_external(in, &l->addr) ? R_EXT6 : R_NONE;
 }
 
-static bool excluded(const struct ph_rules_input *in, uint16_t port)
+static bool excluded(const struct ph_rules_input *in, uint8_t proto, uint16_t port)
 {
-	if (in->deny && ph_portset_has(in->deny, port))
+	if (in->deny && ph_portset_has_proto(in->deny, proto, port))
 		return true;
-	return in->allow && in->allow->set && !ph_portset_has(in->allow, port);
+	return in->allow && in->allow->set && !ph_portset_has_proto(in->allow, proto, port);
+}
+
+/* A UDP socket on an ephemeral port is a client's, unless --allow names it */
+static bool udp_client_port(const struct ph_rules_input *in, uint16_t port)
+{
+	if (!in->ephemeral_lo || port < in->ephemeral_lo || port > in->ephemeral_hi)
+		return false;
+	return !(in->allow && in->allow->set && ph_portset_has_proto(in->allow, IPPROTO_UDP, port));
 }
 
 /**
@@ -201,12 +217,13 @@ static bool excluded(const struct ph_rules_input *in, uint16_t port)
  * Return: 0 or -ENOMEM (then *@out is NULL and *@n is 0)
  */
 /*
- * The candidates: every listener a rule can see (rank_of() not R_NONE) that
- * is not one of the daemon's own sockets, keyed for sorting by port, then
- * rank, then address. @c has room for every listener of the scan.
+ * The candidates of @proto: every listener of it a rule can see (rank_of()
+ * not R_NONE) that is not one of the daemon's own sockets (nor, for UDP, a
+ * client's: udp_client_port()), keyed for sorting by port, then rank, then
+ * address. @c has room for every listener of the scan.
  * Return: how many, or -ENOMEM
  */
-static long collect_candidates(const struct ph_rules_input *in, struct cand *c)
+static long collect_candidates(const struct ph_rules_input *in, uint8_t proto, struct cand *c)
 {
 	const struct ph_scan *scan = in->scan;
 	uint64_t *own = NULL;
@@ -222,8 +239,13 @@ static long collect_candidates(const struct ph_rules_input *in, struct cand *c)
 	for (size_t i = 0; i < scan->len; i++) {
 		const struct ph_listener *l = &scan->v[i];
 		uint32_t v4;
-		enum rank r = rank_of(in, l, &v4);
+		enum rank r;
 
+		if (ph_proto_norm(l->proto) != proto)
+			continue;
+		if (proto == IPPROTO_UDP && udp_client_port(in, l->port))
+			continue;
+		r = rank_of(in, l, &v4);
 		if (r == R_NONE)
 			continue;
 		if (own && bsearch(&l->inode, own, in->n_own, sizeof(*own), cmp_u64))
@@ -251,8 +273,8 @@ static unsigned counted_fams(const struct ph_rules_input *in, unsigned *active)
  * counts, the best loopback listener. @d has room for one per distinct port.
  * Return: decisions written
  */
-static size_t decide_per_port(const struct ph_rules_input *in, const struct cand *c, size_t nc,
-			      struct ph_decision *d)
+static size_t decide_per_port(const struct ph_rules_input *in, uint8_t proto,
+			      const struct cand *c, size_t nc, struct ph_decision *d)
 {
 	unsigned active, counted = counted_fams(in, &active);
 	size_t nd = 0;
@@ -289,19 +311,46 @@ static size_t decide_per_port(const struct ph_rules_input *in, const struct cand
 			.family = ph_addr_is_v4(&l->addr) ? AF_INET : AF_INET6,
 			.public_fams = (uint8_t)pub,
 			.kind = best == cov ? PH_DECIDE_PUBLIC
-				: excluded(in, port) ? PH_DECIDE_EXCLUDED
+				: excluded(in, proto, port) ? PH_DECIDE_EXCLUDED
 				: PH_DECIDE_EXPOSE,
+			.proto = proto,
 		};
 	}
 	return nd;
 }
 
+/*
+ * The decisions of one protocol, appended at @d (room for one per
+ * candidate). @c and @tmp: scratch of a listener each.
+ * Return: decisions written, or -ENOMEM
+ */
+static long decide_proto(const struct ph_rules_input *in, uint8_t proto, struct cand *c,
+			 struct cand *tmp, struct ph_decision *d)
+{
+	long nc = collect_candidates(in, proto, c);
+
+	if (nc <= 0)
+		return nc;
+	sort_by_port(c, tmp, (size_t)nc);
+	return (long)decide_per_port(in, proto, c, (size_t)nc, d);
+}
+
+/* Merge the port-sorted TCP and UDP decisions into @out, TCP first on a tie */
+static void merge(const struct ph_decision *t, size_t nt, const struct ph_decision *u, size_t nu,
+		  struct ph_decision *out)
+{
+	size_t i = 0, j = 0, k = 0;
+
+	while (i < nt || j < nu)
+		out[k++] = j == nu || (i < nt && t[i].port <= u[j].port) ? t[i++] : u[j++];
+}
+
 int ph_rules_decide(const struct ph_rules_input *in, struct ph_decision **out, size_t *n)
 {
-	size_t len = in->scan ? in->scan->len : 0, nd = 0;
+	size_t len = in->scan ? in->scan->len : 0;
 	struct cand *c = NULL, *tmp = NULL;
-	struct ph_decision *d;
-	long nc;
+	struct ph_decision *d = NULL, *m = NULL;
+	long nt, nu = 0;
 	int ret = -ENOMEM;
 
 	*out = NULL;
@@ -310,31 +359,45 @@ int ph_rules_decide(const struct ph_rules_input *in, struct ph_decision **out, s
 		return 0;
 	c = malloc(len * sizeof(*c));
 	tmp = malloc(len * sizeof(*tmp));
-	if (!c || !tmp)
+	/* at most one decision per listener, over both protocols */
+	d = calloc(len, sizeof(*d));
+	if (!c || !tmp || !d)
 		goto out;
-	nc = collect_candidates(in, c);
-	if (nc <= 0) {
-		ret = (int)nc;
+	nt = decide_proto(in, IPPROTO_TCP, c, tmp, d);
+	if (nt >= 0)
+		nu = decide_proto(in, IPPROTO_UDP, c, tmp, d + nt);
+	if (nt < 0 || nu < 0)
 		goto out;
-	}
-	sort_by_port(c, tmp, (size_t)nc);
-
-	for (size_t i = 0; i < (size_t)nc; i++)
-		if (!i || c[i].key >> 48 != c[i - 1].key >> 48)
-			nd++;
-	d = calloc(nd, sizeof(*d));
-	if (!d)
-		goto out;
-	*n = decide_per_port(in, c, (size_t)nc, d);
-	if (*n)
-		*out = d;
-	else
-		free(d);	/* only listeners that count on no family */
 	ret = 0;
+	if (!nt && !nu)
+		goto out;	/* only listeners that count on no family */
+	if (nt && nu) {
+		m = malloc((size_t)(nt + nu) * sizeof(*m));
+		if (!m) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		merge(d, (size_t)nt, d + nt, (size_t)nu, m);
+		free(d);
+		d = m;
+	}
+	*out = d;
+	*n = (size_t)(nt + nu);
+	d = NULL;
 out:
+	free(d);
 	free(tmp);
 	free(c);
 	return ret;
+}
+
+int ph_decision_cmp(uint16_t port_a, uint8_t proto_a, uint16_t port_b, uint8_t proto_b)
+{
+	if (port_a != port_b)
+		return port_a < port_b ? -1 : 1;
+	proto_a = ph_proto_norm(proto_a);
+	proto_b = ph_proto_norm(proto_b);
+	return (proto_a > proto_b) - (proto_a < proto_b);
 }
 
 static bool same_target(const struct ph_decision *a, const struct ph_decision *b)
@@ -345,11 +408,11 @@ static bool same_target(const struct ph_decision *a, const struct ph_decision *b
 
 /**
  * ph_rules_diff() - report every difference between two sorted decision sets
- * @a, @na:	previous set (sorted by port, one entry per port)
- * @b, @nb:	current set (sorted by port, one entry per port)
- * @fn, @arg:	called once per change, in port order (@fn may be NULL to count)
+ * @a, @na:	previous set (sorted by port, then proto; one entry per (port, proto))
+ * @b, @nb:	current set (the same)
+ * @fn, @arg:	called once per change, in that order (@fn may be NULL to count)
  *
- * A port in both sets is UPDATED when kind, family, address or the
+ * A (port, proto) in both sets is UPDATED when kind, family, address or the
  * families it is public on differ,
  * RESTARTED when only the inode does; an identical entry is no change.
  *
@@ -362,10 +425,12 @@ size_t ph_rules_diff(const struct ph_decision *a, size_t na, const struct ph_dec
 
 	while (i < na || j < nb) {
 		struct ph_change ch;
+		int cmp = i == na ? 1 : j == nb ? -1 :
+			  ph_decision_cmp(a[i].port, a[i].proto, b[j].port, b[j].proto);
 
-		if (j == nb || (i < na && a[i].port < b[j].port)) {
+		if (cmp < 0) {
 			ch = (struct ph_change){ PH_CHANGE_REMOVED, &a[i++], NULL };
-		} else if (i == na || b[j].port < a[i].port) {
+		} else if (cmp > 0) {
 			ch = (struct ph_change){ PH_CHANGE_ADDED, NULL, &b[j++] };
 		} else {
 			const struct ph_decision *o = &a[i++], *nw = &b[j++];

@@ -85,6 +85,13 @@
 #   roundtrip NS ADDR PORT    from netns NS, send a line to an echo server on
 #                             ADDR:PORT and check it comes back (tcpprobe)
 #
+# UDP peers (tests/integration/udp_peer.py; see its header for the commands)
+#   udp_peer NS CMD ARGS...   run udp_peer.py CMD in netns NS (foreground)
+#   serve_udp ADDR PORT [CMD] start udp_peer.py CMD (default echo) on ADDR:PORT
+#                             in the guest; waits until the socket is bound
+#   udp_bound ADDR PORT       the guest has a UDP socket bound to ADDR:PORT
+#   udp_exposed PORT          the guest has a UDP socket on 169.254.0.21:PORT
+#
 # The API contract (docs/openapi.yaml)
 #   api_conforms METHOD PATH STATUS HDR BODY
 #                             ok/fail: the response (curl -D HDR, -o BODY)
@@ -576,6 +583,36 @@ roundtrip()
 	local p msg="hello-$RANDOM"
 	p=$(helper tcpprobe) || return 1
 	in_ns "$1" env PH_PROBE_TIMEOUT_MS="$(scaled 3000)" "$p" client "$2" "$3" "s:$msg,r:$msg"
+}
+
+# ---------------------------------------------------------------------------
+# UDP peers
+
+PH_UDP_PEER=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/udp_peer.py
+
+udp_peer()
+{
+	local ns=$1
+	shift
+	in_ns "$ns" "$PH_PYTHON" "$PH_UDP_PEER" "$@"
+}
+
+udp_bound()
+{
+	local a=$1
+	is_v6 "$a" && a="[$a]"
+	in_guest ss -Hlun "sport = :$2" | awk -v want="$a:$2" '{ l = $4; sub(/%[^:]*:/, ":", l); if (l == want) f = 1 } END { exit !f }'
+}
+
+udp_exposed() { udp_bound "$GUEST_IP" "$1"; }
+
+serve_udp()
+{
+	bg_guest "$PH_PYTHON" "$PH_UDP_PEER" "${3:-echo}" "$1" "$2" >>"$PH_TMP/servers.log" 2>&1
+	if ! wait_for "$(scaled 3000)" udp_bound "$1" "$2"; then
+		fail "UDP server on $1:$2 did not bind" "$(in_guest ss -lunp)"
+		return 1
+	fi
 }
 
 # Only the connect counts: a relay that accepts and then resets (backend

@@ -316,7 +316,7 @@ static void test_ports(void **state)
 	char buf[4096];
 
 	assert_int_equal(GET(f, "/ports", buf), 200);
-	assert_non_null(strstr(buf, "\r\n\r\n{\"external_address\":\"169.254.0.21\",\"ports\":[{\"port\":8000,"
+	assert_non_null(strstr(buf, "\r\n\r\n{\"external_address\":\"169.254.0.21\",\"ports\":[{\"port\":8000,\"proto\":\"tcp\","
 				    "\"family\":\"ipv4\",\"address\":\"127.0.0.1\",\"state\":\"forwarded\","
 				    "\"connections\":2,\"cap_hits\":0,\"since\":\"2024-05-01T12:00:00.123Z\"}]}\n"));
 }
@@ -410,7 +410,7 @@ static void test_events_stream(void **state)
 	buf[0] = '\0';
 	ph_bus_publish(fake.bus, &e);
 	pump(f, fd, buf, sizeof(buf), "\n\n", 1000, &eof);
-	assert_string_equal(buf, "event: open\ndata: {\"port\":9000,\"family\":\"ipv4\",\"address\":"
+	assert_string_equal(buf, "event: open\ndata: {\"port\":9000,\"proto\":\"tcp\",\"family\":\"ipv4\",\"address\":"
 				 "\"127.0.0.1\",\"state\":\"forwarded\",\"connections\":0,\"cap_hits\":0,"
 				 "\"since\":\"1970-01-01T00:00:00.001Z\"}\n\n");
 	close(fd);

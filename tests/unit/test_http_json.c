@@ -125,9 +125,9 @@ static void test_port_list_document(void **state)
 	assert_int_equal(ph_json_finish(&j), 0);
 	assert_string_equal(b.data,
 		"{\"external_address\":\"169.254.0.21\",\"ports\":["
-		"{\"port\":8000,\"family\":\"ipv4\",\"address\":\"127.0.0.1\",\"state\":\"forwarded\","
+		"{\"port\":8000,\"proto\":\"tcp\",\"family\":\"ipv4\",\"address\":\"127.0.0.1\",\"state\":\"forwarded\","
 		"\"connections\":2,\"cap_hits\":0,\"since\":\"2024-05-01T12:00:00.123Z\"},"
-		"{\"port\":5432,\"family\":\"ipv6\",\"address\":\"::1\",\"state\":\"conflict\","
+		"{\"port\":5432,\"proto\":\"tcp\",\"family\":\"ipv6\",\"address\":\"::1\",\"state\":\"conflict\","
 		"\"error\":\"Address already in use\",\"since\":\"2024-05-01T12:00:00.000Z\"}]}");
 	ph_buf_free(&b);
 }
