@@ -508,6 +508,25 @@ static int connect_firecracker(struct run *r)
 	return -1;
 }
 
+/* tests only: PORTHOLE_UFFD_TEST_REMOVE_DELAY_MS stalls the fault thread
+ * between reading a REMOVE and applying it (tests/uffd/run uses it to force
+ * the REMOVE/prefetch overlap on every run); 0 when unset or malformed */
+static unsigned test_remove_delay_ms(void)
+{
+	const char *v = getenv("PORTHOLE_UFFD_TEST_REMOVE_DELAY_MS");
+	char *end;
+	unsigned long ms;
+
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	ms = strtoul(v, &end, 10);
+	if (errno || *end || ms > 10000)
+		return 0;
+	ph_warn("test hook: REMOVE events applied late", PH_FU("delay_ms", ms));
+	return (unsigned)ms;
+}
+
 /* set up and start serving; 0 or 1 (fatal, already handled) */
 static int start_serving(struct run *r)
 {
@@ -524,6 +543,8 @@ static int start_serving(struct run *r)
 		r->srv.ntrace = r->ntrace;
 		r->srv.record = !!r->o.record;
 		r->srv.pf_threads = r->o.pf_threads;
+		r->srv.test_remove_delay_ms = test_remove_delay_ms();
+		ph_info("uffd features", PH_FS("event_remove", r->srv.gate.on ? "yes" : "no"));
 		ret = ph_uffd_server_start(&r->srv);
 	}
 	if (ret) {
