@@ -521,7 +521,7 @@ static unsigned test_remove_delay_ms(void)
 		return 0;
 	errno = 0;
 	ms = strtoul(v, &end, 10);
-	if (errno || *end || ms > 10000)
+	if (errno || *end || !ms || ms > 10000)
 		return 0;
 	ph_warn("test hook: REMOVE events applied late", PH_FU("delay_ms", ms));
 	return (unsigned)ms;
