@@ -61,6 +61,7 @@ struct opts {
 	int timeout_ms, socket_fd;
 	uint64_t connect_ms;		/* 0: wait forever */
 	unsigned pf_threads;
+	bool pf_map;		/* --prefetch-source map */
 	struct ph_uffd_sockopts so;
 	enum ph_log_format log_format;
 	enum ph_log_level log_level;
@@ -95,7 +96,8 @@ static void usage(FILE *f)
 		"usage: porthole-uffd (--socket PATH | --socket-fd N) --mem-file FILE\n"
 		"                     [--prefetch none|all|trace|trace+all] [--trace FILE]\n"
 		"                     [--record-trace FILE] [--stats-json FILE]\n"
-		"                     [--prefetch-threads N] [--handshake-timeout MS]\n"
+		"                     [--prefetch-threads N] [--prefetch-source read|map]\n"
+		"                     [--handshake-timeout MS]\n"
 		"                     [--connect-timeout DURATION] [--on-fatal kill|exit]\n"
 		"                     [--socket-owner UID[:GID]] [--socket-mode MODE]\n"
 		"                     [--log-format json|text]\n"
@@ -203,6 +205,11 @@ static int set_opt(struct opts *o, int c, const char *arg)
 		}
 		o->pf_threads = (unsigned)v;
 		break;
+	case 'R':
+		if (strcmp(arg, "read") && strcmp(arg, "map"))
+			return bad("--prefetch-source", arg);
+		o->pf_map = !strcmp(arg, "map");
+		break;
 	case 'F':
 		if (ph_log_parse_format(arg, &o->log_format))
 			return bad("--log-format", arg);
@@ -270,6 +277,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool activated)
 		{ "connect-timeout", required_argument, NULL, 'C' },
 		{ "on-fatal", required_argument, NULL, 'K' },
 		{ "prefetch-threads", required_argument, NULL, 'P' },
+		{ "prefetch-source", required_argument, NULL, 'R' },
 		{ "log-format", required_argument, NULL, 'F' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
@@ -544,6 +552,7 @@ static int start_serving(struct run *r)
 		r->srv.record = !!r->o.record;
 		r->srv.pf_threads = r->o.pf_threads;
 		r->srv.test_remove_delay_ms = test_remove_delay_ms();
+		r->srv.copy_read = !r->o.pf_map;
 		ph_info("uffd features", PH_FS("event_remove", r->srv.gate.on ? "yes" : "no"));
 		ret = ph_uffd_server_start(&r->srv);
 	}

@@ -271,6 +271,7 @@ static void *all_worker(void *arg)
 			break;
 		}
 	}
+	ph_uffd_bounce_free();
 	return NULL;
 }
 
@@ -310,5 +311,6 @@ void *ph_uffd_prefetch_main(void *arg)
 			PH_FU("bytes", atomic_load(&s->c.bytes_prefetched)),
 			PH_FU("ms", (ph_now_ns() - s->t0_ns) / 1000000));
 	}
+	ph_uffd_bounce_free();
 	return NULL;
 }

@@ -275,6 +275,7 @@ struct ph_uffd_server {
 	pthread_t fault_thr, pf_thr;
 	bool fault_started, pf_started;
 
+	bool copy_read;			/* prefetch copies from a pread() bounce buffer */
 	unsigned test_remove_delay_ms;	/* tests only: stall between reading a REMOVE
 					 * and applying it (PORTHOLE_UFFD_TEST_REMOVE_DELAY_MS) */
 };
@@ -293,6 +294,7 @@ int ph_uffd_fill(struct ph_uffd_server *s, struct ph_uffd_sregion *sr, uint64_t 
 void ph_uffd_server_remove(struct ph_uffd_server *s, uint64_t start, uint64_t end);
 void ph_uffd_server_end(struct ph_uffd_server *s, int err);
 void ph_uffd_gate_copy_begin(struct ph_uffd_server *s);
+void ph_uffd_bounce_free(void);
 void ph_uffd_gate_copy_end(struct ph_uffd_server *s);
 bool ph_uffd_has_event_remove(int uffd);
 
