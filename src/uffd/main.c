@@ -61,6 +61,7 @@ struct opts {
 	int timeout_ms, socket_fd;
 	uint64_t connect_ms;		/* 0: wait forever */
 	unsigned pf_threads;
+	bool pf_map;		/* --prefetch-source map */
 	struct ph_uffd_sockopts so;
 	enum ph_log_format log_format;
 	enum ph_log_level log_level;
@@ -95,7 +96,8 @@ static void usage(FILE *f)
 		"usage: porthole-uffd (--socket PATH | --socket-fd N) --mem-file FILE\n"
 		"                     [--prefetch none|all|trace|trace+all] [--trace FILE]\n"
 		"                     [--record-trace FILE] [--stats-json FILE]\n"
-		"                     [--prefetch-threads N] [--handshake-timeout MS]\n"
+		"                     [--prefetch-threads N] [--prefetch-source read|map]\n"
+		"                     [--handshake-timeout MS]\n"
 		"                     [--connect-timeout DURATION] [--on-fatal kill|exit]\n"
 		"                     [--socket-owner UID[:GID]] [--socket-mode MODE]\n"
 		"                     [--log-format json|text]\n"
@@ -203,6 +205,11 @@ static int set_opt(struct opts *o, int c, const char *arg)
 		}
 		o->pf_threads = (unsigned)v;
 		break;
+	case 'R':
+		if (strcmp(arg, "read") && strcmp(arg, "map"))
+			return bad("--prefetch-source", arg);
+		o->pf_map = !strcmp(arg, "map");
+		break;
 	case 'F':
 		if (ph_log_parse_format(arg, &o->log_format))
 			return bad("--log-format", arg);
@@ -270,6 +277,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool activated)
 		{ "connect-timeout", required_argument, NULL, 'C' },
 		{ "on-fatal", required_argument, NULL, 'K' },
 		{ "prefetch-threads", required_argument, NULL, 'P' },
+		{ "prefetch-source", required_argument, NULL, 'R' },
 		{ "log-format", required_argument, NULL, 'F' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
@@ -508,6 +516,25 @@ static int connect_firecracker(struct run *r)
 	return -1;
 }
 
+/* tests only: PORTHOLE_UFFD_TEST_REMOVE_DELAY_MS stalls the fault thread
+ * between reading a REMOVE and applying it (tests/uffd/run uses it to force
+ * the REMOVE/prefetch overlap on every run); 0 when unset or malformed */
+static unsigned test_remove_delay_ms(void)
+{
+	const char *v = getenv("PORTHOLE_UFFD_TEST_REMOVE_DELAY_MS");
+	char *end;
+	unsigned long ms;
+
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	ms = strtoul(v, &end, 10);
+	if (errno || *end || !ms || ms > 10000)
+		return 0;
+	ph_warn("test hook: REMOVE events applied late", PH_FU("delay_ms", ms));
+	return (unsigned)ms;
+}
+
 /* set up and start serving; 0 or 1 (fatal, already handled) */
 static int start_serving(struct run *r)
 {
@@ -524,6 +551,9 @@ static int start_serving(struct run *r)
 		r->srv.ntrace = r->ntrace;
 		r->srv.record = !!r->o.record;
 		r->srv.pf_threads = r->o.pf_threads;
+		r->srv.test_remove_delay_ms = test_remove_delay_ms();
+		r->srv.copy_read = !r->o.pf_map;
+		ph_info("uffd features", PH_FS("event_remove", r->srv.gate.on ? "yes" : "no"));
 		ret = ph_uffd_server_start(&r->srv);
 	}
 	if (ret) {

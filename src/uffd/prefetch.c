@@ -12,8 +12,12 @@
  * Only file data is copied: pages that are already present (a fault got
  * there first), removed (balloon or virtio-mem REMOVE) or file holes are
  * skipped by ph_uffd_fill(), so prefetching never undoes a fault or a REMOVE
- * and never commits memory for zeros (unplugged virtio-mem slots are holes). The fault thread runs concurrently and never waits for this one;
- * an EAGAIN (an unread REMOVE event) is retried after a short sleep, by which
+ * and never commits memory for zeros (unplugged virtio-mem slots are holes).
+ * The fault thread runs concurrently; it waits for this one only while it
+ * reads the uffd, and then for at most one step (PH_UFFD_GATE_STEP bytes or
+ * one huge page) per prefetch thread: a step decides what to copy and copies
+ * it without a REMOVE being read in between (the gate, see server.c). An
+ * EAGAIN (an unread REMOVE event) is retried after a short sleep, by which
  * time the fault thread has drained the event.
  */
 #include "uffd.h"
@@ -26,22 +30,31 @@
 
 #define EAGAIN_SLEEP_NS	100000	/* 100 us */
 
-/* fill a range, riding out EAGAIN; 0, -ESRCH, -ECANCELED (stopping) or -errno */
+/* fill a range, riding out EAGAIN; 0, -ESRCH, -ECANCELED (stopping) or -errno.
+ * Each step (its page states read, then copied) passes the gate, so it never
+ * straddles the fault thread's reading of a REMOVE (server.c, "REMOVE and
+ * prefetch") */
 static int fill_retry(struct ph_uffd_server *s, struct ph_uffd_sregion *sr, uint64_t addr,
 		      uint64_t len)
 {
+	uint64_t step = sr->r.page_size > PH_UFFD_GATE_STEP ? sr->r.page_size : PH_UFFD_GATE_STEP;
+
 	while (len) {
 		uint64_t done = 0;
 		int ret;
 
 		if (atomic_load_explicit(&s->stop, memory_order_relaxed))
 			return -ECANCELED;
-		ret = ph_uffd_fill(s, sr, addr, len, PH_FILL_SKIP_PRESENT, &done);
+		ph_uffd_gate_copy_begin(s);
+		ret = ph_uffd_fill(s, sr, addr, len < step ? len : step, PH_FILL_SKIP_PRESENT,
+				   &done);
+		ph_uffd_gate_copy_end(s);
 		addr += done;
 		len -= done;
-		if (ret != -EAGAIN)
+		if (ret == -EAGAIN)
+			nanosleep(&(struct timespec){ .tv_nsec = EAGAIN_SLEEP_NS }, NULL);
+		else if (ret)
 			return ret;
-		nanosleep(&(struct timespec){ .tv_nsec = EAGAIN_SLEEP_NS }, NULL);
 	}
 	return 0;
 }
@@ -258,6 +271,7 @@ static void *all_worker(void *arg)
 			break;
 		}
 	}
+	ph_uffd_bounce_free();
 	return NULL;
 }
 
@@ -297,5 +311,6 @@ void *ph_uffd_prefetch_main(void *arg)
 			PH_FU("bytes", atomic_load(&s->c.bytes_prefetched)),
 			PH_FU("ms", (ph_now_ns() - s->t0_ns) / 1000000));
 	}
+	ph_uffd_bounce_free();
 	return NULL;
 }

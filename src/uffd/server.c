@@ -23,8 +23,16 @@
  *
  * ph_uffd_fill() installs a range: it splits it into runs of one kind (copy
  * from the file mapping, zero, or skip) of at most PH_UFFD_CHUNK bytes and
- * issues one ioctl a run. File data is copied with UFFDIO_COPY straight from
- * the read-only file mapping; file holes and removed pages get
+ * issues one ioctl a run. File data is copied with UFFDIO_COPY: on the fault
+ * path straight from the read-only file mapping; prefetch copies (unless
+ * --prefetch-source map) first pread() the run into a per-thread bounce
+ * buffer and copy from there. The bounce costs one extra copy through a
+ * cache-hot buffer, but the file mapping's first touch per page can cost far
+ * more: on a host whose hypervisor shadows page tables (PVM, measured here)
+ * the first kernel read of each source page through a user mapping took
+ * 2.7 us (720 ms a GiB, after MADV_POPULATE_READ), while pread reads the page
+ * cache through the kernel's own mapping (190 ms a GiB). File holes and
+ * removed pages get
  * UFFDIO_ZEROPAGE on 4 KiB regions, and a copy from a zero mapping on
  * huge-page regions (hugetlbfs has no ZEROPAGE). The kernel's answers:
  *  - success: the whole run is installed and the faulting threads woken;
@@ -49,11 +57,40 @@
  * drain, with a 1 ms poll timeout: the kernel never redelivers a fault, so
  * a dropped one would hang a vCPU forever.
  *
- * A REMOVE that races with a prefetch copy already past its state check can
- * let file data land in a page the balloon just freed. The guest never
- * relies on the contents of pages it gave to the balloon, and the window is
- * a few microseconds, so this is accepted rather than serialising the two
- * threads (which would make every fault wait for a 2 MiB copy).
+ * REMOVE and prefetch: the gate
+ * -----------------------------
+ * Firecracker's madvise(MADV_DONTNEED) (balloon inflate, virtio-mem unplug)
+ * queues UFFD_EVENT_REMOVE and sleeps until the page server has read(2) it;
+ * only then does it zap the range (fs/userfaultfd.c userfaultfd_remove() and
+ * userfaultfd_event_wait_completion(), then mm/madvise.c zaps). "All other
+ * events are delivered asynchronously and the non-cooperative process resumes
+ * execution as soon as manager executes read(2). The userfaultfd manager
+ * should carefully synchronize calls to UFFDIO_COPY with the events
+ * processing" (userfaultfd(2)). While the event is queued and unread,
+ * mmap_changing makes new copies fail with EAGAIN; but a copy that was
+ * decided from page state read before the REMOVE was applied and lands after
+ * the read is not stopped: it runs beside the zap and a page installed behind
+ * it stays, with file data, in memory the guest released and expects to read
+ * as zeros. On kernels before 6.8 a copy already in flight when the event is
+ * queued even goes on copying meanwhile (6.8 added map_changing_lock, which
+ * makes the event wait for in-flight copies, but not for copies decided
+ * earlier). Nothing can undo such a page afterwards: a second REMOVE is not
+ * ours to make (process_madvise() refuses MADV_DONTNEED for another process),
+ * and UFFDIO_ZEROPAGE/COPY only fill missing pages.
+ *
+ * So the decision and the copy must not straddle the read. The prefetch
+ * threads pass the gate (ph_uffd_gate_copy_begin/end) around each step of
+ * at most PH_UFFD_GATE_STEP bytes: classify, copy, return. The fault thread
+ * closes the gate around draining the uffd: it waits for the steps in flight
+ * to return, reads every queued message, applies the REMOVEs to the page
+ * state, and reopens it. A step that starts after that sees the pages
+ * removed and skips them; every page copied before the read is zapped by the
+ * madvise that follows it. A waiting reader holds new steps back, so a fault
+ * waits for at most one step per prefetch thread (one 256 KiB copy, or one
+ * huge page). The fault thread's own copies need no gate: it makes them
+ * between its reads. Without UFFD_FEATURE_EVENT_REMOVE (read from the uffd's
+ * fdinfo: v1.1-v1.11 without a balloon) no event can race a copy and the gate
+ * stays open.
  */
 #include "uffd.h"
 #include "log.h"
@@ -64,12 +101,14 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MSG_BATCH	64
@@ -190,6 +229,102 @@ void ph_uffd_server_remove(struct ph_uffd_server *s, uint64_t start, uint64_t en
 }
 
 /**
+ * ph_uffd_gate_copy_begin() - a prefetch thread is about to decide and copy
+ * @s:		server
+ *
+ * Waits while the fault thread reads events. Pair with
+ * ph_uffd_gate_copy_end() once the copy has returned.
+ */
+void ph_uffd_gate_copy_begin(struct ph_uffd_server *s)
+{
+	struct ph_uffd_gate *g = &s->gate;
+
+	if (!g->on)
+		return;
+	pthread_mutex_lock(&g->m);
+	if (g->reading)
+		add(&s->c.gate_waits, 1);
+	while (g->reading)
+		pthread_cond_wait(&g->cv, &g->m);
+	g->copiers++;
+	pthread_mutex_unlock(&g->m);
+}
+
+/**
+ * ph_uffd_gate_copy_end() - the prefetch step's copy has returned
+ * @s:		server
+ */
+void ph_uffd_gate_copy_end(struct ph_uffd_server *s)
+{
+	struct ph_uffd_gate *g = &s->gate;
+
+	if (!g->on)
+		return;
+	pthread_mutex_lock(&g->m);
+	if (--g->copiers == 0 && g->reading)
+		pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->m);
+}
+
+/* the fault thread closes the gate: no new step starts, the running ones return */
+static void gate_read_begin(struct ph_uffd_server *s)
+{
+	struct ph_uffd_gate *g = &s->gate;
+
+	if (!g->on)
+		return;
+	pthread_mutex_lock(&g->m);
+	g->reading = true;
+	while (g->copiers)
+		pthread_cond_wait(&g->cv, &g->m);
+	pthread_mutex_unlock(&g->m);
+}
+
+static void gate_read_end(struct ph_uffd_server *s)
+{
+	struct ph_uffd_gate *g = &s->gate;
+
+	if (!g->on)
+		return;
+	pthread_mutex_lock(&g->m);
+	g->reading = false;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->m);
+}
+
+/**
+ * ph_uffd_has_event_remove() - may this uffd deliver UFFD_EVENT_REMOVE?
+ * @uffd:	the userfaultfd
+ *
+ * Reads the features Firecracker enabled from /proc/self/fdinfo ("API:
+ * api:features:ioctls", hexadecimal).
+ *
+ * Return: false only if the features are known and lack EVENT_REMOVE
+ */
+bool ph_uffd_has_event_remove(int uffd)
+{
+	char path[64], buf[512];
+	unsigned long long api, feat;
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", uffd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = 0;
+	p = strstr(buf, "\nAPI:");
+	if (!p || sscanf(p + 5, "%llx:%llx", &api, &feat) != 2)
+		return true;
+	return feat & UFFD_FEATURE_EVENT_REMOVE;
+}
+
+/**
  * ph_uffd_server_end() - a worker found the restore over (or broken)
  * @s:		server
  * @err:	-ESRCH when Firecracker's mm is gone, else a fatal -errno
@@ -232,6 +367,53 @@ static int install(struct ph_uffd_server *s, bool zeropage, uint64_t dst, const 
 	return -errno;
 }
 
+/* the calling thread's bounce buffer (PH_UFFD_CHUNK bytes), NULL if none */
+static _Thread_local uint8_t *bounce;
+
+/**
+ * ph_uffd_bounce_free() - free the calling thread's bounce buffer
+ *
+ * Called by every thread that ran prefetch fills, before it exits.
+ */
+void ph_uffd_bounce_free(void)
+{
+	if (bounce)
+		munmap(bounce, PH_UFFD_CHUNK);
+	bounce = NULL;
+}
+
+/* read [off, off + len) of the memory file into the bounce buffer; NULL if
+ * there is none (then copy from the mapping), or *err = -EFAULT on an I/O
+ * error or a short file, as a copy from the mapping would have answered */
+static const uint8_t *bounce_read(const struct ph_uffd_server *s, uint64_t off, uint64_t len,
+				  int *err)
+{
+	uint64_t got = 0;
+
+	if (len > PH_UFFD_CHUNK)
+		return NULL;
+	if (!bounce) {
+		void *p = mmap(NULL, PH_UFFD_CHUNK, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+		if (p == MAP_FAILED)
+			return NULL;
+		bounce = p;
+	}
+	while (got < len) {
+		ssize_t n = pread(s->mf->fd, bounce + got, len - got, (off_t)(off + got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			*err = -EFAULT;
+			return NULL;
+		}
+		got += (uint64_t)n;
+	}
+	return bounce;
+}
+
 /* install one run of one kind; *done advances over installed and present pages */
 static int apply(struct ph_uffd_server *s, struct ph_uffd_sregion *sr, enum run_kind kind,
 		 uint64_t dst, uint64_t len, unsigned flags, uint64_t *done)
@@ -240,6 +422,16 @@ static int apply(struct ph_uffd_server *s, struct ph_uffd_sregion *sr, enum run_
 	bool zeropage = kind == RUN_ZERO && ps == 4096;
 	const uint8_t *src = kind == RUN_ZERO ? s->zero :
 			     s->mf->map + sr->r.offset + (dst - sr->r.base);
+
+	if (kind == RUN_COPY && !(flags & PH_FILL_FAULT) && s->copy_read) {
+		int err = 0;
+		const uint8_t *b = bounce_read(s, sr->r.offset + (dst - sr->r.base), len, &err);
+
+		if (err)
+			return err;
+		if (b)
+			src = b;
+	}
 
 	while (len) {
 		uint64_t k = 0;
@@ -447,17 +639,63 @@ static int serve(struct ph_uffd_server *s, const struct pending *f, bool idle)
 	return 0;
 }
 
-/* Length: the fault thread's one poll loop (uffd messages, the peer's pidfd,
- * the stop eventfd) with its batch queue; its steps share the queue and the
- * error exit, and serve_fault() already holds the per-fault work. */
-static void *fault_main(void *arg)
+/* the queue of faults read but not yet served */
+struct fault_queue {
+	struct pending *q;
+	size_t n, cap;
+};
+
+/* read every queued uffd message: REMOVEs are applied to the page state at
+ * once, faults appended to @fq; 0 or -errno. Runs with the gate closed. */
+static int drain(struct ph_uffd_server *s, struct fault_queue *fq)
 {
 	static struct ph_ratelimit rl_ev;
+	struct uffd_msg msgs[MSG_BATCH];
+
+	for (;;) {
+		ssize_t n = read(s->uffd, msgs, sizeof(msgs));
+		uint64_t now;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n < 0)
+			return -errno;
+		now = ph_now_ns();
+		for (size_t k = 0; k < (size_t)n / sizeof(msgs[0]); k++) {
+			const struct uffd_msg *m = &msgs[k];
+
+			if (m->event == UFFD_EVENT_PAGEFAULT) {
+				if (ph_array_grow(&fq->q, &fq->cap, fq->n + 1, sizeof(*fq->q), 256))
+					return -ENOMEM;
+				fq->q[fq->n++] = (struct pending){ m->arg.pagefault.address, now };
+			} else if (m->event == UFFD_EVENT_REMOVE) {
+				ph_debug("remove", PH_FU("start", m->arg.remove.start),
+					 PH_FU("end", m->arg.remove.end));
+				if (s->test_remove_delay_ms)
+					nanosleep(&(struct timespec){
+						  .tv_sec = s->test_remove_delay_ms / 1000,
+						  .tv_nsec = (long)(s->test_remove_delay_ms % 1000) *
+							     1000000 }, NULL);
+				ph_uffd_server_remove(s, m->arg.remove.start, m->arg.remove.end);
+			} else if (ph_ratelimit_ok(&rl_ev, ph_now_ms(), 5, 1000)) {
+				ph_warn("ignoring uffd event", PH_FU("event", m->event));
+			}
+		}
+		if ((size_t)n < sizeof(msgs))
+			return 0;
+	}
+}
+
+/* the fault thread: wait on the uffd and the stop eventfd; on each wake-up
+ * drain every message (gate closed, see "REMOVE and prefetch"), then serve
+ * the queued faults in order */
+static void *fault_main(void *arg)
+{
 	struct ph_uffd_server *s = arg;
 	struct epoll_event ev[2];
-	struct uffd_msg msgs[MSG_BATCH];
-	struct pending *q = NULL;
-	size_t qn = 0, qcap = 0;
+	struct fault_queue fq = { 0 };
 	int err = 0, ep;
 
 	/* epoll, not poll: the wait queue is set up once instead of on every
@@ -473,7 +711,7 @@ static void *fault_main(void *arg)
 	}
 	while (!atomic_load(&s->stop)) {
 		size_t i;
-		int r = epoll_wait(ep, ev, 2, qn ? 1 : -1);
+		int r = epoll_wait(ep, ev, 2, fq.n ? 1 : -1);
 		bool stop = false, uerr = false;
 
 		if (r < 0 && errno != EINTR) {
@@ -492,41 +730,13 @@ static void *fault_main(void *arg)
 			err = -EBADFD;	/* uffd without UFFDIO_API: not usable */
 			break;
 		}
-		for (;;) {
-			ssize_t n = read(s->uffd, msgs, sizeof(msgs));
-			uint64_t now;
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0 && errno == EAGAIN)
-				break;
-			if (n < 0) {
-				err = -errno;
-				goto out;
-			}
-			now = ph_now_ns();
-			for (size_t k = 0; k < (size_t)n / sizeof(msgs[0]); k++) {
-				const struct uffd_msg *m = &msgs[k];
-
-				if (m->event == UFFD_EVENT_PAGEFAULT) {
-					if (ph_array_grow(&q, &qcap, qn + 1, sizeof(*q), 256)) {
-						err = -ENOMEM;
-						goto out;
-					}
-					q[qn++] = (struct pending){ m->arg.pagefault.address, now };
-				} else if (m->event == UFFD_EVENT_REMOVE) {
-					ph_debug("remove", PH_FU("start", m->arg.remove.start),
-						 PH_FU("end", m->arg.remove.end));
-					ph_uffd_server_remove(s, m->arg.remove.start, m->arg.remove.end);
-				} else if (ph_ratelimit_ok(&rl_ev, ph_now_ms(), 5, 1000)) {
-					ph_warn("ignoring uffd event", PH_FU("event", m->event));
-				}
-			}
-			if ((size_t)n < sizeof(msgs))
-				break;
-		}
-		for (i = 0; i < qn; i++) {
-			int ret = serve(s, &q[i], i + 1 == qn);
+		gate_read_begin(s);
+		err = drain(s, &fq);
+		gate_read_end(s);
+		if (err)
+			break;
+		for (i = 0; i < fq.n; i++) {
+			int ret = serve(s, &fq.q[i], i + 1 == fq.n);
 
 			if (ret == -EAGAIN)
 				break;	/* drain events, then retry from here */
@@ -538,22 +748,23 @@ static void *fault_main(void *arg)
 				/* the kernel never redelivers a fault: this one would
 				 * hang its vCPU forever, so it ends the restore */
 				if (ret != -ERANGE)
-					ph_error("cannot serve fault", PH_FU("addr", q[i].addr),
+					ph_error("cannot serve fault", PH_FU("addr", fq.q[i].addr),
 						 PH_FERR(ret));
 				err = ret;
 				goto out;
 			}
 		}
-		if (i && i < qn)
-			memmove(q, q + i, (qn - i) * sizeof(*q));
-		qn -= i;
+		if (i && i < fq.n)
+			memmove(fq.q, fq.q + i, (fq.n - i) * sizeof(*fq.q));
+		fq.n -= i;
 	}
 out:
 	if (err)
 		ph_uffd_server_end(s, err);
 	if (ep >= 0)
 		close(ep);
-	free(q);
+	free(fq.q);
+	ph_uffd_bounce_free();	/* trace-follow copies */
 	return NULL;
 }
 
@@ -603,6 +814,17 @@ int ph_uffd_server_init(struct ph_uffd_server *s, int uffd, const struct ph_uffd
 		ret = -errno;
 		goto fail;
 	}
+	if (pthread_mutex_init(&s->gate.m, NULL)) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	if (pthread_cond_init(&s->gate.cv, NULL)) {
+		pthread_mutex_destroy(&s->gate.m);
+		ret = -ENOMEM;
+		goto fail;
+	}
+	s->gate_init = true;
+	s->gate.on = ph_uffd_has_event_remove(uffd);
 	/* Firecracker creates it non-blocking; make sure, the drain loop needs it */
 	fl = fcntl(uffd, F_GETFL);
 	if (fl < 0 || fcntl(uffd, F_SETFL, fl | O_NONBLOCK) < 0) {
@@ -682,6 +904,11 @@ void ph_uffd_server_destroy(struct ph_uffd_server *s)
 	if (s->done_efd >= 0)
 		close(s->done_efd);
 	s->stop_efd = s->done_efd = -1;
+	if (s->gate_init) {
+		pthread_cond_destroy(&s->gate.cv);
+		pthread_mutex_destroy(&s->gate.m);
+		s->gate_init = false;
+	}
 	free(s->rec);
 	s->rec = NULL;
 	free(s->tkey);

@@ -134,6 +134,8 @@ int ph_uffd_stats_write(const struct ph_uffd_server *s, const char *path, const 
 	json_object_set_new(root, "removed_ranges", json_integer(LD(s->c.removed_ranges)));
 	json_object_set_new(root, "removed_bytes", json_integer(LD(s->c.removed_bytes)));
 	json_object_set_new(root, "ioctls", json_integer(LD(s->c.ioctls)));
+	json_object_set_new(root, "gate_waits", json_integer(LD(s->c.gate_waits)));
+	json_object_set_new(root, "event_remove", json_boolean(s->gate.on));
 	json_object_set_new(root, "trace_pages", json_integer((json_int_t)s->ntrace));
 	json_object_set_new(root, "trace_replayed_bytes", json_integer(LD(s->c.trace_replayed)));
 	json_object_set_new(root, "recorded_pages", json_integer((json_int_t)s->nrec));

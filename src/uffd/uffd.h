@@ -24,6 +24,9 @@
 #define PH_UFFD_MAX_REGIONS	256
 #define PH_UFFD_HANDSHAKE_MAX	(64 * 1024)	/* JSON bytes; ~100 bytes a region */
 #define PH_UFFD_CHUNK		(2u << 20)	/* prefetch bytes per UFFDIO_COPY */
+#define PH_UFFD_GATE_STEP	(256u << 10)	/* prefetch bytes per pass through the
+						 * gate (or one page, if larger): the
+						 * longest a fault waits for prefetch */
 #define PH_UFFD_MAX_PAGE	(1ull << 30)	/* largest page size accepted (1 GiB) */
 #define PH_UFFD_MAX_PF_THREADS	16
 #define PH_UFFD_MAX_FDS		8	/* descriptors accepted in the handshake message */
@@ -198,6 +201,30 @@ struct ph_uffd_counters {
 	atomic_uint_fast64_t removed_bytes;
 	atomic_uint_fast64_t trace_replayed;	/* bytes the trace replay installed */
 	atomic_uint_fast64_t ioctls;		/* UFFDIO_COPY/ZEROPAGE calls */
+	atomic_uint_fast64_t gate_waits;	/* prefetch steps that waited for the
+						 * fault thread to read and apply events */
+};
+
+/**
+ * struct ph_uffd_gate - keeps prefetch copies apart from the reading of events
+ * @m:		protects the fields below
+ * @cv:		signalled when @copiers drops to 0 or @reading is cleared
+ * @copiers:	prefetch threads between deciding what to copy and the
+ *		copy's return
+ * @reading:	the fault thread reads (or waits to read) the uffd
+ * @on:		the uffd has UFFD_FEATURE_EVENT_REMOVE; without it no event
+ *		can race a copy and the gate is never taken
+ *
+ * Reading a UFFD_EVENT_REMOVE lets Firecracker's madvise() go on and zap the
+ * range, so a copy decided before the event was applied must have returned
+ * before the event is read (see server.c).
+ */
+struct ph_uffd_gate {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	unsigned copiers;
+	bool reading;
+	bool on;
 };
 
 /**
@@ -239,12 +266,18 @@ struct ph_uffd_server {
 	atomic_uint_fast64_t prefetch_done_ns;
 
 	struct ph_uffd_counters c;
+	struct ph_uffd_gate gate;	/* prefetch copies vs. reading events */
+	bool gate_init;
 	struct ph_uffd_hist lat;	/* fault service ns; fault thread only */
 	uint64_t *rec;			/* recorded trace; fault thread only */
 	size_t nrec, caprec;
 
 	pthread_t fault_thr, pf_thr;
 	bool fault_started, pf_started;
+
+	bool copy_read;			/* prefetch copies from a pread() bounce buffer */
+	unsigned test_remove_delay_ms;	/* tests only: stall between reading a REMOVE
+					 * and applying it (PORTHOLE_UFFD_TEST_REMOVE_DELAY_MS) */
 };
 
 #define PH_FILL_SKIP_PRESENT	1u	/* prefetch: install file data into missing pages
@@ -260,6 +293,10 @@ int ph_uffd_fill(struct ph_uffd_server *s, struct ph_uffd_sregion *sr, uint64_t 
 		 uint64_t len, unsigned flags, uint64_t *done);
 void ph_uffd_server_remove(struct ph_uffd_server *s, uint64_t start, uint64_t end);
 void ph_uffd_server_end(struct ph_uffd_server *s, int err);
+void ph_uffd_gate_copy_begin(struct ph_uffd_server *s);
+void ph_uffd_bounce_free(void);
+void ph_uffd_gate_copy_end(struct ph_uffd_server *s);
+bool ph_uffd_has_event_remove(int uffd);
 
 /* ---- prefetch.c --------------------------------------------------------- */
 

@@ -295,6 +295,76 @@ static void test_eagain_on_remove(void **state)
 	close(uffd);
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* the features Firecracker enabled are read back from the uffd */
+static void test_event_remove_feature(void **state)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	int with = make_uffd(), without;
+
+	(void)state;
+	if (with < 0)
+		skip();
+	without = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	assert_true(without >= 0);
+	assert_int_equal(ioctl(without, UFFDIO_API, &api), 0);
+	assert_true(ph_uffd_has_event_remove(with));
+	assert_false(ph_uffd_has_event_remove(without));
+	close(with);
+	close(without);
+}
+
+/*
+ * A prefetch step decided after a REMOVE was read but before it was applied
+ * would copy file data behind the zap. The fault thread is held (test hook)
+ * between reading the REMOVE and applying it; a prefetch step started then
+ * waits at the gate, sees the pages removed and skips them: they read zeros.
+ */
+static void test_gate_remove_vs_prefetch(void **state)
+{
+	struct ph_uffd_server s;
+	struct ph_uffd_region r;
+	struct remover rm;
+	pthread_t t;
+	int uffd = make_uffd();
+	uint64_t done, t0;
+	uint8_t *p;
+
+	(void)state;
+	if (uffd < 0)
+		skip();
+	p = map_registered(uffd);
+	r = region_at(p);
+	assert_int_equal(ph_uffd_server_init(&s, uffd, &mf, &r, 1), 0);
+	assert_true(s.gate.on);
+	s.test_remove_delay_ms = 300;
+	assert_int_equal(ph_uffd_server_start(&s), 0);
+	rm = (struct remover){ p, 4 * 4096 };
+	assert_int_equal(pthread_create(&t, NULL, do_madvise, &rm), 0);
+	pthread_join(t, NULL);	/* the REMOVE is read and the range zapped */
+	t0 = mono_ms();
+	ph_uffd_gate_copy_begin(&s);
+	assert_true(mono_ms() - t0 >= 100);	/* held until the REMOVE was applied */
+	assert_int_equal(ph_uffd_fill(&s, &s.reg[0], r.base, 8 * 4096, PH_FILL_SKIP_PRESENT,
+				      &done), 0);
+	ph_uffd_gate_copy_end(&s);
+	assert_int_equal(ld(&s.c.gate_waits), 1);
+	assert_int_equal(ld(&s.c.pages_prefetched), 4);
+	assert_true(all_zero(p, 4 * 4096));	/* faulted in: zeros */
+	assert_memory_equal(p + 4 * 4096, mf.map + 4 * 4096, 4 * 4096);
+	ph_uffd_server_stop(&s);
+	ph_uffd_server_destroy(&s);
+	munmap(p, SIZE);
+	close(uffd);
+}
+
 /* the owner's mm is gone: ESRCH */
 static void test_esrch(void **state)
 {
@@ -355,6 +425,8 @@ int main(void)
 		cmocka_unit_test(test_fill_races),
 		cmocka_unit_test(test_eagain_on_remove),
 		cmocka_unit_test(test_esrch),
+		cmocka_unit_test(test_event_remove_feature),
+		cmocka_unit_test(test_gate_remove_vs_prefetch),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
