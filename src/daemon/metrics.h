@@ -24,8 +24,8 @@ struct ph_metrics_core {
 	uint64_t accept_pauses, bind_conflicts;
 	uint64_t address_changes, netlink_resyncs;
 	uint64_t relay_closed[PH_RELAY_END_COUNT];
-	uint64_t listen_events, listen_events_lost;
-	bool discovery_events;
+	uint64_t listen_events, listen_events_lost, listen_events_own;
+	int discovery_events;	/* enum ph_events_source: 0 polling, 1 bpf, 2 perf */
 };
 
 /**

@@ -42,6 +42,21 @@
 /* commands posted to the worker (lifecycle.c) */
 enum cmd { CMD_NONE, CMD_STOP, CMD_QUIESCE, CMD_RESUME };
 
+/* Ports reported entering LISTEN that the next scan must show (lifecycle.c) */
+#define VERIFY_MAX	32
+
+/**
+ * struct own_expect - a listen-event record the worker's own bind or close will produce
+ * @port:	local port
+ * @family:	AF_INET or AF_INET6
+ * @listen:	entering LISTEN (bind) or leaving it (close)
+ */
+struct own_expect {
+	uint16_t port;
+	uint8_t family;
+	bool listen;
+};
+
 /**
  * struct ext_listener - one external listener of a port, on one address
  * @io:		its loop registration
@@ -105,6 +120,15 @@ struct cycle {
 	struct ph_events events;	/* listen events; ring_fd -1 when polling */
 	struct ph_io events_io;
 	struct ph_timer settle_timer;	/* the second look after an event (lifecycle.c) */
+	/* our own binds and closes, in order: their records cause no scan */
+	struct own_expect *expect;
+	size_t n_expect, cap_expect, expect_head;
+	/* ports reported entering LISTEN, to be found by the next scan; else
+	 * the worker looks again (the report precedes the hashing) */
+	uint16_t verify[VERIFY_MAX];
+	unsigned n_verify;
+	bool verify_blind;	/* too many, or port 0: look again without checking */
+	unsigned settle_tries;
 	struct ph_accept_backoff accept_backoff;	/* out of descriptors */
 
 	/* table: sorted by port; entries[i]->d.port ascending */
@@ -160,6 +184,18 @@ struct ph_ports {
 	bool poll_said;			/* "polling, because ..." logged once */
 };
 
+
+/* ---- lifecycle.c --------------------------------------------------------- */
+
+/**
+ * events_expect_own() - note that the worker just made one of its own
+ * sockets enter (@listen) or leave LISTEN, so that its record causes no scan
+ * @c:		cycle (no-op when it has no listen events)
+ * @family:	AF_INET or AF_INET6
+ * @port:	the socket's port
+ * @listen:	true after listen(), false after close()
+ */
+void events_expect_own(struct cycle *c, int family, uint16_t port, bool listen);
 
 /* ---- exposure.c ---------------------------------------------------------- */
 

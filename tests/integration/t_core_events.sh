@@ -14,7 +14,7 @@ if ! daemon_log_has '"discovery":"events"|discovery=events'; then
 	exit 0
 fi
 ok "default discovery uses listen events (start-up log)"
-[ "$(metric 'porthole_discovery_info{mechanism="events"}')" = 1 ] && ok "/metrics names the mechanism" ||
+[ "$(metric 'porthole_discovery_info{mechanism="events",source="bpf"}')" = 1 ] && ok "/metrics names the mechanism" ||
 	fail "/metrics names the mechanism"
 
 out=$("$probe" latency "/run/netns/$PH_GUEST_NS" "/run/netns/$PH_HOST_NS" "$GUEST_IP" 7401 50 2>&1) ||
