@@ -41,6 +41,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 const unsigned ph_scan_hist_bounds_us[PH_SCAN_HIST_BUCKETS] = {
 	10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000, 250000,
@@ -205,6 +207,7 @@ static void on_events(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 	struct drain_ctx d = { .c = c };
 	size_t n = ph_events_drain(&c->events, on_record, &d);
 	uint64_t lost = ph_events_lost_delta(&c->events), t0;
+	bool done;
 
 	(void)events;
 	/* our records are in the ring before we drain (made by this thread);
@@ -221,10 +224,12 @@ static void on_events(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 		return;
 	t0 = ph_now_ns();
 	exposure_scan(c);
+	done = verify_done(c);
 	ph_debug("listen events", PH_FU("records", n), PH_FU("own", d.own),
 		 PH_FU("wake_us", d.oldest_ns && t0 > d.oldest_ns ? (t0 - d.oldest_ns) / 1000 : 0),
-		 PH_FU("scan_us", (ph_now_ns() - t0) / 1000), PH_FU("unseen", c->n_verify));
-	if (verify_done(c)) {
+		 PH_FU("scan_us", (ph_now_ns() - t0) / 1000), PH_FU("unseen", c->n_verify),
+		 PH_FU("blind", c->verify_blind));
+	if (done) {
 		settle_reset(c);
 		ph_timer_cancel(loop, &c->settle_timer);
 		return;
@@ -423,12 +428,38 @@ static void cycle_teardown(struct cycle *c)
 	ph_loop_fini(&c->loop);
 }
 
+/* struct sched_attr of sched_setattr(2) (glibc 2.36 has no wrapper, and
+ * <linux/sched/types.h> clashes with <sched.h>) */
+struct worker_sched_attr {
+	uint32_t size, policy;
+	uint64_t flags;
+	int32_t nice;
+	uint32_t priority;
+	uint64_t runtime, deadline, period;
+};
+
+/* The worker asks EEVDF (Linux 6.12+) for a short time slice: its virtual
+ * deadline comes early, so a listen event wakes it ahead of tasks that ran
+ * longer. Measured on a loaded 2-core machine: from the tracepoint to the
+ * worker draining the ring, median 190 -> 70-85 µs. Older kernels ignore
+ * the slice of a SCHED_OTHER thread; a failure changes nothing else. */
+#define WORKER_SLICE_NS	100000
+
+static void worker_slice(void)
+{
+	struct worker_sched_attr a = { .size = sizeof(a), .runtime = WORKER_SLICE_NS };
+
+	if (syscall(SYS_sched_setattr, 0, &a, 0))
+		ph_debug("no short time slice for the port worker", PH_FERR(-errno));
+}
+
 static void *worker(void *arg)
 {
 	struct cycle *c = arg;
 	int ret;
 
 	pthread_setname_np(pthread_self(), "ph-ports");
+	worker_slice();
 	ret = ph_loop_add(&c->loop, &c->rtnl_io, c->rtnl.sub_fd, EPOLLIN, exposure_on_rtnl);
 	if (ret)	/* then the scans' re-dumps alone follow the addresses */
 		ph_error("cannot watch the network configuration", PH_FERR(ret));
