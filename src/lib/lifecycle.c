@@ -84,6 +84,13 @@ static void on_scan_timer(struct ph_loop *loop, struct ph_timer *t)
  * SETTLE_TRIES times (31 ms in all); the safety net covers the rest */
 #define SETTLE_MS	1
 #define SETTLE_TRIES	5
+/* Events within BURST_NS of the end of the last scan are a burst: they
+ * wait for one scan BURST_FIRST_MS later, then twice as long each time the
+ * burst goes on, up to BURST_MAX_MS. A burst of 1,000 listeners is then a
+ * handful of scans instead of one per drain; a lone listen scans at once. */
+#define BURST_NS	1000000
+#define BURST_FIRST_MS	2
+#define BURST_MAX_MS	16
 
 void events_expect_own(struct cycle *c, int family, uint16_t port, bool listen)
 {
@@ -191,6 +198,7 @@ static void on_settle_timer(struct ph_loop *loop, struct ph_timer *t)
 		return;
 	c->verify_blind = false;	/* this is the second look it asked for */
 	exposure_scan(c);
+	c->event_scan_end_ns = ph_now_ns();
 	if (verify_done(c) || ++c->settle_tries >= SETTLE_TRIES) {
 		settle_reset(c);
 		return;
@@ -223,7 +231,22 @@ static void on_events(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 	if (c->quiesced || (!d.foreign && !lost))
 		return;
 	t0 = ph_now_ns();
+	if (c->event_scan_end_ns && t0 - c->event_scan_end_ns < BURST_NS +
+	    (uint64_t)c->burst_gap_ms * 1000000u) {
+		/* a burst: one scan at the end of the gap takes these too */
+		c->burst_gap_ms = c->burst_gap_ms ? c->burst_gap_ms * 2 : BURST_FIRST_MS;
+		if (c->burst_gap_ms > BURST_MAX_MS)
+			c->burst_gap_ms = BURST_MAX_MS;
+		if (!ph_timer_armed(&c->settle_timer)) {
+			c->settle_tries = 0;
+			ph_timer_arm(loop, &c->settle_timer, ph_now_ms() + c->burst_gap_ms,
+				     on_settle_timer);
+		}
+		return;
+	}
+	c->burst_gap_ms = 0;
 	exposure_scan(c);
+	c->event_scan_end_ns = ph_now_ns();
 	done = verify_done(c);
 	ph_debug("listen events", PH_FU("records", n), PH_FU("own", d.own),
 		 PH_FU("wake_us", d.oldest_ns && t0 > d.oldest_ns ? (t0 - d.oldest_ns) / 1000 : 0),

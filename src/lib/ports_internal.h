@@ -129,6 +129,8 @@ struct cycle {
 	unsigned n_verify;
 	bool verify_blind;	/* too many, or port 0: look again without checking */
 	unsigned settle_tries;
+	uint64_t event_scan_end_ns;	/* when the last scan on events ended */
+	unsigned burst_gap_ms;	/* in a burst: events wait this long for their scan */
 	struct ph_accept_backoff accept_backoff;	/* out of descriptors */
 
 	/* table: sorted by port; entries[i]->d.port ascending */
