@@ -837,7 +837,6 @@ http {
         h = None
         res = {}
         try:
-            read_line(lst, 20)      # "listened T0 T1"
             if not read_line(lst, 20).startswith("ready"):
                 return dict(error="listeners did not start")
             want = {(EXT_HEX, P_SCALE + i) for i in range(n)}
@@ -900,7 +899,7 @@ http {
             lst = self.spawn([self.benchtool, "listen", "127.0.0.1", str(base), str(n), "120"],
                              self.ns_g, "servers", stdout=subprocess.PIPE)
             line = read_line(lst, 20).split()
-            if len(line) != 3 or line[0] != "listened":
+            if len(line) != 3 or line[0] != "ready":
                 return dict(error="listeners did not start: %r" % line)
             t0_ms, t1_ms = int(line[1]) / 1000.0, int(line[2]) / 1000.0
             res["listen_spread_ms"] = t1_ms - t0_ms

@@ -9,8 +9,8 @@
  *
  *   echo ADDR PORT MAXSEC            epoll echo server (backend of relayed conns)
  *   listen ADDR BASE COUNT MAXSEC    COUNT listeners on BASE.., accepting and closing;
- *                                    "listened T0 T1" (wall µs of the first and last
- *                                    listen()), then "ready"
+ *                                    "ready T0 T1" (wall µs of the first and last
+ *                                    listen())
  *   hold ADDR PORT N MAXSEC          N connections, each proven relayed by an echoed
  *                                    byte; "ready N" on stdout, held until stdin EOF
  *   probe ADDR BASE COUNT TMO_MS     connect once to each port; prints the successes
@@ -188,10 +188,11 @@ static int read_byte(int fd, int tmo_ms)
  * @lfds, @n:	listening sockets
  * @echo:	echo received bytes (otherwise close accepted sockets at once)
  * @maxsec:	exit after this many seconds whatever happens
+ * @ready:	appended to the "ready" line printed once listening
  *
  * Return: 0 or -errno
  */
-static int serve(const int *lfds, size_t n, bool echo, unsigned maxsec)
+static int serve(const int *lfds, size_t n, bool echo, unsigned maxsec, const char *ready)
 {
 	struct epoll_event ev[256];
 	uint64_t end = now_ns() + (uint64_t)maxsec * 1000000000u;
@@ -206,7 +207,7 @@ static int serve(const int *lfds, size_t n, bool echo, unsigned maxsec)
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, lfds[i], &e) < 0)
 			return -errno;
 	}
-	printf("ready\n");
+	printf("ready%s\n", ready);
 	fflush(stdout);
 	while (now_ns() < end) {
 		int k = epoll_wait(ep, ev, 256, 200);
@@ -257,7 +258,7 @@ static int cmd_echo(char **argv)
 	fd = listen_on(argv[0], (unsigned)port, 4096);
 	if (fd < 0)
 		return fd;
-	return serve(&fd, 1, true, (unsigned)maxsec);
+	return serve(&fd, 1, true, (unsigned)maxsec, "");
 }
 
 /* CLOCK_REALTIME in µs: compared with the daemon's since_ms in /ports */
@@ -274,6 +275,7 @@ static int cmd_listen(char **argv)
 	unsigned long base, count, maxsec;
 	int *fds, ret = 0;
 	uint64_t t_first;
+	char times[64];
 
 	if (parse_u(argv[1], 65535, &base) < 0 || parse_u(argv[2], 65536 - base, &count) < 0 ||
 	    parse_u(argv[3], 86400, &maxsec) < 0 || count == 0)
@@ -292,8 +294,8 @@ static int cmd_listen(char **argv)
 		}
 	}
 	/* the burst measurement times exposure from the first listen() */
-	printf("listened %" PRIu64 " %" PRIu64 "\n", t_first, wall_us());
-	ret = serve(fds, count, false, (unsigned)maxsec);
+	snprintf(times, sizeof(times), " %" PRIu64 " %" PRIu64, t_first, wall_us());
+	ret = serve(fds, count, false, (unsigned)maxsec, times);
 out:
 	free(fds);	/* the process exits: sockets go with it */
 	return ret;
