@@ -412,6 +412,7 @@ void ph_perf_close(struct ph_events *ev)
 #else /* no <linux/perf_event.h> or PH_NO_EVENTS */
 
 #include <stdio.h>
+#include <unistd.h>
 
 int ph_perf_open(struct ph_events *ev, char *why, size_t len)
 {
