@@ -36,6 +36,7 @@ process groups and /proc/PID/stat. Every load is capped in time (iperf3 -t,
 wrk -d, subprocess timeouts) and in count (streams, connections, trials).
 """
 
+import datetime
 import json
 import os
 import platform
@@ -65,6 +66,7 @@ P_UDP_DIRECT, P_UDP_FWD = 5301, 5302
 P_ECHO = 9000
 P_DETECT_PH, P_DETECT_REF = 22000, 23000
 P_SCALE = 24000
+P_BURST, P_BURST_POLL = 26000, 28000
 API_PORT = 49982
 
 CONTENDERS = ["direct", "dnat", "socat", "porthole"]
@@ -83,12 +85,13 @@ MODES = {
                  scan_sizes=[100, 10000, 50000], scan_ms=3000,
                  detect_trials=200, ref_trials=200, ref_parallel=8,
                  snapshot_trials=20, mem_conns=[0, 100, 1000],
-                 scale_ports=[10, 1000], idle_s=10, udp_t=3, udp_reps=3, profile=True),
+                 scale_ports=[10, 1000], idle_s=10, burst_n=1000, udp_t=3, udp_reps=3,
+                 profile=True),
     "quick": dict(iperf_t=1, iperf_reps=1, wrk_t=2, wrk_reps=1,
                   scan_sizes=[100, 10000], scan_ms=800,
                   detect_trials=40, ref_trials=16, ref_parallel=8,
                   snapshot_trials=5, mem_conns=[0, 100],
-                  scale_ports=[10, 200], idle_s=3, udp_t=1, udp_reps=1),
+                  scale_ports=[10, 200], idle_s=3, burst_n=200, udp_t=1, udp_reps=1),
 }
 
 BODY = "x" * 99 + "\n"        # the 100-byte response body
@@ -411,12 +414,30 @@ class Bench:
             return p
         raise ValueError(c)
 
-    def porthole_start(self):
+    def porthole_start(self, extra=()):
         logf = open(os.path.join(self.work, "portholed.log"), "a")
-        p = self.spawn([self.portholed, "--external-addr", EXT], self.ns_g,
+        p = self.spawn([self.portholed, "--external-addr", EXT] + list(extra), self.ns_g,
                        "fwd-porthole", stderr=logf, stdout=logf)
         logf.close()
         return p
+
+    def api_get(self, path):
+        """GET @path of the control API (from inside G); the body."""
+        return self.nsrun(self.ns_g, ["curl", "-sf", "--max-time", "5",
+                                      "http://127.0.0.1:%d%s" % (API_PORT, path)], 10).stdout
+
+    def metric(self, name):
+        """(labelled key, value) of the first sample of metric @name, or (None, None)."""
+        for line in self.api_get("/metrics").splitlines():
+            k, _, v = line.rpartition(" ")
+            if k == name or k.startswith(name + "{"):
+                return k, float(v)
+        return None, None
+
+    def mechanism(self):
+        """porthole_discovery_info's labels, e.g. 'mechanism="events",source="bpf"'."""
+        k, _ = self.metric("porthole_discovery_info")
+        return k[k.index("{") + 1:-1] if k and "{" in k else "?"
 
     def fwd_stop(self, c, h):
         if c == "dnat":
@@ -767,20 +788,28 @@ http {
         out = {}
         gpath = "/run/netns/" + self.ns_g
         tmo = 5000
-        if "porthole" not in self.skip:
-            h = self.porthole_start()
+        # porthole with its default discovery (listen events where the
+        # kernel allows) and, next to it in the same run, polling (the
+        # baseline: what porthole did before listen events)
+        n = self.cfg["detect_trials"]
+        for name, extra, base in (("porthole", [], P_DETECT_PH),
+                                  ("porthole_poll", ["--discovery", "poll"], P_DETECT_PH + n)):
+            if "porthole" in self.skip:
+                break
+            h = self.porthole_start(extra)
             try:
                 self.wait_listen(ANY_HEX, API_PORT, 5)
-                r = self.nsrun(self.ns_h, [self.benchtool, "detect", gpath, EXT,
-                                           str(P_DETECT_PH), str(self.cfg["detect_trials"]),
-                                           "100", str(tmo)],
-                               self.cfg["detect_trials"] * 0.5 + 60)
-                out["porthole"] = parse_detect(r.stdout)
+                mech = self.mechanism()
+                r = self.nsrun(self.ns_h, [self.benchtool, "detect", gpath, EXT, str(base),
+                                           str(n), "100", str(tmo), "removal"],
+                               n * 0.7 + 60)
+                out[name] = parse_detect(r.stdout)
+                out[name]["mechanism"] = mech
             except Exception as e:
-                out["porthole"] = dict(error=str(e)[:300])
+                out[name] = dict(error=str(e)[:300])
             finally:
                 self.fwd_stop("porthole", h)
-            log("detect porthole: %s" % fmt_detect(out["porthole"]))
+            log("detect %s: %s" % (name, fmt_detect(out[name])))
         # Reference: 1 s scan + socat spawn. Trials run in parallel processes
         # (each with its own ports and a random 0-1 s start) to fit the time.
         h = self.fwd_start("ref", 0)
@@ -893,8 +922,8 @@ http {
     def bench_scale(self):
         out = {}
         for n in self.cfg["scale_ports"]:
-            for c in ("porthole", "ref"):
-                if c in self.skip:
+            for c in ("porthole", "porthole_poll", "ref"):
+                if c.split("_")[0] in self.skip:
                     continue
                 r = self.scale_once(c, n)
                 out.setdefault(str(n), {})[c] = r
@@ -922,7 +951,8 @@ http {
                 return dict(error="listeners did not start")
             want = {(EXT_HEX, P_SCALE + i) for i in range(n)}
             t0 = time.time()
-            h = self.fwd_start(c, 0) if c == "ref" else self.porthole_start()
+            h = self.fwd_start(c, 0) if c == "ref" else self.porthole_start(
+                ["--discovery", "poll"] if c == "porthole_poll" else [])
             deadline = t0 + 60
             while time.time() < deadline:
                 if want <= self.listening():
@@ -935,8 +965,10 @@ http {
                                        "1000"], n * 1.1 + 10, group="load")
             res["reachable"] = int(r.stdout.strip() or 0)
             time.sleep(1.0)     # probes done, forked socat children gone
-            res.update(self.group_mem(c))
-            g = self.fwd_group(c)
+            res.update(self.group_mem(c.split("_")[0]))
+            if c != "ref":
+                res["mechanism"] = self.mechanism()
+            g = self.fwd_group(c.split("_")[0])
             cpu0, t1 = g.cpu_us(), time.time()
             time.sleep(self.cfg["idle_s"])
             res["idle_cpu_pct"] = 100.0 * (g.cpu_us() - cpu0) / 1e6 / (time.time() - t1)
@@ -946,8 +978,71 @@ http {
             res["error"] = str(e)[:300]
             return res
         finally:
-            self.fwd_stop(c, h)
+            self.fwd_stop(c.split("_")[0], h)
             self.stop(lst)
+
+    # --- 7. burst ---------------------------------------------------------
+
+    def bench_burst(self):
+        """N listeners opened at once in G: time from the first listen() to
+        the last port forwarded (the daemon's own since time in /ports), and
+        the scans it took; events (default) and polling."""
+        out = {}
+        if "porthole" in self.skip:
+            return
+        for name, extra, base in (("porthole", [], P_BURST),
+                                  ("porthole_poll", ["--discovery", "poll"], P_BURST_POLL)):
+            out[name] = self.burst_once(extra, base)
+            log("burst %s: %s" % (name, fmt_burst(out[name])))
+        self.res["burst"] = out
+
+    def burst_once(self, extra, base):
+        n = self.cfg["burst_n"]
+        h = lst = None
+        res = dict(ports=n)
+        try:
+            h = self.porthole_start(extra)
+            self.wait_listen(ANY_HEX, API_PORT, 5)
+            time.sleep(0.3)
+            res["mechanism"] = self.mechanism()
+            _, scans0 = self.metric("porthole_scans_total")
+            lst = self.spawn([self.benchtool, "listen", "127.0.0.1", str(base), str(n), "120"],
+                             self.ns_g, "servers", stdout=subprocess.PIPE)
+            line = read_line(lst, 20).split()
+            if len(line) != 3 or line[0] != "ready":
+                return dict(error="listeners did not start: %r" % line)
+            t0_ms, t1_ms = int(line[1]) / 1000.0, int(line[2]) / 1000.0
+            res["listen_spread_ms"] = t1_ms - t0_ms
+            deadline = time.time() + 30
+            since = []
+            while time.time() < deadline:
+                ports = json.loads(self.api_get("/ports"))["ports"]
+                since = [p.get("since") for p in ports
+                         if base <= p["port"] < base + n and p["state"] == "forwarded"]
+                if len(since) >= n:
+                    break
+                time.sleep(0.05)
+            else:
+                res["error"] = "%d of %d forwarded after 30 s" % (len(since), n)
+            _, scans1 = self.metric("porthole_scans_total")
+            res["scans"] = int(scans1 - scans0)
+            if since:
+                last = max(datetime.datetime.strptime(x, "%Y-%m-%dT%H:%M:%S.%fZ")
+                           .replace(tzinfo=datetime.timezone.utc).timestamp() * 1000
+                           for x in since if x)
+                res["exposed_ms"] = last - t0_ms
+            r = self.nsrun(self.ns_h, [self.benchtool, "probe", EXT, str(base), str(n), "1000"],
+                           n * 1.1 + 10, group="load")
+            res["reachable"] = int(r.stdout.strip() or 0)
+            return res
+        except Exception as e:
+            res["error"] = str(e)[:300]
+            return res
+        finally:
+            if h is not None:
+                self.fwd_stop("porthole", h)
+            if lst is not None:
+                self.stop(lst)
 
     # --- driver -----------------------------------------------------------
 
@@ -1004,8 +1099,8 @@ http {
         # that parses /proc/net/tcp (reference agent, readiness polls).
         steps = [("scan", self.bench_scan), ("detect", self.bench_detect),
                  ("snapshot", self.bench_snapshot), ("memory", self.bench_memory),
-                 ("scale", self.bench_scale), ("iperf", self.bench_iperf),
-                 ("udp", self.bench_udp),
+                 ("scale", self.bench_scale), ("burst", self.bench_burst),
+                 ("iperf", self.bench_iperf), ("udp", self.bench_udp),
                  ("wrk", self.bench_wrk)]
         only = os.environ.get("PHB_ONLY")
         for name, fn in steps:
@@ -1081,11 +1176,15 @@ def parse_wrk(text):
 
 
 def parse_detect(text):
-    lat, errs, aborted = [], [], False
+    lat, rm, errs, aborted = [], [], [], False
     for line in text.splitlines():
         line = line.strip()
         if line.isdigit():
             lat.append(int(line) / 1000.0)
+        elif re.match(r"^\d+ \d+$", line):
+            a, b = line.split()
+            lat.append(int(a) / 1000.0)
+            rm.append(int(b) / 1000.0)
         elif line.startswith("abort"):
             aborted = True
         elif line:
@@ -1097,6 +1196,11 @@ def parse_detect(text):
         res["p50_ms"] = pctl(lat, 50)
         res["p99_ms"] = pctl(lat, 99)
         res["max_ms"] = max(lat)
+    if rm:
+        res["removal_ms"] = sorted(rm)
+        res["removal_p50_ms"] = pctl(rm, 50)
+        res["removal_p99_ms"] = pctl(rm, 99)
+        res["removal_max_ms"] = max(rm)
     return res
 
 
@@ -1133,11 +1237,24 @@ def fmt_scan(r):
                      for k in ("sock_diag", "proc_porthole", "proc_reference"))
 
 
+def fmt_burst(r):
+    if "error" in r:
+        return "error " + r["error"]
+    return "%d listeners exposed %.1f ms after the first listen() in %d scans (%s), reachable %s" % (
+        r["ports"], r.get("exposed_ms", -1), r.get("scans", -1), r.get("mechanism"),
+        r.get("reachable"))
+
+
 def fmt_detect(r):
     if "p50_ms" not in r:
         return "error " + str(r.get("error") or r.get("first_error"))
-    return "n=%d p50 %.1f ms p99 %.1f ms errors %d" % (len(r["ms"]), r["p50_ms"], r["p99_ms"],
-                                                     r["errors"])
+    s = "n=%d p50 %.2f ms p99 %.2f ms errors %d" % (len(r["ms"]), r["p50_ms"], r["p99_ms"],
+                                                   r["errors"])
+    if "removal_p99_ms" in r:
+        s += ", removal p50 %.2f ms p99 %.2f ms" % (r["removal_p50_ms"], r["removal_p99_ms"])
+    if "mechanism" in r:
+        s += " (%s)" % r["mechanism"]
+    return s
 
 
 def fmt_snapshot(trials):

@@ -8,14 +8,18 @@
  * wrk, nginx) is off the shelf. Subcommands:
  *
  *   echo ADDR PORT MAXSEC            epoll echo server (backend of relayed conns)
- *   listen ADDR BASE COUNT MAXSEC    COUNT listeners on BASE.., accepting and closing
+ *   listen ADDR BASE COUNT MAXSEC    COUNT listeners on BASE.., accepting and closing;
+ *                                    "ready T0 T1" (wall µs of the first and last
+ *                                    listen())
  *   hold ADDR PORT N MAXSEC          N connections, each proven relayed by an echoed
  *                                    byte; "ready N" on stdout, held until stdin EOF
  *   probe ADDR BASE COUNT TMO_MS     connect once to each port; prints the successes
- *   detect GUEST_NS ADDR BASE TRIALS JITTER_MS TIMEOUT_MS
+ *   detect GUEST_NS ADDR BASE TRIALS JITTER_MS TIMEOUT_MS [removal]
  *                                    listen() on 127.0.0.1:port in GUEST_NS, then time
  *                                    until a connect to ADDR:port (from the namespace
- *                                    we were started in) succeeds; one line per trial
+ *                                    we were started in) succeeds; one line per trial;
+ *                                    "removal": also close() and time until refused
+ *                                    (lines "OPEN_US REMOVAL_US")
  *   snapshot API_ADDR API_PORT ADDR PORT TRIALS
  *                                    POST /snapshot/prepare, connect while quiesced,
  *                                    POST /snapshot/resume, time first relayed bytes
@@ -184,10 +188,11 @@ static int read_byte(int fd, int tmo_ms)
  * @lfds, @n:	listening sockets
  * @echo:	echo received bytes (otherwise close accepted sockets at once)
  * @maxsec:	exit after this many seconds whatever happens
+ * @ready:	appended to the "ready" line printed once listening
  *
  * Return: 0 or -errno
  */
-static int serve(const int *lfds, size_t n, bool echo, unsigned maxsec)
+static int serve(const int *lfds, size_t n, bool echo, unsigned maxsec, const char *ready)
 {
 	struct epoll_event ev[256];
 	uint64_t end = now_ns() + (uint64_t)maxsec * 1000000000u;
@@ -202,7 +207,7 @@ static int serve(const int *lfds, size_t n, bool echo, unsigned maxsec)
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, lfds[i], &e) < 0)
 			return -errno;
 	}
-	printf("ready\n");
+	printf("ready%s\n", ready);
 	fflush(stdout);
 	while (now_ns() < end) {
 		int k = epoll_wait(ep, ev, 256, 200);
@@ -253,13 +258,24 @@ static int cmd_echo(char **argv)
 	fd = listen_on(argv[0], (unsigned)port, 4096);
 	if (fd < 0)
 		return fd;
-	return serve(&fd, 1, true, (unsigned)maxsec);
+	return serve(&fd, 1, true, (unsigned)maxsec, "");
+}
+
+/* CLOCK_REALTIME in µs: compared with the daemon's since_ms in /ports */
+static uint64_t wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static int cmd_listen(char **argv)
 {
 	unsigned long base, count, maxsec;
 	int *fds, ret = 0;
+	uint64_t t_first;
+	char times[64];
 
 	if (parse_u(argv[1], 65535, &base) < 0 || parse_u(argv[2], 65536 - base, &count) < 0 ||
 	    parse_u(argv[3], 86400, &maxsec) < 0 || count == 0)
@@ -268,6 +284,7 @@ static int cmd_listen(char **argv)
 	fds = calloc(count, sizeof(*fds));
 	if (!fds)
 		return -ENOMEM;
+	t_first = wall_us();
 	for (unsigned long i = 0; i < count; i++) {
 		fds[i] = listen_on(argv[0], (unsigned)(base + i), 64);
 		if (fds[i] < 0) {
@@ -276,7 +293,9 @@ static int cmd_listen(char **argv)
 			goto out;
 		}
 	}
-	ret = serve(fds, count, false, (unsigned)maxsec);
+	/* the burst measurement times exposure from the first listen() */
+	snprintf(times, sizeof(times), " %" PRIu64 " %" PRIu64, t_first, wall_us());
+	ret = serve(fds, count, false, (unsigned)maxsec, times);
 out:
 	free(fds);	/* the process exits: sockets go with it */
 	return ret;
@@ -380,7 +399,8 @@ static int socket_in_ns(int nsfd, int homefd)
  * Return: microseconds from listen() returning to the first successful
  * connect on @ext, or -errno (-ETIMEDOUT)
  */
-static int64_t detect_one(int gns, int home, struct sockaddr_in *ext, unsigned tmo_ms)
+static int64_t detect_one(int gns, int home, struct sockaddr_in *ext, unsigned tmo_ms,
+			  int64_t *removal_us, unsigned jitter_ms)
 {
 	struct sockaddr_in lo = { .sin_family = AF_INET, .sin_port = ext->sin_port,
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -410,8 +430,31 @@ static int64_t detect_one(int gns, int home, struct sockaddr_in *ext, unsigned t
 		 * error of the measurement under 0.5 ms. */
 		usleep(250);
 	}
+	if (ret >= 0 && removal_us) {
+		/* removal: from close() to the first refused connect, the close
+		 * at a random phase of any scan interval */
+		*removal_us = -ETIMEDOUT;
+		if (jitter_ms)
+			sleep_ms((unsigned)((unsigned long)rand() % jitter_ms));
+		close(lfd);
+		lfd = -1;
+		t0 = now_ns();
+		deadline = t0 + (uint64_t)tmo_ms * 1000000u;
+		while (now_ns() < deadline) {
+			int fd = connect_wait(ext, 100);
+
+			if (fd == -ECONNREFUSED) {
+				*removal_us = (int64_t)((now_ns() - t0) / 1000);
+				break;
+			}
+			if (fd >= 0)
+				close(fd);
+			usleep(250);
+		}
+	}
 out:
-	close(lfd);
+	if (lfd >= 0)
+		close(lfd);
 	return ret;
 }
 
@@ -420,6 +463,7 @@ static int cmd_detect(char **argv)
 	unsigned long base, trials, jitter, tmo;
 	struct sockaddr_in ext;
 	int gns, home;
+	bool removal = argv[6] && !strcmp(argv[6], "removal");
 
 	if (parse_u(argv[2], 65535, &base) < 0 || parse_u(argv[3], 100000, &trials) < 0 ||
 	    parse_u(argv[4], 60000, &jitter) < 0 || parse_u(argv[5], 600000, &tmo) < 0 ||
@@ -431,15 +475,21 @@ static int cmd_detect(char **argv)
 		return -errno;
 	srand((unsigned)(now_ns() ^ (uint64_t)getpid()));
 	for (unsigned long i = 0, fails = 0; i < trials; i++) {
-		int64_t us;
+		int64_t us, rm_us = 0;
 
 		/* A random pause decorrelates listen() from the scanner's phase;
 		 * without it every trial would start just after a scan. */
 		if (jitter)
 			sleep_ms((unsigned)((unsigned long)rand() % jitter));
 		ext.sin_port = htons((uint16_t)(base + i));
-		us = detect_one(gns, home, &ext, (unsigned)tmo);
-		if (us >= 0) {
+		us = detect_one(gns, home, &ext, (unsigned)tmo, removal ? &rm_us : NULL,
+				(unsigned)jitter);
+		if (us >= 0 && removal && rm_us >= 0) {
+			printf("%" PRId64 " %" PRId64 "\n", us, rm_us);
+			fails = 0;
+		} else if (us >= 0 && removal) {
+			printf("error removal %s\n", strerror((int)-rm_us));
+		} else if (us >= 0) {
 			printf("%" PRId64 "\n", us);
 			fails = 0;
 		} else {
@@ -588,7 +638,9 @@ int main(int argc, char **argv)
 
 		if (strcmp(argv[1], cmds[i].name))
 			continue;
-		if (argc - 2 != cmds[i].nargs) {
+		/* detect takes an optional seventh argument ("removal") */
+		if (argc - 2 != cmds[i].nargs &&
+		    !(cmds[i].fn == cmd_detect && argc - 2 == cmds[i].nargs + 1)) {
 			fprintf(stderr, "benchtool %s: needs %d arguments\n", cmds[i].name, cmds[i].nargs);
 			return 2;
 		}

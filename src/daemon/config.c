@@ -95,10 +95,12 @@ static const char usage_text[] =
 	"  --keepalive-count N      keepalive probes before the peer is dead (default 3)\n"
 	"  --backlog N              listen backlog of external listeners (default 4096)\n"
 	"  --pipe-size BYTES        relay pipe size per direction (default: kernel's, 64 KiB)\n"
-	"  --discovery auto|events|poll|proc\n"
+	"  --discovery auto|events|bpf|perf|poll|proc\n"
 	"                           auto: scan when the kernel reports a listen or close\n"
-	"                           (BPF; needs CAP_BPF, CAP_PERFMON), else poll (default);\n"
-	"                           events: the same, but fail to start without them;\n"
+	"                           (a BPF program: CAP_BPF, CAP_PERFMON; else the perf\n"
+	"                           tracepoint: CAP_PERFMON, tracefs mounted), else poll\n"
+	"                           (default); events: the same, but fail to start\n"
+	"                           without either; bpf, perf: only that source (tests);\n"
 	"                           poll: periodic scans only; proc: poll, parsing\n"
 	"                           /proc/net/tcp instead of sock_diag (old kernels, tests)\n"
 	"  --relay splice|copy      splice: small messages copied, bulk transfers spliced\n"
@@ -342,10 +344,14 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 				cfg->ports.discovery = PH_DISCOVERY_AUTO;
 			else if (!strcmp(optarg, "events"))
 				cfg->ports.discovery = PH_DISCOVERY_EVENTS;
+			else if (!strcmp(optarg, "bpf"))
+				cfg->ports.discovery = PH_DISCOVERY_BPF;
+			else if (!strcmp(optarg, "perf"))
+				cfg->ports.discovery = PH_DISCOVERY_PERF;
 			else if (!strcmp(optarg, "poll") || !strcmp(optarg, "proc"))
 				cfg->ports.discovery = PH_DISCOVERY_POLL;
 			else
-				BAD("expected auto, events, poll or proc");
+				BAD("expected auto, events, bpf, perf, poll or proc");
 			cfg->ports.force_proc = !strcmp(optarg, "proc");
 			break;
 		case OPT_RELAY:

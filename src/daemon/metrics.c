@@ -9,6 +9,7 @@
  * buckets never decrease and +Inf equals _count.
  */
 #include "metrics.h"
+#include "discovery_events.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -38,7 +39,8 @@ void ph_metrics_core_load(struct ph_metrics_core *out, struct ph_stats *st)
 		out->relay_closed[i] = LD(st->relay_closed[i]);
 	out->listen_events = LD(st->listen_events);
 	out->listen_events_lost = LD(st->listen_events_lost);
-	out->discovery_events = LD(st->discovery_events) != 0;
+	out->listen_events_own = LD(st->listen_events_own);
+	out->discovery_events = (int)LD(st->discovery_events);
 	out->udp_flows_open = LD(st->udp.flows_open);
 	out->udp_flows_created = LD(st->udp.flows_created);
 	out->udp_flows_evicted = LD(st->udp.flows_evicted);
@@ -164,13 +166,18 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 	       "Scans that failed (the previous port table was kept).", c->scan_errors);
 	scan_histogram(b, c);
 	family(b, "porthole_discovery_info", "gauge",
-	       "How listeners are discovered: events (scan on each kernel listen/close report) "
-	       "or poll (periodic scans only).");
-	ph_buf_printf(b, "porthole_discovery_info{mechanism=\"%s\"} 1\n",
-		      c->discovery_events ? "events" : "poll");
+	       "How listeners are discovered: events (scan on each kernel listen/close report; "
+	       "source bpf: a BPF program, perf: the perf tracepoint) or poll (periodic scans "
+	       "only, source none).");
+	ph_buf_printf(b, "porthole_discovery_info{mechanism=\"%s\",source=\"%s\"} 1\n",
+		      c->discovery_events ? "events" : "poll",
+		      ph_events_source_name((enum ph_events_source)c->discovery_events));
 	single(b, "porthole_listen_events_total", "counter",
 	       "TCP listen/close reports from the kernel (each burst triggers one scan).",
 	       c->listen_events);
+	single(b, "porthole_listen_events_own_total", "counter",
+	       "Listen/close reports of portholed's own external listeners (no scan).",
+	       c->listen_events_own);
 	single(b, "porthole_listen_events_lost_total", "counter",
 	       "Listen/close reports dropped on a full ring buffer (a scan followed anyway).",
 	       c->listen_events_lost);

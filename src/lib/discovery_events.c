@@ -5,7 +5,7 @@
  * Theory of Operation
  * ===================
  * The scan (discovery.c) stays the single source of truth; this file only
- * tells the port worker when to scan. A 45-instruction program, assembled
+ * tells the port worker when to scan. A 50-instruction program, assembled
  * here and loaded with the bpf() system call (no libbpf, no clang, no BTF:
  * the static build stays self-contained), runs on the raw tracepoint
  * inet_sock_set_state, whose arguments (sk, oldstate, newstate) have been
@@ -14,13 +14,15 @@
  * cloned from its listener, once per accepted connection) it
  *
  *   1. copies the first 56 bytes of the socket (struct sock_common) with
- *      bpf_probe_read_kernel(): skc_rcv_saddr at 4, skc_num at 14 and
- *      skc_net (the struct net address) at 48 - a layout unchanged on
- *      64-bit kernels for a decade, and checked at run time (below);
+ *      bpf_probe_read_kernel(): skc_rcv_saddr at 4, skc_num at 14,
+ *      skc_family at 16 and skc_net (the struct net address) at 48 - a
+ *      layout unchanged on 64-bit kernels for a decade, and checked at run
+ *      time (below);
  *   2. drops it unless skc_net equals the netns the daemon stored in the
  *      configuration array (0: not known yet, pass everything);
- *   3. writes a 16-byte record (struct ph_listen_event) into a BPF ring
- *      buffer; if the ring is full it counts a lost event instead.
+ *   3. writes a 32-byte record (struct ph_listen_event, with the time from
+ *      bpf_ktime_get_ns()) into a BPF ring buffer; if the ring is full it
+ *      counts a lost event instead.
  *
  * The ring buffer's fd is readable (epoll) while records are pending, so the
  * worker loop wakes, consumes everything (ph_events_drain) and scans once: a
@@ -67,9 +69,13 @@
 
 const bool ph_events_built = true;
 
-#define RING_BYTES	(64 * 1024)	/* ~2,700 records: a burst of 1,000 listeners fits */
-#define TCP_LISTEN_STATE 10
-#define TCP_CLOSE_STATE	7
+_Static_assert(sizeof(struct ph_listen_event) == 32, "the BPF program writes 32 bytes");
+
+/* 6,500 records of 40 bytes: a burst of 1,000 listeners fits, with the
+ * 1,000 external listeners it makes the daemon open */
+#define RING_BYTES	(256 * 1024)
+#define TCP_LISTEN_STATE PH_TCP_LISTEN
+#define TCP_CLOSE_STATE	PH_TCP_CLOSE
 #define CALIBRATE_MS	500		/* how long to wait for our own two listeners */
 #define TP_NAME		"inet_sock_set_state"
 
@@ -77,11 +83,12 @@ const bool ph_events_built = true;
 #define SK_COPY		56
 #define SK_SADDR	4
 #define SK_NUM		14
+#define SK_FAMILY	16
 #define SK_NET		48
-/* stack: fp-56..-1 copy of the socket, fp-60 map key, fp-80..-65 the record */
+/* stack: fp-56..-1 copy of the socket, fp-60 map key, fp-96..-65 the record */
 #define FP_SK		(-SK_COPY)
 #define FP_KEY		(-60)
-#define FP_REC		(-80)
+#define FP_REC		(-96)
 
 /* configuration array element: [0] our netns (0: any), [1] lost records */
 #define CONF_NETNS	0
@@ -112,7 +119,7 @@ enum { R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, FP };
  * last two instructions (return 0). Raw tracepoint context: u64 args[]
  * = { sk, oldstate, newstate }.
  */
-#define PROG_LEN 45
+#define PROG_LEN 50
 static void build_prog(struct bpf_insn *p, int ring_fd, int conf_fd)
 {
 	const struct bpf_insn prog[PROG_LEN] = {
@@ -120,8 +127,8 @@ static void build_prog(struct bpf_insn *p, int ring_fd, int conf_fd)
 		LDX(BPF_DW, R2, R6, 8),				/* oldstate */
 		LDX(BPF_DW, R3, R6, 16),			/* newstate */
 		JEQ_IMM(R3, TCP_LISTEN_STATE, 2),		/* listen: -> 6 */
-		JNE_IMM(R2, TCP_LISTEN_STATE, 38),		/* -> out (43) */
-		JNE_IMM(R3, TCP_CLOSE_STATE, 37),		/* an accepted child: -> out */
+		JNE_IMM(R2, TCP_LISTEN_STATE, 43),		/* -> out (48) */
+		JNE_IMM(R3, TCP_CLOSE_STATE, 42),		/* an accepted child: -> out */
 		/* 6: copy the socket's first bytes to the stack */
 		MOV_REG(R1, FP), ADD_IMM(R1, FP_SK), MOV_IMM(R2, SK_COPY),
 		LDX(BPF_DW, R3, R6, 0),				/* sk */
@@ -131,26 +138,29 @@ static void build_prog(struct bpf_insn *p, int ring_fd, int conf_fd)
 		LD_MAP(R1, conf_fd),
 		MOV_REG(R2, FP), ADD_IMM(R2, FP_KEY),
 		CALL(BPF_FUNC_map_lookup_elem),
-		/* 17 */ JEQ_IMM(R0, 0, 25),			/* -> out */
+		/* 17 */ JEQ_IMM(R0, 0, 30),			/* -> out */
 		MOV_REG(R7, R0),
 		LDX(BPF_DW, R1, R7, CONF_NETNS),
 		JEQ_IMM(R1, 0, 2),				/* not calibrated: -> 23 */
 		/* 21 */ LDX(BPF_DW, R2, FP, FP_SK + SK_NET),
-		JNE_REG(R1, R2, 20),				/* other netns: -> out */
-		/* 23: the record */
+		JNE_REG(R1, R2, 25),				/* other netns: -> out */
+		/* 23: the record (struct ph_listen_event) */
+		CALL(BPF_FUNC_ktime_get_ns), STX(BPF_DW, FP, R0, FP_REC + 8),
+		ST_IMM(BPF_DW, FP, FP_REC + 24, 0),		/* family and padding */
 		LDX(BPF_DW, R1, FP, FP_SK + SK_NET), STX(BPF_DW, FP, R1, FP_REC),
-		LDX(BPF_W, R1, FP, FP_SK + SK_SADDR), STX(BPF_W, FP, R1, FP_REC + 8),
-		LDX(BPF_H, R1, FP, FP_SK + SK_NUM), STX(BPF_H, FP, R1, FP_REC + 12),
-		LDX(BPF_DW, R1, R6, 8), STX(BPF_B, FP, R1, FP_REC + 14),
-		LDX(BPF_DW, R1, R6, 16), STX(BPF_B, FP, R1, FP_REC + 15),
-		/* 33 */ LD_MAP(R1, ring_fd),
+		LDX(BPF_W, R1, FP, FP_SK + SK_SADDR), STX(BPF_W, FP, R1, FP_REC + 16),
+		LDX(BPF_H, R1, FP, FP_SK + SK_NUM), STX(BPF_H, FP, R1, FP_REC + 20),
+		LDX(BPF_DW, R1, R6, 8), STX(BPF_B, FP, R1, FP_REC + 22),
+		LDX(BPF_DW, R1, R6, 16), STX(BPF_B, FP, R1, FP_REC + 23),
+		LDX(BPF_H, R1, FP, FP_SK + SK_FAMILY), STX(BPF_H, FP, R1, FP_REC + 24),
+		/* 38 */ LD_MAP(R1, ring_fd),
 		MOV_REG(R2, FP), ADD_IMM(R2, FP_REC),
 		MOV_IMM(R3, sizeof(struct ph_listen_event)), MOV_IMM(R4, 0),
 		CALL(BPF_FUNC_ringbuf_output),
-		/* 40 */ JEQ_IMM(R0, 0, 2),			/* -> out */
+		/* 45 */ JEQ_IMM(R0, 0, 2),			/* -> out */
 		MOV_IMM(R1, 1),
 		XADD64(R7, R1, CONF_LOST),
-		/* 43: out */
+		/* 48: out */
 		MOV_IMM(R0, 0),
 		EXIT(),
 	};
@@ -246,14 +256,8 @@ static int map_ring(struct ph_events *ev)
 	return 0;
 }
 
-void ph_events_init(struct ph_events *ev)
-{
-	memset(ev, 0, sizeof(*ev));
-	ev->ring_fd = ev->conf_fd = ev->prog_fd = ev->link_fd = -1;
-}
-
-size_t ph_events_drain(struct ph_events *ev, void (*fn)(const struct ph_listen_event *e, void *arg),
-		       void *arg)
+static size_t bpf_drain(struct ph_events *ev, void (*fn)(const struct ph_listen_event *e, void *arg),
+			void *arg)
 {
 	const uint8_t *data = (const uint8_t *)ev->prod + sysconf(_SC_PAGESIZE);
 	uint64_t *consp = ev->cons, *prodp = ev->prod;
@@ -283,7 +287,7 @@ size_t ph_events_drain(struct ph_events *ev, void (*fn)(const struct ph_listen_e
 	return n;
 }
 
-uint64_t ph_events_lost_delta(struct ph_events *ev)
+static uint64_t bpf_lost_delta(struct ph_events *ev)
 {
 	uint64_t lost, d;
 
@@ -354,7 +358,7 @@ static int calibrate(struct ph_events *ev, char *why, size_t len)
 		struct pollfd pfd = { .fd = ev->ring_fd, .events = POLLIN };
 		uint64_t now = ph_now_ms();
 
-		ph_events_drain(ev, calib_match, k);
+		bpf_drain(ev, calib_match, k);
 		if (k[0].netns && k[1].netns)
 			break;
 		if (now >= deadline) {
@@ -418,14 +422,15 @@ int ph_events_open(struct ph_events *ev, char *why, size_t len)
 	ret = calibrate(ev, why, len);
 	if (ret < 0)
 		goto fail;
-	ph_events_drain(ev, NULL, NULL);
+	bpf_drain(ev, NULL, NULL);
+	ev->source = PH_EVENTS_BPF;
 	return 0;
 fail:
 	ph_events_close(ev);
 	return ret;
 }
 
-void ph_events_close(struct ph_events *ev)
+static void bpf_close(struct ph_events *ev)
 {
 	long page = sysconf(_SC_PAGESIZE);
 
@@ -443,7 +448,6 @@ void ph_events_close(struct ph_events *ev)
 		close(ev->ring_fd);
 	if (ev->conf_fd >= 0)
 		close(ev->conf_fd);
-	ph_events_init(ev);
 }
 
 #else /* no <linux/bpf.h>, PH_NO_EVENTS, or not a 64-bit kernel layout */
@@ -452,12 +456,6 @@ void ph_events_close(struct ph_events *ev)
 
 const bool ph_events_built = false;
 
-void ph_events_init(struct ph_events *ev)
-{
-	memset(ev, 0, sizeof(*ev));
-	ev->ring_fd = ev->conf_fd = ev->prog_fd = ev->link_fd = -1;
-}
-
 int ph_events_open(struct ph_events *ev, char *why, size_t len)
 {
 	ph_events_init(ev);
@@ -465,22 +463,99 @@ int ph_events_open(struct ph_events *ev, char *why, size_t len)
 	return -ENOSYS;
 }
 
-size_t ph_events_drain(struct ph_events *ev, void (*fn)(const struct ph_listen_event *e, void *arg),
-		       void *arg)
+static size_t bpf_drain(struct ph_events *ev, void (*fn)(const struct ph_listen_event *e, void *arg),
+			void *arg)
 {
 	(void)ev, (void)fn, (void)arg;
 	return 0;
 }
 
-uint64_t ph_events_lost_delta(struct ph_events *ev)
+static uint64_t bpf_lost_delta(struct ph_events *ev)
 {
 	(void)ev;
 	return 0;
 }
 
-void ph_events_close(struct ph_events *ev)
+static void bpf_close(struct ph_events *ev)
 {
-	ph_events_init(ev);
+	(void)ev;
 }
 
 #endif
+
+/* ---- either source ------------------------------------------------------- */
+
+void ph_events_init(struct ph_events *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->ring_fd = ev->conf_fd = ev->prog_fd = ev->link_fd = ev->perf_ep = -1;
+}
+
+int ph_events_open_perf(struct ph_events *ev, char *why, size_t len)
+{
+	int ret;
+
+	ph_events_init(ev);
+	why[0] = 0;
+	ret = ph_perf_open(ev, why, len);
+	if (ret < 0) {
+		ph_perf_close(ev);
+		ph_events_init(ev);
+		return ret;
+	}
+	ev->source = PH_EVENTS_PERF;
+	return 0;
+}
+
+int ph_events_fd(const struct ph_events *ev)
+{
+	switch (ev->source) {
+	case PH_EVENTS_BPF:
+		return ev->ring_fd;
+	case PH_EVENTS_PERF:
+		return ev->perf_ep;
+	default:
+		return -1;
+	}
+}
+
+size_t ph_events_drain(struct ph_events *ev, void (*fn)(const struct ph_listen_event *e, void *arg),
+		       void *arg)
+{
+	switch (ev->source) {
+	case PH_EVENTS_BPF:
+		return bpf_drain(ev, fn, arg);
+	case PH_EVENTS_PERF:
+		return ph_perf_drain(ev, fn, arg);
+	default:
+		return 0;
+	}
+}
+
+uint64_t ph_events_lost_delta(struct ph_events *ev)
+{
+	uint64_t d;
+
+	switch (ev->source) {
+	case PH_EVENTS_BPF:
+		return bpf_lost_delta(ev);
+	case PH_EVENTS_PERF:
+		d = ev->perf_lost;
+		ev->perf_lost = 0;
+		return d;
+	default:
+		return 0;
+	}
+}
+
+const char *ph_events_source_name(enum ph_events_source s)
+{
+	return s == PH_EVENTS_BPF ? "bpf" : s == PH_EVENTS_PERF ? "perf" : "none";
+}
+
+void ph_events_close(struct ph_events *ev)
+{
+	bpf_close(ev);
+	ph_perf_close(ev);
+	ph_events_init(ev);
+}

@@ -90,6 +90,9 @@ static void listener_close(struct cycle *c, struct ext_listener *x)
 	} else {
 		ph_loop_del(&c->loop, &x->io);
 		close(x->fd);
+		/* a TCP listener's close is a LISTEN -> CLOSE record: ours */
+		events_expect_own(c, ph_addr_is_v4(&x->at.addr) ? AF_INET : AF_INET6,
+				  x->e->d.port, false);
 	}
 	x->fd = -1;
 	x->inode = 0;
@@ -192,9 +195,11 @@ static int listener_bind(struct cycle *c, struct port_entry *e, struct ext_liste
 		close(fd);
 		return ret;
 	}
+	events_expect_own(c, ss.ss_family, e->d.port, true);
 	ret = ph_loop_add(&c->loop, &x->io, fd, c->accepting ? EPOLLIN : 0, accept_on_listener);
 	if (ret) {
 		close(fd);
+		events_expect_own(c, ss.ss_family, e->d.port, false);
 		return ret;
 	}
 	x->fd = fd;

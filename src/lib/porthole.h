@@ -36,11 +36,17 @@ struct ph_keepalive {
 
 /**
  * enum ph_discovery - when the worker scans
- * @PH_DISCOVERY_AUTO:	kernel listen events if they can be had, else polling
- * @PH_DISCOVERY_EVENTS: listen events or fail to start
+ * @PH_DISCOVERY_AUTO:	kernel listen events if they can be had (BPF, else the
+ *			perf tracepoint), else polling
+ * @PH_DISCOVERY_EVENTS: listen events (BPF, else perf) or fail to start
  * @PH_DISCOVERY_POLL:	periodic scans only
+ * @PH_DISCOVERY_BPF:	listen events from the BPF program only, or fail (tests)
+ * @PH_DISCOVERY_PERF:	listen events from the perf tracepoint only, or fail (tests)
  */
-enum ph_discovery { PH_DISCOVERY_AUTO, PH_DISCOVERY_EVENTS, PH_DISCOVERY_POLL };
+enum ph_discovery {
+	PH_DISCOVERY_AUTO, PH_DISCOVERY_EVENTS, PH_DISCOVERY_POLL, PH_DISCOVERY_BPF,
+	PH_DISCOVERY_PERF,
+};
 
 /**
  * struct ph_config - settings of the port subsystem (ph_config_defaults() first)
@@ -165,7 +171,8 @@ struct ph_stats {
 	_Atomic uint64_t netlink_resyncs;	/* full re-dumps: lost notifications */
 	_Atomic uint64_t listen_events;		/* listen/close records from the kernel */
 	_Atomic uint64_t listen_events_lost;	/* records the ring buffer had no room for */
-	_Atomic int discovery_events;		/* 1: this cycle scans on events, 0: polls */
+	_Atomic uint64_t listen_events_own;	/* records of our own listeners: no scan */
+	_Atomic int discovery_events;		/* enum ph_events_source: 0 polls */
 	struct ph_udp_counters udp;		/* the UDP relay's (relay_udp.h) */
 };
 

@@ -44,6 +44,21 @@
 /* commands posted to the worker (lifecycle.c) */
 enum cmd { CMD_NONE, CMD_STOP, CMD_QUIESCE, CMD_RESUME };
 
+/* Ports reported entering LISTEN that the next scan must show (lifecycle.c) */
+#define VERIFY_MAX	32
+
+/**
+ * struct own_expect - a listen-event record the worker's own bind or close will produce
+ * @port:	local port
+ * @family:	AF_INET or AF_INET6
+ * @listen:	entering LISTEN (bind) or leaving it (close)
+ */
+struct own_expect {
+	uint16_t port;
+	uint8_t family;
+	bool listen;
+};
+
 /**
  * struct ext_listener - one external socket of a port, on one address
  * @io:		its loop registration (TCP: the listener; unused for UDP)
@@ -111,6 +126,17 @@ struct cycle {
 	struct ph_events events;	/* listen events; ring_fd -1 when polling */
 	struct ph_io events_io;
 	struct ph_timer settle_timer;	/* the second look after an event (lifecycle.c) */
+	/* our own binds and closes, in order: their records cause no scan */
+	struct own_expect *expect;
+	size_t n_expect, cap_expect, expect_head;
+	/* ports reported entering LISTEN, to be found by the next scan; else
+	 * the worker looks again (the report precedes the hashing) */
+	uint16_t verify[VERIFY_MAX];
+	unsigned n_verify;
+	bool verify_blind;	/* too many, or port 0: look again without checking */
+	unsigned settle_tries;
+	uint64_t event_scan_end_ns;	/* when the last scan on events ended */
+	unsigned burst_gap_ms;	/* in a burst: events wait this long for their scan */
 	struct ph_accept_backoff accept_backoff;	/* out of descriptors */
 
 	/* table: sorted by (d.port, d.proto), TCP before UDP on a port */
@@ -166,6 +192,18 @@ struct ph_ports {
 	bool poll_said;			/* "polling, because ..." logged once */
 };
 
+
+/* ---- lifecycle.c --------------------------------------------------------- */
+
+/**
+ * events_expect_own() - note that the worker just made one of its own
+ * sockets enter (@listen) or leave LISTEN, so that its record causes no scan
+ * @c:		cycle (no-op when it has no listen events)
+ * @family:	AF_INET or AF_INET6
+ * @port:	the socket's port
+ * @listen:	true after listen(), false after close()
+ */
+void events_expect_own(struct cycle *c, int family, uint16_t port, bool listen);
 
 /* ---- exposure.c ---------------------------------------------------------- */
 

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
 # t_core_events.sh - listen events: detection and removal at event latency, the
-# mechanism named in the log and /metrics, other namespaces ignored, and the
-# fallback to polling (--discovery poll; no CAP_BPF/CAP_PERFMON)
+# mechanism named in the log and /metrics, other namespaces ignored, a burst
+# of listeners in a few scans (the daemon's own listeners cause none), the
+# perf tracepoint source, and the fallback to polling (--discovery poll; no
+# CAP_BPF/CAP_PERFMON; no tracefs)
 
 probe=$(helper tcpprobe) || { fail "tcpprobe helper missing"; exit 1; }
 metric() { in_guest curl -s "http://$GUEST_IP:$API_PORT/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
@@ -14,7 +16,7 @@ if ! daemon_log_has '"discovery":"events"|discovery=events'; then
 	exit 0
 fi
 ok "default discovery uses listen events (start-up log)"
-[ "$(metric 'porthole_discovery_info{mechanism="events"}')" = 1 ] && ok "/metrics names the mechanism" ||
+[ "$(metric 'porthole_discovery_info{mechanism="events",source="bpf"}')" = 1 ] && ok "/metrics names the mechanism" ||
 	fail "/metrics names the mechanism"
 
 out=$("$probe" latency "/run/netns/$PH_GUEST_NS" "/run/netns/$PH_HOST_NS" "$GUEST_IP" 7401 50 2>&1) ||
@@ -64,7 +66,70 @@ ip netns del "phx-$PH_ID"
 [ "$e1" = "$e0" ] && [ "$s1" = "$s0" ] && ok "another namespace's listeners: no event, no scan ($s0 -> $s1 scans)" ||
 	fail "another namespace's listeners: no event, no scan" "scans $s0 -> $s1, events $e0 -> $e1"
 
+
+# a burst of listeners: one scan (and perhaps a second look), not one per
+# record; the external listeners the daemon opens in answer report
+# themselves too, and are recognised as its own (no scan)
+s0=$(metric porthole_scans_total)
+o0=$(metric porthole_listen_events_own_total)
+in_guest "$PH_PYTHON" -c 'import socket, time, urllib.request
+ss = []
+for p in range(7700, 7750):
+    s = socket.socket(); s.bind(("127.0.0.1", p)); s.listen(); ss.append(s)
+end = time.time() + 5
+while time.time() < end:
+    body = urllib.request.urlopen("http://127.0.0.1:'"$API_PORT"'/ports").read().decode()
+    if body.count("\"forwarded\"") >= 50:
+        break
+    time.sleep(0.01)
+time.sleep(0.1)
+for s in ss:
+    s.close()
+time.sleep(0.3)'
+s1=$(metric porthole_scans_total)
+o1=$(metric porthole_listen_events_own_total)
+figure burst50_scans "$((s1 - s0))" scans
+# 50 binds and 50 closes of external listeners, all recognised
+[ "$((o1 - o0))" -ge 100 ] && ok "burst: the daemon's own 100 listen/close records recognised ($((o1 - o0)))" ||
+	fail "burst: the daemon's own listen/close records recognised" "$o0 -> $o1"
+# listen burst: 1 scan + up to 5 second looks; the close burst the same
+[ "$((s1 - s0))" -le 12 ] && ok "burst of 50 listeners opened and closed: $((s1 - s0)) scans (<= 12)" ||
+	fail "burst of 50 listeners opened and closed: $((s1 - s0)) scans (<= 12)"
 daemon_stop
+
+# the perf tracepoint source (where BPF is unavailable): tracefs mounted in a
+# mount namespace of the daemon's own, as systemd mounts it at boot
+if grep -qw tracefs /proc/filesystems; then
+	DAEMON_PREFIX=(unshare -m --propagation private sh -c \
+		'mount -t tracefs nodev /sys/kernel/tracing && exec "$@"' sh)
+	daemon_start --discovery perf || exit 1
+	DAEMON_PREFIX=()
+	check "--discovery perf: the start-up log names the perf source" \
+		daemon_log_has '"events_source":"perf"|events_source=perf'
+	[ "$(metric 'porthole_discovery_info{mechanism="events",source="perf"}')" = 1 ] &&
+		ok "perf: /metrics names the source" || fail "perf: /metrics names the source"
+	out=$("$probe" latency "/run/netns/$PH_GUEST_NS" "/run/netns/$PH_HOST_NS" "$GUEST_IP" 7801 30 2>&1) ||
+		fail "perf: 30 expose/remove trials completed" "$out"
+	figure perf_open_p99_ms "$(val open_p99_ms)" ms
+	figure perf_close_p99_ms "$(val close_p99_ms)" ms
+	le "$(val open_p99_ms)" "$(scaled 50)" && ok "perf: detection p99 $(val open_p99_ms) ms <= 50 ms" ||
+		fail "perf: detection p99 $(val open_p99_ms) ms <= 50 ms"
+	le "$(val close_p99_ms)" "$(scaled 50)" && ok "perf: removal p99 $(val close_p99_ms) ms <= 50 ms" ||
+		fail "perf: removal p99 $(val close_p99_ms) ms <= 50 ms"
+	daemon_stop
+	# without CAP_BPF and without tracefs (hidden under empty mounts): auto
+	# falls back to polling and says why, naming both sources
+	DAEMON_PREFIX=(unshare -m --propagation private sh -c 'mount -t tmpfs none /sys/kernel/tracing &&
+		mount -t tmpfs none /sys/kernel/debug && exec "$@"' sh
+		setpriv --bounding-set=-bpf,-sys_admin --inh-caps=-bpf,-sys_admin)
+	daemon_start || exit 1
+	DAEMON_PREFIX=()
+	check "no BPF, no tracefs: polls, and the log says why for both sources" \
+		daemon_log_has 'discovery polls.*bpf: .*perf: .*tracefs'
+	daemon_stop
+else
+	skip "no tracefs in this kernel: the perf source is not tested"
+fi
 
 daemon_start --discovery poll || exit 1
 check "--discovery poll: polls, and says why" daemon_log_has 'discovery polls.*--discovery poll'
