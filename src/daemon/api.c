@@ -37,6 +37,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fdstore.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
@@ -310,6 +311,32 @@ static void handle(void *arg, struct ph_http_conn *c, const struct ph_http_req *
 	r->fn(api, c, req);
 }
 
+/* The listener a previous process left in the fd store for this address, or
+ * a fresh one, then kept in the store; a stored one for another address
+ * (--listen changed) is released */
+static int api_listen(struct ph_api *api)
+{
+	struct ph_fdstore *fs = api->cfg->ports.fdstore;
+	const struct sockaddr *sa = (const struct sockaddr *)&api->cfg->listen;
+	int fd, ret;
+
+	fd = ph_fdstore_take(fs, PH_FDKIND_API, sa);
+	ph_fdstore_settle(fs, 1u << PH_FDKIND_API);
+	if (fd >= 0) {
+		ret = ph_http_server_adopt(&api->http, fd);
+		if (!ret) {
+			ph_info("control API listener adopted from the fd store");
+			return 0;
+		}
+		ph_fdstore_release(fs, PH_FDKIND_API, sa, fd);
+	}
+	ret = ph_http_server_listen(&api->http, sa, api->cfg->listen_len);
+	if (ret)
+		return ret;
+	ph_fdstore_keep(fs, PH_FDKIND_API, sa, api->http.lfd);
+	return 0;
+}
+
 int ph_api_new(struct ph_api **out, struct ph_loop *loop, const struct ph_daemon_config *cfg,
 	       struct ph_ports *ports)
 {
@@ -332,8 +359,7 @@ int ph_api_new(struct ph_api **out, struct ph_loop *loop, const struct ph_daemon
 	ret = ph_http_server_init(&api->http, loop, &cfg->http, handle, api);
 	if (ret)
 		goto fail;
-	ret = ph_http_server_listen(&api->http, (const struct sockaddr *)&cfg->listen,
-				    cfg->listen_len);
+	ret = api_listen(api);
 	if (ret)
 		goto fail;
 	*out = api;

@@ -25,6 +25,7 @@ enum {
 	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY, OPT_CLIENT_CC, OPT_RELAY_THREADS,
 	OPT_MAX_STREAMS,
 	OPT_MAXCONN_PORT, OPT_HALF_CLOSE_TO, OPT_UDP, OPT_UDP_IDLE_TO, OPT_MAX_UDP_FLOWS,
+	OPT_SUPERVISE,
 };
 
 static const struct option options[] = {
@@ -58,6 +59,7 @@ static const struct option options[] = {
 	{ "relay", required_argument, NULL, OPT_RELAY },
 	{ "client-congestion", required_argument, NULL, OPT_CLIENT_CC },
 	{ "relay-threads", required_argument, NULL, OPT_RELAY_THREADS },
+	{ "supervise", no_argument, NULL, OPT_SUPERVISE },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ 0 },
@@ -125,6 +127,8 @@ static const char usage_text[] =
 	"  --sse-ping DUR           interval of event-stream pings (default 15s)\n"
 	"Process:\n"
 	"  --cgroup DIR             move into this cgroup v2 directory at start\n"
+	"  --supervise              run portholed as a child and restart it when it dies,\n"
+	"                           keeping its listening sockets meanwhile (without systemd)\n"
 	"  --log-format json|text   log format on stderr (default json)\n"
 	"  --log-level L            debug, info, warn or error (default info)\n"
 	"  --version                print the version and exit\n"
@@ -364,6 +368,15 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 				BAD(why);
 			snprintf(cfg->ports.client_cc, sizeof(cfg->ports.client_cc), "%s",
 				 strcmp(optarg, "auto") ? optarg : "");
+			break;
+		case OPT_SUPERVISE:
+			if (cfg->supervise_arg) {
+				fprintf(err, "portholed: --supervise given twice\n");
+				return PH_CONFIG_USAGE;
+			}
+			/* getopt permutes argv; the string itself is what the
+			 * supervisor leaves out of its child's command line */
+			cfg->supervise_arg = argv[optind - 1];
 			break;
 		case OPT_VERSION:
 			fprintf(out, "portholed %s\n", PH_VERSION);

@@ -48,6 +48,9 @@ struct ph_http_limits {
  * @http:	API deadlines and limits
  * @log_format, @log_level: logging
  * @cgroup_dir:	cgroup v2 directory to move into at start, NULL for none
+ * @supervise_arg: --supervise (run as the supervisor of a portholed child):
+ *		the argv string that said it (getopt accepts abbreviations),
+ *		left out of the child's command line; NULL when not given
  */
 struct ph_daemon_config {
 	struct ph_config ports;
@@ -61,6 +64,7 @@ struct ph_daemon_config {
 	enum ph_log_format log_format;
 	enum ph_log_level log_level;
 	const char *cgroup_dir;
+	const char *supervise_arg;
 };
 
 enum ph_config_result { PH_CONFIG_RUN, PH_CONFIG_EXIT_OK, PH_CONFIG_USAGE };

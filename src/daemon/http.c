@@ -1509,14 +1509,31 @@ int ph_http_server_listen(struct ph_http_server *s, const struct sockaddr *sa, s
 		ret = -errno;
 		goto fail;
 	}
-	ret = ph_loop_add(s->loop, &s->lio, fd, EPOLLIN, on_accept);
+	ret = ph_http_server_adopt(s, fd);
 	if (ret)
 		goto fail;
-	s->lfd = fd;
 	return 0;
 fail:
 	close(fd);
 	return ret;
+}
+
+/**
+ * ph_http_server_adopt() - serve on a listening socket made elsewhere (one a
+ * previous process left in the fd store: its waiting clients are served)
+ * @s:		server
+ * @fd:		a non-blocking listening socket; the server owns it on success
+ *
+ * Return: 0 or -errno (@fd is then still the caller's)
+ */
+int ph_http_server_adopt(struct ph_http_server *s, int fd)
+{
+	int ret = ph_loop_add(s->loop, &s->lio, fd, EPOLLIN, on_accept);
+
+	if (ret)
+		return ret;
+	s->lfd = fd;
+	return 0;
 }
 
 uint64_t ph_http_server_inode(const struct ph_http_server *s)

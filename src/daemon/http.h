@@ -132,6 +132,7 @@ struct ph_http_server {
 int ph_http_server_init(struct ph_http_server *s, struct ph_loop *loop,
 			const struct ph_http_limits *lim, ph_http_handler_fn fn, void *arg);
 int ph_http_server_listen(struct ph_http_server *s, const struct sockaddr *sa, socklen_t len);
+int ph_http_server_adopt(struct ph_http_server *s, int fd);
 uint64_t ph_http_server_inode(const struct ph_http_server *s);
 /* Close every connection and the listener. */
 void ph_http_server_fini(struct ph_http_server *s);

@@ -28,9 +28,11 @@
 
 #include "api.h"
 #include "config.h"
+#include "fdstore.h"
 #include "log.h"
 #include "loop.h"
 #include "porthole.h"
+#include "supervise.h"
 
 #define API_NICE	-10	/* the control API thread's nice value (see api_priority()) */
 
@@ -146,6 +148,7 @@ int main(int argc, char **argv)
 	struct ph_ports *ports = NULL;
 	struct ph_api *api = NULL;
 	struct daemon d = { .cfg = &cfg, .sigfd = -1 };
+	struct ph_fdstore fdstore;
 	sigset_t mask;
 	int ret, status = 1;
 
@@ -158,12 +161,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	ph_log_setup(cfg.log_format, cfg.log_level);
+	if (cfg.supervise_arg)
+		return ph_supervise(&cfg, argc, argv);
+
+	/* first: the descriptors a service manager passed are at 3.. */
+	ph_fdstore_init(&fdstore);
+	cfg.ports.fdstore = &fdstore;
 
 	if (cfg.cgroup_dir) {
 		ret = join_cgroup(cfg.cgroup_dir);
 		if (ret) {
 			ph_error("cannot join cgroup", PH_FS("cgroup", cfg.cgroup_dir), PH_FERR(ret));
-			return 1;
+			goto out_fdstore;
 		}
 	}
 	raise_nofile();
@@ -181,7 +190,7 @@ int main(int argc, char **argv)
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d.sigfd < 0) {
 		ph_error("signalfd failed", PH_FERR(errno));
-		return 1;
+		goto out_fdstore;
 	}
 
 	ret = ph_loop_init(&d.loop, NULL, NULL);
@@ -212,7 +221,9 @@ int main(int argc, char **argv)
 	}
 	api_priority();
 	ph_info("portholed started", PH_FS("version", PH_VERSION), PH_FS("listen", cfg.listen_str),
-		PH_FU("scan_interval_ms", cfg.ports.scan_interval_ms));
+		PH_FU("scan_interval_ms", cfg.ports.scan_interval_ms),
+		PH_FU("adopted", fdstore.adopted));
+	ph_fdstore_notify(&fdstore, "READY=1\nSTATUS=serving\n");
 
 	ret = ph_loop_run(&d.loop);
 	if (ret)
@@ -220,6 +231,7 @@ int main(int argc, char **argv)
 	else
 		status = 0;
 	ph_info("portholed stopping", PH_FS("signal", d.exit_signal ? strsignal(d.exit_signal) : "none"));
+	ph_fdstore_notify(&fdstore, "STOPPING=1\n");
 	ph_ports_stop(ports);
 out_api:
 	ph_api_free(api);
@@ -230,5 +242,8 @@ out_loop:
 	ph_loop_fini(&d.loop);
 out_sigfd:
 	close(d.sigfd);
+out_fdstore:
+	/* stored listeners stay in the store: the next process takes them */
+	ph_fdstore_fini(&fdstore);
 	return status;
 }

@@ -80,36 +80,51 @@ static void entry_release(struct ph_relay_owner *o)
 	free(ph_container_of(o, struct port_entry, owner));
 }
 
-static void listener_close(struct cycle *c, struct ext_listener *x)
+/**
+ * listener_close() - stop listening on one external address
+ * @c:		cycle
+ * @x:		the listener (a free slot does nothing)
+ * @for_good:	the port is withdrawn from that address: released from the
+ *		fd store too, and shut down so that the store's copy stops
+ *		listening now; false when only this process stops (a daemon
+ *		stop: the next process takes the stored copy)
+ */
+static void listener_close(struct cycle *c, struct ext_listener *x, bool for_good)
 {
+	struct sockaddr_storage ss;
+
 	if (x->fd < 0)
 		return;
 	if (x->ux) {	/* the UDP relay owns the socket: it ends its flows */
 		ph_udp_ext_close(x->ux);
 		x->ux = NULL;
+	} else if (for_good) {
+		ph_loop_del(&c->loop, &x->io);
+		ph_ext_addr_sockaddr(&x->at, x->e->d.port, &ss);
+		ph_fdstore_release(c->p->cfg.fdstore, PH_FDKIND_TCP, (struct sockaddr *)&ss, x->fd);
+		/* shut down: a LISTEN -> CLOSE record, ours */
+		events_expect_own(c, ss.ss_family, x->e->d.port, false);
 	} else {
+		/* a stop: the store's copy (if any) keeps listening */
 		ph_loop_del(&c->loop, &x->io);
 		close(x->fd);
-		/* a TCP listener's close is a LISTEN -> CLOSE record: ours */
-		events_expect_own(c, ph_addr_is_v4(&x->at.addr) ? AF_INET : AF_INET6,
-				  x->e->d.port, false);
 	}
 	x->fd = -1;
 	x->inode = 0;
 }
 
-static void entry_close_listeners(struct cycle *c, struct port_entry *e)
+static void entry_close_listeners(struct cycle *c, struct port_entry *e, bool for_good)
 {
 	accept_entry_uncap(c, e);
 	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
-		listener_close(c, &e->ls[i]);
+		listener_close(c, &e->ls[i], for_good);
 }
 
 /* Remove from service; relays still counted against it, on any thread,
  * keep it alive: the table's reference is dropped here. */
-void port_entry_destroy(struct cycle *c, struct port_entry *e)
+void port_entry_destroy(struct cycle *c, struct port_entry *e, bool for_good)
 {
-	entry_close_listeners(c, e);
+	entry_close_listeners(c, e, for_good);
 	ph_relay_owner_put(&e->owner);
 }
 
@@ -152,6 +167,23 @@ static int udp_bind(struct cycle *c, struct port_entry *e, struct ext_listener *
 }
 
 /**
+ * listener_adopt() - the listener a previous process left in the fd store
+ * for @ss, made ready for this cycle (options and backlog as configured now)
+ * @c:		cycle
+ * @ss:		the address wanted
+ *
+ * Return: the descriptor, or -ENOENT when the store had none
+ */
+static int listener_adopt(struct cycle *c, const struct sockaddr_storage *ss)
+{
+	int fd = ph_fdstore_take(c->p->cfg.fdstore, PH_FDKIND_TCP, (const struct sockaddr *)ss);
+
+	if (fd >= 0 && listen(fd, (int)c->p->cfg.backlog))
+		ph_debug("adopted listener: backlog not changed", PH_FERR(errno));
+	return fd;
+}
+
+/**
  * listener_bind() - open EXTERNAL:port on one external address
  * @c:		cycle
  * @e:		entry
@@ -168,6 +200,7 @@ static int listener_bind(struct cycle *c, struct port_entry *e, struct ext_liste
 	socklen_t sl = ph_ext_addr_sockaddr(a, e->d.port, &ss);
 	const char *cc;
 	int one = 1, fd, ret;
+	bool adopted;
 
 	if (e->d.proto == IPPROTO_UDP) {
 		ret = udp_bind(c, e, x, &ss, sl);
@@ -178,7 +211,10 @@ static int listener_bind(struct cycle *c, struct port_entry *e, struct ext_liste
 		return ret;
 	}
 
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = listener_adopt(c, &ss);
+	adopted = fd >= 0;
+	if (!adopted)
+		fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	/* inherited by accepted clients */
@@ -187,21 +223,30 @@ static int listener_bind(struct cycle *c, struct port_entry *e, struct ext_liste
 	if (cc && (ret = ph_sock_congestion(fd, cc)))
 		/* checked at start; this only fails if the module went away */
 		ph_debug("client congestion control not set", PH_FS("cc", cc), PH_FERR(ret));
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    (ss.ss_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) ||
-	    bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, (int)c->p->cfg.backlog)) {
+	if (!adopted &&
+	    (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	     (ss.ss_family == AF_INET6 &&
+	      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) ||
+	     bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, (int)c->p->cfg.backlog))) {
 		ret = -errno;
 		close(fd);
 		return ret;
 	}
-	events_expect_own(c, ss.ss_family, e->d.port, true);
+	if (!adopted)	/* an adopted listener was listening already: no record */
+		events_expect_own(c, ss.ss_family, e->d.port, true);
 	ret = ph_loop_add(&c->loop, &x->io, fd, c->accepting ? EPOLLIN : 0, accept_on_listener);
 	if (ret) {
-		close(fd);
-		events_expect_own(c, ss.ss_family, e->d.port, false);
+		ph_fdstore_release(c->p->cfg.fdstore, PH_FDKIND_TCP, (struct sockaddr *)&ss, fd);
+		if (!adopted)
+			events_expect_own(c, ss.ss_family, e->d.port, false);
 		return ret;
 	}
+	/* a copy for the service manager: after a crash the next process
+	 * takes it, and clients wait in its backlog meanwhile */
+	if (!adopted)
+		ph_fdstore_keep(c->p->cfg.fdstore, PH_FDKIND_TCP, (struct sockaddr *)&ss, fd);
+	else
+		ph_debug("listener adopted", PH_FU("port", e->d.port));
 	x->fd = fd;
 	x->inode = ph_sock_inode(fd);
 	x->at = *a;
@@ -251,7 +296,7 @@ static int entry_sync(struct cycle *c, struct port_entry *e)
 	e->ext_gen = c->ext_gen;
 	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
 		if (e->ls[i].fd >= 0 && !entry_wants(c, e, &e->ls[i].at))
-			listener_close(c, &e->ls[i]);
+			listener_close(c, &e->ls[i], true);
 	for (uint32_t i = 0; i < c->ext.n; i++) {
 		const struct ph_ext_addr *a = &c->ext.a[i];
 		char at[PH_ADDR_STRLEN];
@@ -310,11 +355,11 @@ static void entry_enter(struct cycle *c, struct port_entry *e, bool is_new)
 		 * with (TCP reads it per client): a new target, new sockets */
 		if (e->d.proto == IPPROTO_UDP &&
 		    (was_len != e->tlen || memcmp(&was, &e->target, was_len)))
-			entry_close_listeners(c, e);
+			entry_close_listeners(c, e, true);
 		ret = entry_sync(c, e);
 		want = ret ? PH_PORT_CONFLICT : PH_PORT_FORWARDED;
 	} else {
-		entry_close_listeners(c, e);
+		entry_close_listeners(c, e, true);
 		want = passive_state(e->d.kind);
 		e->error[0] = '\0';
 	}
@@ -401,7 +446,7 @@ static void on_change(void *arg, const struct ph_change *ch)
 	switch (ch->kind) {
 	case PH_CHANGE_ADDED:
 		if (e) /* cannot happen: the table mirrors the old decisions */
-			port_entry_destroy(c, e);
+			port_entry_destroy(c, e, true);
 		e = calloc(1, sizeof(*e));
 		if (!e) {
 			ph_error("out of memory for a port entry", PH_FU("port", port),
@@ -423,7 +468,7 @@ static void on_change(void *arg, const struct ph_change *ch)
 		ph_info("port closed", PH_FU("port", port), PH_FS("proto", ph_proto_name(d->proto)),
 			PH_FS("state", ph_port_state_name(e->state)));
 		publish(c, PH_EV_CLOSE, e);
-		port_entry_destroy(c, e);
+		port_entry_destroy(c, e, true);
 		break;
 	case PH_CHANGE_UPDATED:
 	case PH_CHANGE_RESTARTED:
@@ -449,10 +494,17 @@ static int collect_own(struct cycle *c, size_t *n)
 {
 	struct ph_ports *p = c->p;
 	size_t need = p->cfg.n_own_inodes + PH_MAX_OWN_INODES + c->n_entries * PH_MAX_EXT_ADDRS,
-	       k = 0;
+	       k = 0, pooled;
 
+	/* adopted listeners not taken yet are ours too (or a restarted daemon
+	 * would read its own stored listener as a public service) */
+	pooled = ph_fdstore_pool_inodes(p->cfg.fdstore, NULL, 0);
+	need += pooled;
 	if (ph_array_grow(&c->own, &c->cap_own, need, sizeof(*c->own), 64))
 		return -ENOMEM;
+	k = ph_fdstore_pool_inodes(p->cfg.fdstore, c->own, pooled);
+	if (k > pooled)	/* the pool only shrinks; never more than counted */
+		k = pooled;
 	for (size_t i = 0; i < p->cfg.n_own_inodes; i++)
 		c->own[k++] = p->cfg.own_inodes[i];
 	pthread_mutex_lock(&p->own_lock);
@@ -547,6 +599,12 @@ void exposure_scan(struct cycle *c)
 	}
 	if (!ret)
 		ret = apply_scan(c);
+	if (!ret && !c->adoption_settled) {
+		/* the first scan took the adopted listeners it wants: the rest
+		 * are ports that went away while no daemon ran */
+		c->adoption_settled = true;
+		ph_fdstore_settle(p->cfg.fdstore, (1u << PH_FDKIND_TCP) | (1u << PH_FDKIND_UDP));
+	}
 	if (ret) {
 		/* The previous table stands: a failed scan is not "no ports". */
 		atomic_fetch_add_explicit(&p->stats.scan_errors, 1, memory_order_relaxed);

@@ -442,7 +442,7 @@ static void cycle_teardown(struct cycle *c)
 	ph_relay_ctx_fini(&c->relays);
 	pthread_mutex_lock(&p->table_lock);
 	for (size_t i = 0; i < c->n_entries; i++)
-		port_entry_destroy(c, c->entries[i]);
+		port_entry_destroy(c, c->entries[i], false);	/* the store keeps them */
 	free(c->entries);
 	c->entries = NULL;
 	c->n_entries = 0;

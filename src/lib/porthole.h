@@ -18,6 +18,8 @@
 #define PH_SCAN_HIST_BUCKETS 12
 #define PH_MAX_EXT_SPECS 8
 
+struct ph_fdstore;
+
 /**
  * struct ph_keepalive - TCP keepalive applied to both legs of a relay
  */
@@ -86,6 +88,11 @@ enum ph_discovery {
  * @force_copy:		relay with recv/send instead of splice (tests)
  * @force_proc:		discover through /proc instead of sock_diag (tests)
  * @own_inodes:		sockets of the embedding program (control port) never exposed
+ * @fdstore:		the service manager's fd store (fdstore.h), or NULL: new
+ *			external listeners are kept in it, and the first scan
+ *			takes the listeners a previous process left there
+ *			instead of binding (owned by the caller; outlives the
+ *			subsystem)
  */
 struct ph_config {
 	struct in_addr external;
@@ -110,6 +117,7 @@ struct ph_config {
 	bool force_proc;
 	uint64_t own_inodes[PH_MAX_OWN_INODES];
 	size_t n_own_inodes;
+	struct ph_fdstore *fdstore;
 };
 
 void ph_config_defaults(struct ph_config *cfg);

@@ -28,6 +28,7 @@
 #include "accept.h"
 #include "discovery.h"
 #include "discovery_events.h"
+#include "fdstore.h"
 #include "log.h"
 #include "loop.h"
 #include "porthole.h"
@@ -164,6 +165,7 @@ struct cycle {
 	bool ext_warned;	/* warned that there is no external address */
 	struct ph_ratelimit rtnl_rl;
 	bool quiesced;
+	bool adoption_settled;	/* adopted listeners not taken by the first scan released */
 	bool accept_paused;	/* fd exhaustion back-off */
 	bool accepting;		/* listeners registered for EPOLLIN */
 	_Atomic bool limit_wait;	/* not accepting: relay threads' closes wake us */
@@ -213,8 +215,11 @@ void port_entry_info(const struct port_entry *e, struct ph_port_info *info);
 /**
  * port_entry_destroy() - take @e out of service: close its listener, drop
  * the table's reference (relays still open on it, on any thread, keep it alive)
+ * @for_good: the port is withdrawn (its listeners leave the fd store and stop
+ *	listening in every copy); false for a stop, which leaves the stored
+ *	copies to the next process
  */
-void port_entry_destroy(struct cycle *c, struct port_entry *e);
+void port_entry_destroy(struct cycle *c, struct port_entry *e, bool for_good);
 
 /**
  * exposure_scan() - scan now and apply the result to the port table
