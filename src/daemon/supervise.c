@@ -51,6 +51,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -253,6 +254,20 @@ static bool env_ours(const char *e)
 	return false;
 }
 
+/* Close every descriptor from @lowest up (close_range(2), or one by one) */
+static void close_from(int lowest)
+{
+	long max;
+
+	if (!syscall(SYS_close_range, (unsigned)lowest, ~0U, 0))
+		return;
+	max = sysconf(_SC_OPEN_MAX);
+	if (max < 0 || max > 1 << 20)
+		max = 1 << 20;
+	for (long fd = lowest; fd < max; fd++)
+		close((int)fd);
+}
+
 /* The child's side of the fork: descriptors to 3.., environment, exec. */
 static void child_exec(struct sup *s, char **envp, char *pid_env, size_t pid_env_len, int *tmp,
 		       pid_t parent)
@@ -275,6 +290,8 @@ static void child_exec(struct sup *s, char **envp, char *pid_env, size_t pid_env
 	for (size_t i = 0; i < s->n; i++)
 		if (dup2(tmp[i], PH_LISTEN_FDS_START + (int)i) < 0)
 			_exit(126);
+	/* nothing else: descriptors the supervisor inherited stay with it */
+	close_from(PH_LISTEN_FDS_START + (int)s->n);
 	snprintf(pid_env, pid_env_len, "LISTEN_PID=%d", (int)getpid());
 	execve(s->exe, s->argv, envp);
 	_exit(127);

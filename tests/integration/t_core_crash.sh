@@ -10,7 +10,8 @@
 # Not one connection may be refused or time out (clients wait in the kernel
 # backlog of the stored listener), the listener and the API listener keep
 # their inodes (never rebound), and every restarted daemon, and the store's
-# holder, keep the same number of descriptors. Also: the relayed
+# holder, keep the same number of descriptors. A control run with a store
+# that keeps nothing must see refusals (else the loop could not tell). Also: the relayed
 # connection of the killed process is lost (documented); a port whose
 # service goes away is withdrawn from the store and stops listening at once,
 # even while the store still holds a copy; one whose service went away while
@@ -23,6 +24,8 @@ PORT=7401
 STALE=7402
 
 fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+# what each descriptor is, without numbers or inodes: comparable across processes
+fd_list() { find "/proc/$1/fd" -mindepth 1 -printf '%l\n' 2>/dev/null | sed 's/\[[0-9]*\]//' | sort; }
 health() { in_host curl -sf -m 2 -o /dev/null "http://$GUEST_IP:$API_PORT/health"; }
 stored() { grep -q "^$1 " "$PH_TMP/a.store"; }
 
@@ -62,8 +65,9 @@ crash_loop()
 		touch "$PH_TMP/pause"
 		sleep 0.05
 		fds=$(fd_count "$pid")
-		[ -z "$ref" ] && ref=$fds
-		[ "$fds" != "$ref" ] && bad+=("daemon $i (pid $pid): $fds descriptors, the first had $ref")
+		[ -z "$ref" ] && ref=$fds && fd_list "$pid" >"$PH_TMP/$name.fds.first"
+		[ "$fds" != "$ref" ] && bad+=("daemon $i (pid $pid): $fds descriptors, the first had $ref"
+			"$(fd_list "$pid" | diff "$PH_TMP/$name.fds.first" - | grep '^[<>]')")
 		rm -f "$PH_TMP/pause"
 		sleep "0.0$((RANDOM % 9 + 1))"
 		kill -KILL "$pid"
@@ -217,6 +221,37 @@ st=$?
 	fail "fd store: the last daemon stops cleanly (status $st)" "$(tail -n 20 "$DAEMON_LOG")"
 [ -s "$PH_TMP/vg.log" ] && valgrind_verdict "$PH_TMP/vg.log"
 
+# --- control: the same kills with a store that keeps nothing must refuse ---------
+# (FileDescriptorStoreMax=0: each daemon binds afresh; shows the loop sees a gap)
+DAEMON_LOG=$PH_TMP/c.log
+bg_guest "$PH_PYTHON" "$here/fdstore_manager.py" --pidfile "$PH_TMP/c.pid" \
+	--store-file "$PH_TMP/c.store" --store-max 0 -- \
+	"$PH_BUILD/portholed" --log-format text 2>>"$DAEMON_LOG"
+CTL=$PH_LAST_PID
+daemon_pid_c() { cat "$PH_TMP/c.pid" 2>/dev/null; }
+if wait_for "$(scaled 5000)" new_daemon daemon_pid_c 0 && wait_for "$(scaled 3000)" exposed $PORT; then
+	rm -f "$PH_TMP/pause"
+	bg_host "$PH_PYTHON" "$here/connect_loop.py" "$GUEST_IP" $PORT "$PH_TMP/c.json"
+	loop=$PH_LAST_PID
+	for i in 1 2 3; do
+		sleep 0.5
+		pid=$(daemon_pid_c)
+		kill -KILL "$pid"
+		wait_for "$(scaled 5000)" new_daemon daemon_pid_c "$pid"
+		wait_for "$(scaled 3000)" exposed $PORT
+	done
+	sleep 0.3
+	kill -TERM "$loop"
+	wait "$loop"
+	refused=$("$PH_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["refused"])' "$PH_TMP/c.json")
+	[ "$refused" -gt 0 ] && ok "control: without the store, 3 kills refuse $refused connections" ||
+		fail "control: without the store, kills refuse connections (the loop sees a gap)" "refused $refused"
+else
+	fail "control: daemon up without a store" "$(tail -n 20 "$DAEMON_LOG")"
+fi
+kill -TERM "$CTL"
+wait "$CTL"
+
 # --- b) portholed --supervise -------------------------------------------------
 DAEMON_LOG=$PH_TMP/b.log
 bg_guest "$PH_BUILD/portholed" --supervise --log-format text 2>>"$DAEMON_LOG"
@@ -238,4 +273,4 @@ st=$?
 [ "$st" = 2 ] && ok "--supervise: an invalid flag exits 2 at once" ||
 	fail "--supervise: an invalid flag exits 2" "status $st: $out"
 
-sanitizer_clean "$PH_TMP/a.log" "$PH_TMP/b.log"
+sanitizer_clean "$PH_TMP/a.log" "$PH_TMP/b.log" "$PH_TMP/c.log"
