@@ -9,6 +9,13 @@
  * signalfd that turns SIGTERM/SIGINT into a clean stop. Setup is linear with
  * one cleanup path; every failure before serving exits 1 with a log line.
  *
+ * Crashes (fdstore.c): first of all, the sockets a service manager passed
+ * (systemd's fd store, or the --supervise parent, supervise.c) are adopted;
+ * the API and the port worker take them instead of binding, and every new
+ * listener is handed to the store, so a crash costs no port a gap. READY=1
+ * is sent once the API and the port worker run. With --supervise this
+ * process only supervises (ph_supervise()) and never serves.
+ *
  * Signals: SIGTERM and SIGINT stop cleanly (exit 0). SIGHUP re-reads what
  * can be re-read, the --token-file (a bad file keeps the old token), and
  * logs it. SIGPIPE (EPIPE is handled where it happens), SIGUSR1 and SIGUSR2
