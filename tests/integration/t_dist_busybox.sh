@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # t_dist_busybox.sh - dist/busybox/S50portholed, run by busybox's own sh and
-# start-stop-daemon as a busybox guest's rcS would: start, the descriptor
-# limit it raises (as LimitNOFILE does in the systemd unit), reload, status, stop
+# start-stop-daemon as a busybox guest's rcS would: start (under --supervise,
+# which restarts a killed daemon), the descriptor limit it raises (as
+# LimitNOFILE does in the systemd unit), reload, status, stop
 #
 # The script is copied with DAEMON, PIDFILE and LOG pointed into the test's
 # directory; everything else is the shipped file. It starts from the limits
@@ -41,6 +42,16 @@ out=$(rc start 2>&1)
 [[ $out == *"already running"* ]] && [ "$(pid_of)" = "$pid" ] && ok "start again: already running, same pid" ||
 	fail "start again: already running, same pid" "$out"
 check "status: running (exit 0)" rc status
+# --supervise: the pid file names the supervisor; a killed daemon is restarted
+child_of() { local c; c=$(cat "/proc/$1/task/$1/children" 2>/dev/null); echo "${c%% *}"; }
+child=$(child_of "$pid")
+new_child() { local c; c=$(child_of "$pid"); [ -n "$c" ] && [ "$c" != "$child" ] && daemon_ready_again; }
+daemon_ready_again() { in_host curl -sf -m 2 -o /dev/null "http://$GUEST_IP:$API_PORT/health"; }
+if [ -n "$child" ] && kill -KILL "$child" && wait_for "$(scaled 5000)" new_child; then
+	ok "start: the daemon runs under --supervise, which restarts it after kill -9"
+else
+	fail "start: the daemon runs under --supervise, which restarts it" "child '$child'" "$(tail -n 5 "$dir/portholed.log")"
+fi
 out=$(rc reload 2>&1)
 sleep 0.3
 kill -0 "$pid" 2>/dev/null && ok "reload (SIGHUP): the daemon keeps running" || fail "reload (SIGHUP): the daemon keeps running" "$out" "$(tail -n 5 "$dir/portholed.log")"
