@@ -47,6 +47,7 @@
  * fds of this struct: ph_events_close() detaches and frees all of it.
  */
 #include "discovery_events.h"
+#include "netutil.h"
 
 #include <errno.h>
 #include <string.h>
@@ -314,30 +315,6 @@ static void calib_match(const struct ph_listen_event *e, void *arg)
 			k[i].netns = e->netns;
 }
 
-/* Listen on a loopback address of @family, port 0. Return: fd (its port in @port) or -errno */
-static int calib_listen(int family, uint16_t *port)
-{
-	struct sockaddr_storage ss = { .ss_family = (sa_family_t)family };
-	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	if (family == AF_INET)
-		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	else
-		((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 1) ||
-	    getsockname(fd, (struct sockaddr *)&ss, &len)) {
-		int ret = -errno;
-
-		close(fd);
-		return ret;
-	}
-	*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);	/* same offset in sin6 */
-	return fd;
-}
-
 /* Find our netns from two listeners of our own (see the top of the file) */
 static int calibrate(struct ph_events *ev, char *why, size_t len)
 {
@@ -345,10 +322,10 @@ static int calibrate(struct ph_events *ev, char *why, size_t len)
 	int fds[2], ret = 0;
 	uint64_t deadline = ph_now_ms() + CALIBRATE_MS;
 
-	fds[0] = calib_listen(AF_INET, &k[0].port);
-	fds[1] = calib_listen(AF_INET6, &k[1].port);
+	fds[0] = ph_loopback_listen(AF_INET, &k[0].port);
+	fds[1] = ph_loopback_listen(AF_INET6, &k[1].port);
 	if (fds[1] < 0)
-		fds[1] = calib_listen(AF_INET, &k[1].port);
+		fds[1] = ph_loopback_listen(AF_INET, &k[1].port);
 	if (fds[0] < 0 || fds[1] < 0) {
 		ret = fds[0] < 0 ? fds[0] : fds[1];
 		snprintf(why, len, "cannot listen on loopback to calibrate: %s", ph_strerror(ret));

@@ -43,6 +43,7 @@
  * count goes to the lost counter, and the worker scans, as with BPF.
  */
 #include "discovery_events.h"
+#include "netutil.h"
 
 #include <errno.h>
 #include <string.h>
@@ -250,29 +251,6 @@ static void calib_match(const struct ph_listen_event *e, void *arg)
 			k[i].seen = true;
 }
 
-static int calib_listen(int family, uint16_t *port)
-{
-	struct sockaddr_storage ss = { .ss_family = (sa_family_t)family };
-	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	if (family == AF_INET)
-		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	else
-		((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 1) ||
-	    getsockname(fd, (struct sockaddr *)&ss, &len)) {
-		int ret = -errno;
-
-		close(fd);
-		return ret;
-	}
-	*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	return fd;
-}
-
 /* Our own two listeners must come back with their ports and families */
 static int calibrate(struct ph_events *ev, char *why, size_t len)
 {
@@ -280,11 +258,11 @@ static int calibrate(struct ph_events *ev, char *why, size_t len)
 	uint64_t deadline = ph_now_ms() + CALIBRATE_MS;
 	int fds[2], ret = 0;
 
-	fds[0] = calib_listen(AF_INET, &k[0].port);
-	fds[1] = calib_listen(AF_INET6, &k[1].port);
+	fds[0] = ph_loopback_listen(AF_INET, &k[0].port);
+	fds[1] = ph_loopback_listen(AF_INET6, &k[1].port);
 	if (fds[1] < 0) {
 		k[1].family = AF_INET;
-		fds[1] = calib_listen(AF_INET, &k[1].port);
+		fds[1] = ph_loopback_listen(AF_INET, &k[1].port);
 	}
 	if (fds[0] < 0 || fds[1] < 0) {
 		ret = fds[0] < 0 ? fds[0] : fds[1];

@@ -3,6 +3,7 @@
 #include "netutil.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -169,4 +170,28 @@ const char *ph_addr_set_str(const struct ph_addr_set *s, char *buf, size_t len)
 		off += (size_t)k;
 	}
 	return buf;
+}
+
+/* See netutil.h */
+int ph_loopback_listen(int family, uint16_t *port)
+{
+	struct sockaddr_storage ss = { .ss_family = (sa_family_t)family };
+	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 1) ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len)) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);	/* same offset in sin6 */
+	return fd;
 }

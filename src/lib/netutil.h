@@ -31,4 +31,14 @@ uint64_t ph_sock_inode(int fd);
 /* Fill a sockaddr for a v4-mapped or IPv6 address and port. Return: its length */
 socklen_t ph_sockaddr_from(struct sockaddr_storage *ss, const struct in6_addr *addr, uint16_t port);
 
+/**
+ * ph_loopback_listen() - listen on 127.0.0.1 or ::1, port 0 (the listen-event
+ * sources' self-checks: discovery_events.c, discovery_perf.c)
+ * @family:	AF_INET or AF_INET6
+ * @port:	receives the port the kernel chose
+ *
+ * Return: the listening socket, or -errno
+ */
+int ph_loopback_listen(int family, uint16_t *port);
+
 #endif /* PH_NETUTIL_H */
