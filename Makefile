@@ -55,6 +55,10 @@ ifeq ($(VARIANT),static)
   MUSL_INC := $(O)/musl-include
   CPPFLAGS += -isystem $(MUSL_INC)
   LDFLAGS  += -static
+  # optimised for size (the relay's time goes to splice() and epoll, not to
+  # our code), one section per function so the linker drops unused ones
+  CFLAGS   += -Os -ffunction-sections -fdata-sections
+  LDFLAGS  += -Wl,--gc-sections
 endif
 ifeq ($(VARIANT),static-glibc)
   LDFLAGS += -static

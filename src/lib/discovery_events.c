@@ -47,24 +47,23 @@
  * fds of this struct: ph_events_close() detaches and frees all of it.
  */
 #include "discovery_events.h"
+#include "bpf_sys.h"
 #include "netutil.h"
 
 #include <errno.h>
 #include <string.h>
 
-#if defined(__has_include) && __has_include(<linux/bpf.h>) && !defined(PH_NO_EVENTS) && \
-	UINTPTR_MAX == UINT64_MAX
+#ifdef PH_HAVE_BPF
 
 #include <arpa/inet.h>
-#include <linux/bpf.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "bpf_asm.h"
 #include "log.h"
 #include "loop.h"
 
@@ -95,25 +94,6 @@ _Static_assert(sizeof(struct ph_listen_event) == 32, "the BPF program writes 32 
 #define CONF_NETNS	0
 #define CONF_LOST	8
 #define CONF_SIZE	16
-
-#define INSN(c, d, s, o, i) \
-	((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
-#define MOV_REG(d, s)		INSN(BPF_ALU64 | BPF_MOV | BPF_X, d, s, 0, 0)
-#define MOV_IMM(d, i)		INSN(BPF_ALU64 | BPF_MOV | BPF_K, d, 0, 0, i)
-#define ADD_IMM(d, i)		INSN(BPF_ALU64 | BPF_ADD | BPF_K, d, 0, 0, i)
-#define LDX(sz, d, s, o)	INSN(BPF_LDX | BPF_MEM | (sz), d, s, o, 0)
-#define STX(sz, d, s, o)	INSN(BPF_STX | BPF_MEM | (sz), d, s, o, 0)
-#define ST_IMM(sz, d, o, i)	INSN(BPF_ST | BPF_MEM | (sz), d, 0, o, i)
-#define JEQ_IMM(d, i, o)	INSN(BPF_JMP | BPF_JEQ | BPF_K, d, 0, o, i)
-#define JNE_IMM(d, i, o)	INSN(BPF_JMP | BPF_JNE | BPF_K, d, 0, o, i)
-#define JNE_REG(d, s, o)	INSN(BPF_JMP | BPF_JNE | BPF_X, d, s, o, 0)
-#define CALL(f)			INSN(BPF_JMP | BPF_CALL, 0, 0, 0, f)
-#define EXIT()			INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0)
-#define LD_MAP(d, fd)		INSN(BPF_LD | BPF_DW | BPF_IMM, d, BPF_PSEUDO_MAP_FD, 0, fd), \
-				INSN(0, 0, 0, 0, 0)
-#define XADD64(d, s, o)		INSN(BPF_STX | BPF_ATOMIC | BPF_DW, d, s, o, BPF_ADD)
-
-enum { R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, FP };
 
 /*
  * The program. Jump offsets count instructions after the jump; "out" is the
@@ -169,58 +149,13 @@ static void build_prog(struct bpf_insn *p, int ring_fd, int conf_fd)
 	memcpy(p, prog, sizeof(prog));
 }
 
-static int sys_bpf(int cmd, union bpf_attr *attr)
-{
-	long ret = syscall(SYS_bpf, cmd, attr, sizeof(*attr));
-
-	return ret < 0 ? -errno : (int)ret;
-}
-
-static int map_create(enum bpf_map_type type, unsigned key, unsigned value, unsigned entries,
-		      unsigned flags)
-{
-	union bpf_attr a;
-
-	memset(&a, 0, sizeof(a));
-	a.map_type = type;
-	a.key_size = key;
-	a.value_size = value;
-	a.max_entries = entries;
-	a.map_flags = flags;
-	return sys_bpf(BPF_MAP_CREATE, &a);
-}
-
 /* Load the program; on a verifier refusal the first line of its log goes to @why */
 static int prog_load(struct ph_events *ev, char *why, size_t len)
 {
-	static char log[8192];		/* only the opening thread uses it, under life_lock */
 	struct bpf_insn insns[PROG_LEN];
-	union bpf_attr a;
-	int ret;
 
 	build_prog(insns, ev->ring_fd, ev->conf_fd);
-	memset(&a, 0, sizeof(a));
-	a.prog_type = BPF_PROG_TYPE_RAW_TRACEPOINT;
-	a.insns = (uintptr_t)insns;
-	a.insn_cnt = PROG_LEN;
-	a.license = (uintptr_t)"Dual MIT/GPL";	/* bpf_probe_read_kernel is GPL-only */
-	ret = sys_bpf(BPF_PROG_LOAD, &a);
-	if (ret == -EACCES || ret == -EINVAL) {
-		log[0] = 0;
-		a.log_buf = (uintptr_t)log;
-		a.log_size = sizeof(log);
-		a.log_level = 1;
-		ret = sys_bpf(BPF_PROG_LOAD, &a);
-		if (ret < 0) {
-			size_t n = strlen(log);
-
-			while (n && (log[n - 1] == '\n' || log[n - 1] == ' '))
-				log[--n] = 0;
-			snprintf(why, len, "the verifier refused the program: %s",
-				 strrchr(log, '\n') ? strrchr(log, '\n') + 1 : log);
-		}
-	}
-	return ret;
+	return ph_bpf_prog_load(BPF_PROG_TYPE_RAW_TRACEPOINT, 0, insns, PROG_LEN, why, len);
 }
 
 static int attach(int prog_fd)
@@ -230,7 +165,7 @@ static int attach(int prog_fd)
 	memset(&a, 0, sizeof(a));
 	a.raw_tracepoint.name = (uintptr_t)TP_NAME;
 	a.raw_tracepoint.prog_fd = (unsigned)prog_fd;
-	return sys_bpf(BPF_RAW_TRACEPOINT_OPEN, &a);
+	return ph_bpf(BPF_RAW_TRACEPOINT_OPEN, &a);
 }
 
 static int map_ring(struct ph_events *ev)
@@ -369,12 +304,12 @@ int ph_events_open(struct ph_events *ev, char *why, size_t len)
 
 	ph_events_init(ev);
 	why[0] = 0;
-	ret = ev->ring_fd = map_create(BPF_MAP_TYPE_RINGBUF, 0, 0, RING_BYTES, 0);
+	ret = ev->ring_fd = ph_bpf_map_create(BPF_MAP_TYPE_RINGBUF, 0, 0, RING_BYTES, 0);
 	if (ret < 0) {
 		snprintf(why, len, "bpf ring buffer: %s%s", ph_strerror(ret), perm_hint(ret));
 		goto fail;
 	}
-	ret = ev->conf_fd = map_create(BPF_MAP_TYPE_ARRAY, 4, CONF_SIZE, 1, BPF_F_MMAPABLE);
+	ret = ev->conf_fd = ph_bpf_map_create(BPF_MAP_TYPE_ARRAY, 4, CONF_SIZE, 1, BPF_F_MMAPABLE);
 	if (ret < 0) {
 		snprintf(why, len, "bpf array: %s%s", ph_strerror(ret), perm_hint(ret));
 		goto fail;
