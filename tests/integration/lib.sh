@@ -155,6 +155,8 @@ fail()
 	shift
 	PH_FAIL=$((PH_FAIL + 1))
 	printf 'FAIL - %s\n' "$desc"
+	# the runner repeats these in its summary (the end of a long log is what CI shows)
+	[ -n "${PH_FAILS_FILE:-}" ] && printf '%s: %s\n' "$PH_TEST_NAME" "$desc" >>"$PH_FAILS_FILE"
 	local l
 	for l in "$@"; do
 		printf '%s\n' "$l" | sed 's/^/       | /' | head -n 40
