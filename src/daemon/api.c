@@ -35,6 +35,7 @@
 #include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <strings.h>
 
 #include "fdstore.h"
@@ -54,6 +55,9 @@ struct ph_api {
 	uint64_t resumes;
 	uint64_t prepare_seq;	/* newest API connection when prepare ran */
 	bool authed;		/* the current request may change state */
+	ph_api_upgrade_fn upgrade;
+	void *upgrade_arg;
+	bool upgrading;		/* in an upgrade, or done: 409 for another */
 };
 
 struct route {
@@ -244,6 +248,74 @@ static void r_metrics(struct ph_api *api, struct ph_http_conn *c, const struct p
 	ph_port_list_free(&l);
 }
 
+/* The value of @key in a query string, percent-decoded into @out. Return: true when present */
+static bool query_param(const char *q, const char *key, char *out, size_t cap)
+{
+	size_t klen = strlen(key);
+
+	for (; q && *q; q = strchr(q, '&') ? strchr(q, '&') + 1 : NULL) {
+		size_t n = 0;
+
+		if (strncmp(q, key, klen) || q[klen] != '=')
+			continue;
+		for (const char *p = q + klen + 1; *p && *p != '&'; p++) {
+			unsigned v;
+			char c = *p;
+
+			if (c == '%' && sscanf(p + 1, "%2x", &v) == 1 && p[1] && p[2]) {
+				c = (char)v;
+				p += 2;
+			} else if (c == '+') {
+				c = ' ';
+			}
+			if (n + 1 >= cap || !c)
+				return false;
+			out[n++] = c;
+		}
+		out[n] = '\0';
+		return true;
+	}
+	return false;
+}
+
+static void r_upgrade(struct ph_api *api, struct ph_http_conn *c, const struct ph_http_req *req)
+{
+	char binary[4096], why[256];
+	struct ph_buf body = { 0 };
+	struct ph_json j;
+	bool has_binary = query_param(req->query, "binary", binary, sizeof(binary));
+	pid_t pid = 0;
+	int ret;
+
+	if (req->query && strstr(req->query, "binary=") && !has_binary) {
+		ph_http_send_error(c, 400, "binary: not a usable path", NULL, false);
+		return;
+	}
+	if (!api->upgrade) {
+		ph_http_send_error(c, 503, "upgrades are not available", NULL, false);
+		return;
+	}
+	if (api->upgrading) {
+		ph_http_send_error(c, 409, "an upgrade is in progress", NULL, false);
+		return;
+	}
+	api->upgrading = true;
+	ret = api->upgrade(api->upgrade_arg, has_binary ? binary : NULL, &pid, why, sizeof(why));
+	if (ret) {
+		api->upgrading = false;
+		ph_http_send_error(c, ret == -EBUSY ? 409 : 500, why, NULL, false);
+		return;
+	}
+	ph_json_init(&j, &body);
+	ph_json_obj_begin(&j);
+	ph_json_key(&j, "pid");
+	ph_json_int(&j, pid);
+	ph_json_obj_end(&j);
+	ph_http_set_close(c);	/* the new process serves the next request */
+	send_json(c, 200, &body);
+	ph_buf_free(&body);
+}
+
 static const struct route routes[] = {
 	{ "/health", false, true, r_health },
 	{ "/snapshot/prepare", true, false, r_prepare },
@@ -251,6 +323,7 @@ static const struct route routes[] = {
 	{ "/ports", false, false, r_ports },
 	{ "/ports/events", false, false, r_events },
 	{ "/metrics", false, false, r_metrics },
+	{ "/daemon/upgrade", true, false, r_upgrade },
 };
 
 /**
@@ -368,6 +441,26 @@ fail:
 	ph_http_server_fini(&api->http);
 	free(api);
 	return ret;
+}
+
+void ph_api_set_upgrade(struct ph_api *api, ph_api_upgrade_fn fn, void *arg)
+{
+	api->upgrade = fn;
+	api->upgrade_arg = arg;
+}
+
+void ph_api_upgraded(struct ph_api *api, pid_t pid)
+{
+	char msg[96];
+	unsigned n;
+
+	api->upgrading = true;
+	/* the listener is the new process's now: accept nothing more here */
+	if (api->http.lfd >= 0)
+		ph_loop_del(api->loop, &api->http.lio);
+	snprintf(msg, sizeof(msg), "event: upgrade\ndata: {\"pid\":%d}\n\n", (int)pid);
+	n = ph_sse_end_all(&api->sse, msg);
+	ph_info("upgrade: event streams closed", PH_FU("streams", n));
 }
 
 uint64_t ph_api_listen_inode(const struct ph_api *api)

@@ -25,7 +25,7 @@ enum {
 	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY, OPT_CLIENT_CC, OPT_RELAY_THREADS,
 	OPT_MAX_STREAMS,
 	OPT_MAXCONN_PORT, OPT_HALF_CLOSE_TO, OPT_UDP, OPT_UDP_IDLE_TO, OPT_MAX_UDP_FLOWS,
-	OPT_SUPERVISE,
+	OPT_SUPERVISE, OPT_UPGRADE_TO,
 };
 
 static const struct option options[] = {
@@ -60,6 +60,7 @@ static const struct option options[] = {
 	{ "client-congestion", required_argument, NULL, OPT_CLIENT_CC },
 	{ "relay-threads", required_argument, NULL, OPT_RELAY_THREADS },
 	{ "supervise", no_argument, NULL, OPT_SUPERVISE },
+	{ "upgrade-timeout", required_argument, NULL, OPT_UPGRADE_TO },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ 0 },
@@ -129,6 +130,8 @@ static const char usage_text[] =
 	"  --cgroup DIR             move into this cgroup v2 directory at start\n"
 	"  --supervise              run portholed as a child and restart it when it dies,\n"
 	"                           keeping its listening sockets meanwhile (without systemd)\n"
+	"  --upgrade-timeout DUR    an upgrade's new process must take over within DUR, or\n"
+	"                           this one carries on (default 5s)\n"
 	"  --log-format json|text   log format on stderr (default json)\n"
 	"  --log-level L            debug, info, warn or error (default info)\n"
 	"  --version                print the version and exit\n"
@@ -146,6 +149,7 @@ static void defaults(struct ph_daemon_config *cfg)
 	sin->sin_family = AF_INET;
 	sin->sin_port = htons(49982);
 	cfg->listen_len = sizeof(*sin);
+	cfg->upgrade_timeout_ms = 5000;
 	strcpy(cfg->listen_str, "0.0.0.0:49982");
 	cfg->http = (struct ph_http_limits){
 		.head_timeout_ms = 5000,
@@ -368,6 +372,11 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 				BAD(why);
 			snprintf(cfg->ports.client_cc, sizeof(cfg->ports.client_cc), "%s",
 				 strcmp(optarg, "auto") ? optarg : "");
+			break;
+		case OPT_UPGRADE_TO:
+			if (ph_parse_duration_ms(optarg, &v) || !v || v > 600000)
+				BAD("expected a duration such as 500ms, 5s or 1m, at most 10m");
+			cfg->upgrade_timeout_ms = (unsigned)v;
 			break;
 		case OPT_SUPERVISE:
 			if (cfg->supervise_arg) {

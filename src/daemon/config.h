@@ -51,6 +51,8 @@ struct ph_http_limits {
  * @supervise_arg: --supervise (run as the supervisor of a portholed child):
  *		the argv string that said it (getopt accepts abbreviations),
  *		left out of the child's command line; NULL when not given
+ * @upgrade_timeout_ms: --upgrade-timeout: an upgrade's new process must
+ *		have taken everything over within this long (default 5000)
  */
 struct ph_daemon_config {
 	struct ph_config ports;
@@ -65,6 +67,7 @@ struct ph_daemon_config {
 	enum ph_log_level log_level;
 	const char *cgroup_dir;
 	const char *supervise_arg;
+	unsigned upgrade_timeout_ms;
 };
 
 enum ph_config_result { PH_CONFIG_RUN, PH_CONFIG_EXIT_OK, PH_CONFIG_USAGE };

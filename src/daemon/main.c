@@ -18,9 +18,19 @@
  *
  * Signals: SIGTERM and SIGINT stop cleanly (exit 0). SIGHUP re-reads what
  * can be re-read, the --token-file (a bad file keeps the old token), and
- * logs it. SIGPIPE (EPIPE is handled where it happens), SIGUSR1 and SIGUSR2
- * (reserved for a future upgrade) are ignored, so none of them can kill
- * the daemon uncleanly.
+ * logs it. SIGUSR2 upgrades in place (as POST /daemon/upgrade; the result
+ * is logged). SIGPIPE (EPIPE is handled where it happens) and SIGUSR1 are
+ * ignored, so neither can kill the daemon uncleanly.
+ *
+ * Upgrades (upgrade.c): started by an upgrade (PORTHOLE_HANDOVER_FD), this
+ * process first receives the old one's state and takes its configuration
+ * from the old command line; the handed-over listeners go into the fd
+ * store's pool like passed ones, and the relays are imported once the port
+ * subsystem runs. Any failure before it said "taken" exits 1 at once,
+ * touching no socket (the old process carries on). After a successful
+ * upgrade of its own, this process answers the request, closes the event
+ * streams (event: upgrade) and exits 0 without any teardown: the sockets
+ * live on in the new process, so none may be reset or shut down here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,21 +45,65 @@
 
 #include "api.h"
 #include "config.h"
+#include "http.h"
 #include "fdstore.h"
 #include "log.h"
 #include "loop.h"
 #include "porthole.h"
 #include "supervise.h"
+#include "upgrade.h"
 
 #define API_NICE	-10	/* the control API thread's nice value (see api_priority()) */
+#define UPGRADE_FLUSH_MS 100	/* after an upgrade: time to send the last answers */
 
 struct daemon {
 	struct ph_daemon_config *cfg;
 	struct ph_loop loop;
 	struct ph_io sig_io;
+	struct ph_timer exit_timer;
+	struct ph_ports *ports;
+	struct ph_api *api;
+	struct ph_fdstore *fdstore;
+	int argc;
+	char **argv;
 	int sigfd;
 	int exit_signal;
+	bool upgraded;		/* a new process took over: exit without teardown */
 };
+
+static void on_exit_timer(struct ph_loop *loop, struct ph_timer *t)
+{
+	(void)t;
+	ph_loop_break(loop);
+}
+
+/* ph_api_upgrade_fn: see upgrade.c. After success the caller's answer and
+ * the streams' last events get UPGRADE_FLUSH_MS, then the process exits. */
+static int do_upgrade(void *arg, const char *binary, pid_t *pid, char *why, size_t len)
+{
+	struct daemon *d = arg;
+	struct ph_upgrade_src u = {
+		.ports = d->ports, .api_fd = ph_api_http_server(d->api)->lfd,
+		.argc = d->argc, .argv = d->argv, .timeout_ms = d->cfg->upgrade_timeout_ms,
+	};
+	char msg[64];
+	int ret;
+
+	if (d->upgraded) {
+		snprintf(why, len, "an upgrade is in progress");
+		return -EBUSY;
+	}
+	ret = ph_upgrade_run(&u, binary, pid, why, len);
+	if (ret)
+		return ret;
+	d->upgraded = true;
+	/* --supervise takes the new main pid from its child (this one) */
+	snprintf(msg, sizeof(msg), "MAINPID=%d\n", (int)*pid);
+	ph_fdstore_notify(d->fdstore, msg);
+	ph_api_upgraded(d->api, *pid);
+	ph_timer_arm(&d->loop, &d->exit_timer, ph_now_ms() + UPGRADE_FLUSH_MS, on_exit_timer);
+	return 0;
+}
 
 /* SIGHUP: re-read the token file; the old token stays if the new one is bad */
 static void reload(struct ph_daemon_config *cfg)
@@ -82,6 +136,16 @@ static void on_signal(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 	while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
 			reload(d->cfg);
+			continue;
+		}
+		if (si.ssi_signo == SIGUSR2) {
+			char why[PH_UPGRADE_WHY_MAX];
+			pid_t pid;
+
+			if (!do_upgrade(d, NULL, &pid, why, sizeof(why)))
+				ph_info("SIGUSR2: upgraded", PH_FI("pid", pid));
+			else
+				ph_warn("SIGUSR2: upgrade failed", PH_FS("reason", why));
 			continue;
 		}
 		d->exit_signal = (int)si.ssi_signo;
@@ -154,26 +218,43 @@ int main(int argc, char **argv)
 	struct ph_daemon_config cfg;
 	struct ph_ports *ports = NULL;
 	struct ph_api *api = NULL;
-	struct daemon d = { .cfg = &cfg, .sigfd = -1 };
+	struct daemon d = { .cfg = &cfg, .sigfd = -1, .argc = argc, .argv = argv };
+	struct ph_upgrade_in up;
 	struct ph_fdstore fdstore;
+	char why[PH_UPGRADE_WHY_MAX];
 	sigset_t mask;
 	int ret, status = 1;
 
+	/* started by an upgrade: the old process's state, its command line first */
+	ret = ph_upgrade_receive(&up, why, sizeof(why));
+	if (ret < 0) {
+		ph_error("upgrade: cannot take over", PH_FS("reason", why));
+		ph_upgrade_fail(&up, why);
+		return 1;
+	}
+	if (ret == 0) {
+		argc = d.argc = (int)up.st.argc;
+		argv = d.argv = up.st.argv;
+	}
 	switch (ph_daemon_config_parse(&cfg, argc, argv, stdout, stderr)) {
 	case PH_CONFIG_RUN:
 		break;
 	case PH_CONFIG_EXIT_OK:
 		return 0;
 	case PH_CONFIG_USAGE:
+		ph_upgrade_fail(&up, "the old command line is refused");
 		return 2;
 	}
 	ph_log_setup(cfg.log_format, cfg.log_level);
-	if (cfg.supervise_arg)
+	if (cfg.supervise_arg && up.sock < 0)
 		return ph_supervise(&cfg, argc, argv);
 
 	/* first: the descriptors a service manager passed are at 3.. */
 	ph_fdstore_init(&fdstore);
 	cfg.ports.fdstore = &fdstore;
+	d.fdstore = &fdstore;
+	if (up.sock >= 0)	/* or the ones the old process handed over */
+		ph_upgrade_adopt_listeners(&up, &fdstore);
 
 	if (cfg.cgroup_dir) {
 		ret = join_cgroup(cfg.cgroup_dir);
@@ -188,11 +269,11 @@ int main(int argc, char **argv)
 	 * blocked before any thread starts, so all threads inherit the mask. */
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGUSR1, SIG_IGN);
-	signal(SIGUSR2, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d.sigfd < 0) {
@@ -220,6 +301,9 @@ int main(int argc, char **argv)
 		goto out_ports;
 	}
 	ph_ports_add_own_inode(ports, ph_api_listen_inode(api));
+	d.ports = ports;
+	d.api = api;
+	ph_api_set_upgrade(api, do_upgrade, &d);
 
 	ret = ph_ports_start(ports);
 	if (ret) {
@@ -229,14 +313,28 @@ int main(int argc, char **argv)
 	api_priority();
 	ph_info("portholed started", PH_FS("version", PH_VERSION), PH_FS("listen", cfg.listen_str),
 		PH_FU("scan_interval_ms", cfg.ports.scan_interval_ms),
-		PH_FU("adopted", fdstore.adopted));
-	ph_fdstore_notify(&fdstore, "READY=1\nSTATUS=serving\n");
+		PH_FU("adopted", fdstore.adopted), PH_FS("upgrade", up.sock >= 0 ? "yes" : "no"));
+	if (up.sock >= 0) {
+		ret = ph_upgrade_finish(&up, ports, &fdstore);
+		if (ret) {	/* the old process carries on: touch nothing */
+			ph_error("upgrade: cannot take over", PH_FERR(ret));
+			_exit(1);
+		}
+	} else {
+		ph_fdstore_notify(&fdstore, "READY=1\nSTATUS=serving\n");
+	}
 
 	ret = ph_loop_run(&d.loop);
 	if (ret)
 		ph_error("event loop failed", PH_FERR(ret));
 	else
 		status = 0;
+	if (d.upgraded) {
+		/* every socket lives on in the new process: no teardown, which
+		 * would reset relays and shut listeners down */
+		ph_info("portholed exiting after the upgrade");
+		_exit(0);
+	}
 	ph_info("portholed stopping", PH_FS("signal", d.exit_signal ? strsignal(d.exit_signal) : "none"));
 	ph_fdstore_notify(&fdstore, "STOPPING=1\n");
 	ph_ports_stop(ports);
@@ -250,6 +348,7 @@ out_loop:
 out_sigfd:
 	close(d.sigfd);
 out_fdstore:
+	ph_upgrade_fail(&up, "the new process could not start (see its log)");
 	/* stored listeners stay in the store: the next process takes them */
 	ph_fdstore_fini(&fdstore);
 	return status;

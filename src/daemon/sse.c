@@ -318,3 +318,19 @@ void ph_sse_hub_fini(struct ph_sse_hub *hub)
 {
 	ph_timer_cancel(hub->loop, &hub->start_timer);
 }
+
+unsigned ph_sse_end_all(struct ph_sse_hub *hub, const char *msg)
+{
+	struct ph_list *n_, *tmp;
+	unsigned n = 0;
+
+	ph_list_for_each_safe(n_, tmp, &hub->streams) {
+		struct sse *s = ph_list_entry(n_, struct sse, node);
+
+		ph_http_stream_hold(s->c, false);
+		ph_http_stream_write(s->c, msg, strlen(msg));
+		ph_http_conn_close(s->c);	/* unlinks @s */
+		n++;
+	}
+	return n;
+}

@@ -67,6 +67,14 @@ struct ph_sse_hub {
  */
 int ph_sse_start(struct ph_sse_hub *hub, struct ph_http_conn *c);
 
+/**
+ * ph_sse_end_all() - write @msg (a whole event) to every stream and close it
+ * @hub:	hub
+ * @msg:	"event: NAME\ndata: ...\n\n"
+ * Return: streams closed
+ */
+unsigned ph_sse_end_all(struct ph_sse_hub *hub, const char *msg);
+
 /* Stop starting pending streams (before the connections are closed) */
 void ph_sse_hub_fini(struct ph_sse_hub *hub);
 

@@ -147,6 +147,10 @@ static int udp_bind(struct cycle *c, struct port_entry *e, struct ext_listener *
 
 	if (!c->udp)
 		return -EPROTONOSUPPORT;	/* cannot happen: --udp off scans no UDP */
+	/* an upgrade's predecessor handed it over: datagrams queued meanwhile are kept */
+	fd = ph_fdstore_take(c->p->cfg.fdstore, PH_FDKIND_UDP, (const struct sockaddr *)ss);
+	if (fd >= 0)
+		goto adopted;
 	fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -157,6 +161,7 @@ static int udp_bind(struct cycle *c, struct port_entry *e, struct ext_listener *
 		close(fd);
 		return ret;
 	}
+adopted:
 	inode = ph_sock_inode(fd);
 	ret = ph_udp_ext_open(c->udp, fd, (struct sockaddr *)&e->target, e->tlen, &x->ux);
 	if (ret)

@@ -247,6 +247,16 @@ static int adopt_one(struct ph_fdstore *fs, int fd, const char *name)
 	return 0;
 }
 
+int ph_fdstore_adopt(struct ph_fdstore *fs, int fd, const char *name)
+{
+	int ret;
+
+	pthread_mutex_lock(&fs->lock);
+	ret = adopt_one(fs, fd, name);
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
 /* the passed descriptors, when they are for this process */
 static void adopt_passed(struct ph_fdstore *fs, const char *listen_pid, const char *listen_fds,
 			 const char *listen_fdnames, int first_fd)

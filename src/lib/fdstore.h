@@ -76,6 +76,16 @@ int ph_fdstore_init(struct ph_fdstore *fs);
 int ph_fdstore_init_from(struct ph_fdstore *fs, const char *notify, const char *listen_pid,
 			 const char *listen_fds, const char *listen_fdnames, int first_fd);
 
+/**
+ * ph_fdstore_adopt() - check and pool one more descriptor, as if passed at
+ * start (an upgrade's: the old process handed it over by name)
+ * @fs:		state
+ * @fd:		the descriptor (consumed)
+ * @name:	its fd store name
+ * Return: 0 when pooled, -errno when dropped
+ */
+int ph_fdstore_adopt(struct ph_fdstore *fs, int fd, const char *name);
+
 /* Close the notify socket and whatever is still in the pool (without
  * removing it from the store: a later start may take it). */
 void ph_fdstore_fini(struct ph_fdstore *fs);

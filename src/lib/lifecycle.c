@@ -385,10 +385,12 @@ static void on_wake(struct ph_loop *loop, void *arg)
 	struct cycle *c = arg;
 	struct ph_ports *p = c->p;
 	enum cmd cmd;
+	void *cmd_arg;
 	int ret = 0;
 
 	pthread_mutex_lock(&p->cmd_lock);
 	cmd = p->cmd;
+	cmd_arg = p->cmd_arg;
 	p->cmd = CMD_NONE;
 	pthread_mutex_unlock(&p->cmd_lock);
 
@@ -406,6 +408,12 @@ static void on_wake(struct ph_loop *loop, void *arg)
 	case CMD_RESUME:
 		ret = do_resume(c);
 		break;
+	case CMD_FREEZE:	/* answers itself, then waits for the thaw */
+		handover_worker_freeze(c);
+		return;
+	case CMD_IMPORT:
+		ret = handover_worker_import(c, cmd_arg);
+		break;
 	}
 	pthread_mutex_lock(&p->cmd_lock);
 	p->cmd_result = ret;
@@ -414,13 +422,13 @@ static void on_wake(struct ph_loop *loop, void *arg)
 	pthread_mutex_unlock(&p->cmd_lock);
 }
 
-/* Post @cmd to the worker and wait for its answer. Caller holds life_lock. */
-static int send_cmd(struct ph_ports *p, enum cmd cmd)
+int ports_send_cmd(struct ph_ports *p, enum cmd cmd, void *arg)
 {
 	int ret;
 
 	pthread_mutex_lock(&p->cmd_lock);
 	p->cmd = cmd;
+	p->cmd_arg = arg;
 	p->cmd_done = false;
 	ph_loop_wake(&p->cycle->loop);
 	while (!p->cmd_done)
@@ -611,7 +619,7 @@ static void cycle_stop(struct ph_ports *p)
 {
 	struct cycle *c = p->cycle;
 
-	send_cmd(p, CMD_STOP);
+	ports_send_cmd(p, CMD_STOP, NULL);
 	pthread_join(c->thread, NULL);
 	p->cycle = NULL;
 	atomic_store(&p->quiesced, false);
@@ -704,7 +712,7 @@ int ph_ports_quiesce(struct ph_ports *p)
 
 	pthread_mutex_lock(&p->life_lock);
 	if (p->cycle)
-		ret = send_cmd(p, CMD_QUIESCE);
+		ret = ports_send_cmd(p, CMD_QUIESCE, NULL);
 	pthread_mutex_unlock(&p->life_lock);
 	return ret;
 }
@@ -715,7 +723,7 @@ int ph_ports_resume(struct ph_ports *p)
 
 	pthread_mutex_lock(&p->life_lock);
 	if (p->cycle)
-		ret = send_cmd(p, CMD_RESUME);
+		ret = ports_send_cmd(p, CMD_RESUME, NULL);
 	pthread_mutex_unlock(&p->life_lock);
 	return ret;
 }

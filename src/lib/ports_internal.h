@@ -43,7 +43,7 @@
 #define SCAN_ERR_WINDOW_MS	60000
 
 /* commands posted to the worker (lifecycle.c) */
-enum cmd { CMD_NONE, CMD_STOP, CMD_QUIESCE, CMD_RESUME };
+enum cmd { CMD_NONE, CMD_STOP, CMD_QUIESCE, CMD_RESUME, CMD_FREEZE, CMD_IMPORT };
 
 /* Ports reported entering LISTEN that the next scan must show (lifecycle.c) */
 #define VERIFY_MAX	32
@@ -183,6 +183,8 @@ struct ph_ports {
 	pthread_mutex_t cmd_lock;	/* mailbox */
 	pthread_cond_t cmd_cond;
 	enum cmd cmd;
+	void *cmd_arg;			/* CMD_IMPORT's */
+	bool frozen;			/* CMD_FREEZE: the worker waits until cleared */
 	int cmd_result;
 	bool cmd_done;
 	uint64_t own[PH_MAX_OWN_INODES];
@@ -206,6 +208,21 @@ struct ph_ports {
  * @listen:	true after listen(), false after close()
  */
 void events_expect_own(struct cycle *c, int family, uint16_t port, bool listen);
+
+/**
+ * ports_send_cmd() - post @cmd (with @arg) to the worker and wait for its
+ * answer; the caller holds life_lock and p->cycle is set
+ * Return: the command's result
+ */
+int ports_send_cmd(struct ph_ports *p, enum cmd cmd, void *arg);
+
+/* ---- handover_ports.c ---------------------------------------------------- */
+
+/* CMD_FREEZE on the worker: freeze the relay threads, answer, wait for the thaw */
+void handover_worker_freeze(struct cycle *c);
+
+/* CMD_IMPORT on the worker: Return: relays imported */
+int handover_worker_import(struct cycle *c, void *arg);
 
 /* ---- exposure.c ---------------------------------------------------------- */
 

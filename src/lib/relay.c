@@ -963,3 +963,128 @@ void ph_relay_ctx_fini(struct ph_relay_ctx *ctx)
 	free(ctx->scratch);
 	ctx->scratch = NULL;
 }
+
+/* ---- upgrades: a relay's state out of this process and into the next ----- */
+
+/* Export: everything a relay holds, descriptors as they are (not indexes) */
+static void relay_state(const struct ph_relay *r, struct ph_ho_relay *s, uint64_t now_ms)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd[0] = (uint32_t)r->fd[0];
+	s->fd[1] = (uint32_t)r->fd[1];
+	s->flags = (r->connecting ? PH_HO_CONNECTING : 0) |
+		   (ph_timer_armed(&r->half_close) ? PH_HO_HALF_CLOSE : 0);
+	s->idle_ms = now_ms > r->active_ms ? (uint32_t)(now_ms - r->active_ms) : 0;
+	for (int i = 0; i < 2; i++) {
+		const struct relay_dir *d = &r->dir[i];
+		struct ph_ho_dir *x = &s->dir[i];
+
+		x->flags = (d->eof ? PH_HO_EOF : 0) | (d->shut ? PH_HO_SHUT : 0) |
+			   (d->grown ? PH_HO_GROWN : 0) | (d->want_splice ? PH_HO_WANT_SPLICE : 0) |
+			   (d->copy_only ? PH_HO_COPY_ONLY : 0) |
+			   (d->fill_blocked ? PH_HO_FILL_BLOCKED : 0) |
+			   (d->drain_blocked ? PH_HO_DRAIN_BLOCKED : 0);
+		if (d->pipe[0] >= 0) {
+			x->pipe[0] = (uint32_t)d->pipe[0];
+			x->pipe[1] = (uint32_t)d->pipe[1];
+			x->pipe_len = (uint32_t)d->len;
+			x->pipe_cap = (uint32_t)d->cap;
+		} else {
+			x->pipe[0] = x->pipe[1] = PH_HO_NONE;
+			x->buf = (const uint8_t *)d->buf + d->off;
+			x->buf_len = (uint32_t)(d->len - d->off);
+		}
+	}
+}
+
+size_t ph_relay_export(struct ph_relay_ctx *ctx,
+		       int (*fn)(void *arg, const struct ph_ho_relay *s, struct ph_relay_owner *owner),
+		       void *arg)
+{
+	struct ph_list *n_, *tmp;
+	uint64_t now = ph_now_ms();
+	size_t n = 0;
+
+	ph_list_for_each_safe(n_, tmp, &ctx->relays) {
+		struct ph_relay *r = ph_list_entry(n_, struct ph_relay, node);
+		struct ph_ho_relay s;
+
+		if (r->closed)
+			continue;
+		relay_state(r, &s, now);
+		if (fn(arg, &s, r->owner))
+			break;
+		n++;
+	}
+	return n;
+}
+
+int ph_relay_import(struct ph_relay_ctx *ctx, const struct ph_ho_relay *s,
+		    struct ph_relay_owner *owner)
+{
+	struct ph_relay *r = calloc(1, sizeof(*r));
+	int ret = -ENOMEM;
+
+	if (r) {
+		r->ctx = ctx;
+		r->owner = owner;
+		r->epoch = ctx->epoch;
+		r->port = (uint16_t)sockaddr_port((const struct sockaddr *)&s->target);
+		r->connecting = s->flags & PH_HO_CONNECTING;
+		r->active_ms = ctx->loop->now_ms > s->idle_ms ? ctx->loop->now_ms - s->idle_ms : 0;
+		for (int i = 0; i < 2; i++) {
+			const struct ph_ho_dir *x = &s->dir[i];
+			struct relay_dir *d = &r->dir[i];
+
+			r->fd[i] = (int)s->fd[i];
+			d->eof = x->flags & PH_HO_EOF;
+			d->shut = x->flags & PH_HO_SHUT;
+			d->grown = x->flags & PH_HO_GROWN;
+			d->want_splice = x->flags & PH_HO_WANT_SPLICE;
+			d->copy_only = x->flags & PH_HO_COPY_ONLY;
+			d->fill_blocked = x->flags & PH_HO_FILL_BLOCKED;
+			d->drain_blocked = x->flags & PH_HO_DRAIN_BLOCKED;
+			d->pipe[0] = x->pipe[0] == PH_HO_NONE ? -1 : (int)x->pipe[0];
+			d->pipe[1] = x->pipe[1] == PH_HO_NONE ? -1 : (int)x->pipe[1];
+			if (d->pipe[0] >= 0) {
+				d->len = x->pipe_len;
+				d->cap = x->pipe_cap;
+			} else if (x->buf_len) {
+				d->buf = malloc(x->buf_len);
+				if (!d->buf)
+					goto fail;
+				memcpy(d->buf, x->buf, x->buf_len);
+				d->len = d->cap = x->buf_len;
+			}
+		}
+		ret = relay_update(r);
+		if (ret)
+			goto fail;
+		if (s->flags & PH_HO_HALF_CLOSE)
+			ph_timer_arm(ctx->loop, &r->half_close,
+				     r->active_ms + ctx->cfg->half_close_timeout_ms, on_half_close);
+		ph_list_add(&ctx->relays, &r->node);
+		atomic_fetch_add_explicit(&owner->conns, 1, memory_order_relaxed);
+		ph_relay_owner_get(owner);
+		atomic_fetch_add_explicit(&ctx->stats->conns_active, 1, memory_order_relaxed);
+		return 0;
+	}
+	/* no relay: reset both legs, close the pipes */
+	ph_sock_abort((int)s->fd[0]);
+	ph_sock_abort((int)s->fd[1]);
+	for (int i = 0; i < 2; i++)
+		if (s->dir[i].pipe[0] != PH_HO_NONE) {
+			close((int)s->dir[i].pipe[0]);
+			close((int)s->dir[i].pipe[1]);
+		}
+	return ret;
+fail:
+	for (int i = 0; i < 2; i++) {
+		ph_loop_del(ctx->loop, &r->io[i]);
+		ph_sock_abort(r->fd[i]);
+		pipe_put(ctx, r->dir[i].pipe, false);
+		free(r->dir[i].buf);
+	}
+	free(r);
+	return ret;
+}

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "handover_state.h"
 #include "list.h"
 #include "loop.h"
 #include "porthole.h"
@@ -196,5 +197,31 @@ int ph_relay_start(struct ph_relay_ctx *ctx, int client_fd, const struct sockadd
  * Return: number of relays reset
  */
 size_t ph_relay_abort_all(struct ph_relay_ctx *ctx, uint64_t before_epoch);
+
+/**
+ * ph_relay_export() - describe every open relay of @ctx, for an upgrade
+ * @ctx:	context; its loop must not run meanwhile (frozen)
+ * @fn:		called per relay with its state, whose descriptor fields hold
+ *		the descriptors themselves (PH_HO_NONE for none) and whose
+ *		buffers point into the relay; non-zero stops the walk
+ * @arg:	its argument
+ * Nothing changes: after a failed upgrade the relays go on as they were.
+ * Return: relays described
+ */
+size_t ph_relay_export(struct ph_relay_ctx *ctx,
+		       int (*fn)(void *arg, const struct ph_ho_relay *s, struct ph_relay_owner *owner),
+		       void *arg);
+
+/**
+ * ph_relay_import() - go on relaying a connection a previous process relayed
+ * @ctx:	context (on its loop's thread, or before the loop runs)
+ * @s:		its state, descriptor fields holding descriptors (as
+ *		ph_relay_export() gives them); buffers are copied
+ * @owner:	counted against, like ph_relay_start()
+ * Every descriptor is consumed; on failure both legs are reset.
+ * Return: 0 or -errno
+ */
+int ph_relay_import(struct ph_relay_ctx *ctx, const struct ph_ho_relay *s,
+		    struct ph_relay_owner *owner);
 
 #endif /* PH_RELAY_H */

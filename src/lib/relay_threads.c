@@ -45,7 +45,7 @@
 #include "porthole.h"
 #include "array.h"
 
-enum rt_cmd { RT_NONE, RT_STOP, RT_QUIESCE, RT_RESUME };
+enum rt_cmd { RT_NONE, RT_STOP, RT_QUIESCE, RT_RESUME, RT_FREEZE, RT_RUN };
 
 /* A client on its way to a relay thread */
 struct handoff {
@@ -74,6 +74,9 @@ struct handoff {
  * @cmd_done:	the relay thread finished @cmd
  * @cmd_result:	relays it reset
  * @quiesce_epoch: relays below this epoch existed at the last quiesce
+ * @frozen:	RT_FREEZE: the thread waits on @cond until it is cleared (an
+ *		upgrade reads its relays meanwhile)
+ * @run_fn, @run_arg: RT_RUN: called on the thread with its relay context
  */
 struct ph_relay_thread {
 	struct ph_relay_threads *set;
@@ -90,6 +93,9 @@ struct ph_relay_thread {
 	bool cmd_done;
 	size_t cmd_result;
 	uint64_t quiesce_epoch;
+	bool frozen;
+	size_t (*run_fn)(struct ph_relay_ctx *ctx, void *arg);
+	void *run_arg;
 };
 
 static void handoff_drop(struct ph_relay_threads *s, struct handoff *h)
@@ -150,6 +156,21 @@ static void on_thread_wake(struct ph_loop *loop, void *arg)
 	case RT_RESUME:
 		result = ph_relay_abort_all(&sh->relays, sh->quiesce_epoch);
 		break;
+	case RT_RUN:
+		result = sh->run_fn(&sh->relays, sh->run_arg);
+		break;
+	case RT_FREEZE:
+		/* answer, then stand still until thawed: nothing of this
+		 * thread moves while an upgrade reads its relays */
+		pthread_mutex_lock(&sh->lock);
+		sh->cmd = RT_NONE;
+		sh->cmd_done = true;
+		sh->frozen = true;
+		pthread_cond_broadcast(&sh->cond);
+		while (sh->frozen)
+			pthread_cond_wait(&sh->cond, &sh->lock);
+		pthread_mutex_unlock(&sh->lock);
+		return;
 	}
 	pthread_mutex_lock(&sh->lock);
 	sh->cmd = RT_NONE;
@@ -332,4 +353,37 @@ size_t ph_relay_threads_resume(struct ph_relay_threads *s)
 	for (size_t i = 0; i < s->n; i++)
 		n += rt_cmd(&s->v[i], RT_RESUME);
 	return n;
+}
+
+void ph_relay_threads_freeze(struct ph_relay_threads *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		rt_cmd(&s->v[i], RT_FREEZE);
+}
+
+void ph_relay_threads_thaw(struct ph_relay_threads *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct ph_relay_thread *sh = &s->v[i];
+
+		pthread_mutex_lock(&sh->lock);
+		sh->frozen = false;
+		pthread_cond_broadcast(&sh->cond);
+		pthread_mutex_unlock(&sh->lock);
+	}
+}
+
+struct ph_relay_ctx *ph_relay_threads_ctx(struct ph_relay_threads *s, size_t i)
+{
+	return i < s->n ? &s->v[i].relays : NULL;
+}
+
+size_t ph_relay_threads_run(struct ph_relay_threads *s, size_t i,
+			    size_t (*fn)(struct ph_relay_ctx *ctx, void *arg), void *arg)
+{
+	struct ph_relay_thread *sh = &s->v[i];
+
+	sh->run_fn = fn;	/* read by the thread after it takes the lock */
+	sh->run_arg = arg;
+	return rt_cmd(sh, RT_RUN);
 }

@@ -100,4 +100,28 @@ size_t ph_relay_threads_quiesce(struct ph_relay_threads *s);
  */
 size_t ph_relay_threads_resume(struct ph_relay_threads *s);
 
+/**
+ * ph_relay_threads_freeze() - every thread stops, in a wait, until thawed
+ * @s:		set
+ * Returns once each one waits: their relays may then be read from this
+ * thread (ph_relay_threads_ctx(), an upgrade's export).
+ */
+void ph_relay_threads_freeze(struct ph_relay_threads *s);
+
+/* Let every frozen thread go on */
+void ph_relay_threads_thaw(struct ph_relay_threads *s);
+
+/* The relay context of thread @i (< s->n), or NULL */
+struct ph_relay_ctx *ph_relay_threads_ctx(struct ph_relay_threads *s, size_t i);
+
+/**
+ * ph_relay_threads_run() - call @fn with thread @i's relay context, on that thread
+ * @s:		set
+ * @i:		thread (< s->n)
+ * @fn, @arg:	what to run (an upgrade's import); its result is returned
+ * Waits for it. Return: what @fn returned
+ */
+size_t ph_relay_threads_run(struct ph_relay_threads *s, size_t i,
+			    size_t (*fn)(struct ph_relay_ctx *ctx, void *arg), void *arg);
+
 #endif /* PH_RELAY_THREADS_H */
