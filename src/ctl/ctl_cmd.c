@@ -57,6 +57,10 @@ static const char usage_text[] =
 	"                          poll /health every 20 ms until it answers 200\n"
 	"  restore [--ready-timeout DUR] [--resume-timeout DUR] [--json]\n"
 	"                          wait-ready, then resume, each with its own deadline\n"
+	"  upgrade [--binary PATH] [--json]\n"
+	"                          replace the daemon in place by PATH (default: its own\n"
+	"                          binary on disk), keeping every port and connection;\n"
+	"                          prints the new pid (default --timeout 30s)\n"
 	"--json prints what a command reports as one JSON object (per event for watch).\n"
 	"Options:\n"
 	"  --addr HOST:PORT        numeric daemon address (default $PORTHOLE_ADDR,\n"
@@ -72,10 +76,11 @@ static const char *const cmd_names[] = {
 	[PH_CTL_HEALTH] = "health",	[PH_CTL_PORTS] = "ports",
 	[PH_CTL_WATCH] = "watch",	[PH_CTL_PREPARE] = "prepare",
 	[PH_CTL_RESUME] = "resume",	[PH_CTL_WAIT_READY] = "wait-ready",
-	[PH_CTL_RESTORE] = "restore",
+	[PH_CTL_RESTORE] = "restore",	[PH_CTL_UPGRADE] = "upgrade",
 };
 
-enum { OPT_ADDR = 256, OPT_TOKEN, OPT_TIMEOUT, OPT_READY, OPT_RESUME, OPT_JSON, OPT_VERSION };
+enum { OPT_ADDR = 256, OPT_TOKEN, OPT_TIMEOUT, OPT_READY, OPT_RESUME, OPT_JSON, OPT_VERSION,
+       OPT_BINARY };
 
 static const struct option options[] = {
 	{ "addr", required_argument, NULL, OPT_ADDR },
@@ -84,6 +89,7 @@ static const struct option options[] = {
 	{ "ready-timeout", required_argument, NULL, OPT_READY },
 	{ "resume-timeout", required_argument, NULL, OPT_RESUME },
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "binary", required_argument, NULL, OPT_BINARY },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ 0 },
@@ -153,7 +159,7 @@ static int read_token(struct ph_ctl_opts *o, const char *what, const char *path,
 int ph_ctl_parse_args(struct ph_ctl_opts *o, int argc, char **argv, FILE *out, FILE *err)
 {
 	const char *token_file = NULL, *env;
-	bool have_addr = false, have_ready = false, have_resume = false;
+	bool have_addr = false, have_ready = false, have_resume = false, have_timeout = false;
 	int c, ncmd = sizeof(cmd_names) / sizeof(cmd_names[0]);
 
 	memset(o, 0, sizeof(*o));
@@ -188,10 +194,18 @@ int ph_ctl_parse_args(struct ph_ctl_opts *o, int argc, char **argv, FILE *out, F
 				return PH_CTL_EXIT_USAGE;
 			}
 			have_ready |= c == OPT_READY;
+			have_timeout |= c == OPT_TIMEOUT;
 			have_resume |= c == OPT_RESUME;
 			break;
 		case OPT_JSON:
 			o->json = true;
+			break;
+		case OPT_BINARY:
+			if (!*optarg || strlen(optarg) >= sizeof(o->binary)) {
+				fprintf(err, "portholectl: --binary: expected a path\n");
+				return PH_CTL_EXIT_USAGE;
+			}
+			snprintf(o->binary, sizeof(o->binary), "%s", optarg);
 			break;
 		case 'h':
 			fputs(usage_text, out);
@@ -227,6 +241,12 @@ int ph_ctl_parse_args(struct ph_ctl_opts *o, int argc, char **argv, FILE *out, F
 		fprintf(err, "portholectl: --json is not an option of %s\n", cmd_names[c]);
 		return PH_CTL_EXIT_USAGE;
 	}
+	if (o->binary[0] && o->cmd != PH_CTL_UPGRADE) {
+		fprintf(err, "portholectl: --binary is an option of upgrade\n");
+		return PH_CTL_EXIT_USAGE;
+	}
+	if (o->cmd == PH_CTL_UPGRADE && !have_timeout)
+		o->timeout_ms = PH_CTL_UPGRADE_TIMEOUT;
 	if ((have_ready || have_resume) && o->cmd != PH_CTL_RESTORE) {
 		fprintf(err, "portholectl: --ready-timeout and --resume-timeout are options of restore\n");
 		return PH_CTL_EXIT_USAGE;
@@ -402,6 +422,51 @@ out:
 	return code;
 }
 
+/* POST /daemon/upgrade[?binary=PATH]: the new pid, or the reason it failed (exit 1) */
+static int cmd_upgrade(const struct ph_ctl_opts *o, FILE *out, FILE *err)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char path[3 * sizeof(o->binary) + 32];
+	struct call c = { .method = "POST", .path = path };
+	uint64_t deadline = ph_now_ms() + o->timeout_ms;
+	struct ph_jv *j, *pid;
+	size_t n;
+	int code;
+
+	n = (size_t)snprintf(path, sizeof(path), "/daemon/upgrade%s", o->binary[0] ? "?binary=" : "");
+	for (const unsigned char *p = (const unsigned char *)o->binary; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("/-._~", *p)) {
+			path[n++] = (char)*p;
+		} else {
+			path[n++] = '%';
+			path[n++] = hex[*p >> 4];
+			path[n++] = hex[*p & 15];
+		}
+	}
+	path[n] = '\0';
+	do_call(o, &c, deadline, deadline);
+	code = report(o, &c, o->timeout_ms, err);
+	if (code != PH_CTL_EXIT_OK)
+		goto out;
+	if (o->json) {
+		print_raw(out, &c.body);
+		goto out;
+	}
+	j = c.body.data ? ph_json_parse(c.body.data, false) : NULL;
+	pid = j ? ph_json_get(j, "pid") : NULL;
+	if (pid && pid->type == PH_J_INT) {
+		fprintf(out, "upgraded: pid %lld\n", pid->i);
+	} else {
+		fprintf(err, "portholectl: POST /daemon/upgrade: unexpected answer from %s\n", o->host);
+		code = PH_CTL_EXIT_ERROR;
+	}
+	ph_json_free(j);
+out:
+	ph_ctl_http_buf_free(&c.body);
+	return code;
+}
+
 static void sleep_until(uint64_t t_ms)
 {
 	uint64_t now = ph_now_ms();
@@ -510,11 +575,15 @@ struct watch {
 	struct ph_ctl_sse sse;
 	struct ph_ctl_http_buf body;
 	bool json;
+	bool upgraded;	/* the daemon said "event: upgrade": reconnect */
 };
 
 static int watch_event(void *arg, const char *event, const char *data)
 {
 	struct watch *w = arg;
+
+	if (!strcmp(event, "upgrade"))
+		w->upgraded = true;
 
 	if (w->json) {
 		/* {"event":E,"data":D}: D as sent when it is JSON (its line
@@ -550,7 +619,8 @@ static int watch_body(void *arg, const char *data, size_t len)
 	return ph_ctl_http_buf_append(&w->body, data, len);
 }
 
-static int cmd_watch(const struct ph_ctl_opts *o, FILE *out, FILE *err)
+/* One event stream; *@upgraded: it ended after "event: upgrade" */
+static int watch_once(const struct ph_ctl_opts *o, FILE *out, FILE *err, bool *upgraded)
 {
 	struct ph_ctl_http_request req = {
 		.method = "GET", .path = "/ports/events", .host = o->host, .token = o->token,
@@ -593,6 +663,11 @@ static int cmd_watch(const struct ph_ctl_opts *o, FILE *out, FILE *err)
 		code = PH_CTL_EXIT_OK;	/* our reader went away (watch | head) */
 		goto out;
 	}
+	*upgraded = w.upgraded;
+	if (w.upgraded && (!ret || ret == -ECONNRESET || ret == -EPIPE)) {
+		code = PH_CTL_EXIT_CONNECT;	/* the caller reconnects */
+		goto out;
+	}
 	if (!ret && c.resp.status / 100 == 2) {
 		/* the daemon ended the stream (it stopped, or a prepare closed it) */
 		fprintf(err, "portholectl: GET /ports/events: %s ended the event stream\n", o->host);
@@ -606,6 +681,46 @@ out:
 	ph_ctl_http_close(&cl);
 	ph_ctl_sse_free(&w.sse);
 	ph_ctl_http_buf_free(&w.body);
+	return code;
+}
+
+/*
+ * watch: one stream, and after an upgrade (the daemon sends "event: upgrade"
+ * and closes it) the next one from the new process: retried with a back-off
+ * (PH_CTL_WATCH_BACKOFF_MIN_MS doubling to _MAX_MS) for up to
+ * PH_CTL_WATCH_RECONNECT_MS, each success said on stderr. The new stream
+ * starts with a snapshot of the ports, so nothing is missed for good.
+ */
+static int cmd_watch(const struct ph_ctl_opts *o, FILE *out, FILE *err)
+{
+	bool upgraded = false;
+	int code = watch_once(o, out, err, &upgraded);
+
+	while (upgraded) {
+		uint64_t backoff = PH_CTL_WATCH_BACKOFF_MIN_MS;
+		uint64_t give_up = ph_now_ms() + PH_CTL_WATCH_RECONNECT_MS;
+		unsigned attempt = 0;
+		FILE *quiet = tmpfile();
+
+		upgraded = false;
+		for (;;) {
+			attempt++;
+			sleep_until(ph_now_ms() + backoff);
+			fprintf(err, "portholectl: the daemon was upgraded; reconnecting to %s "
+				"(attempt %u)\n", o->host, attempt);
+			fflush(err);
+			code = watch_once(o, out, quiet ? quiet : err, &upgraded);
+			if (upgraded || code != PH_CTL_EXIT_CONNECT || ph_now_ms() >= give_up)
+				break;
+			backoff = backoff * 2 > PH_CTL_WATCH_BACKOFF_MAX_MS ?
+				  PH_CTL_WATCH_BACKOFF_MAX_MS : backoff * 2;
+		}
+		if (quiet)
+			fclose(quiet);
+		if (!upgraded && code == PH_CTL_EXIT_CONNECT)
+			fprintf(err, "portholectl: GET /ports/events: could not reconnect to %s\n",
+				o->host);
+	}
 	return code;
 }
 
@@ -626,6 +741,8 @@ int ph_ctl_run(const struct ph_ctl_opts *o, FILE *out, FILE *err)
 		return cmd_restore(o, out, err);
 	case PH_CTL_WATCH:
 		return cmd_watch(o, out, err);
+	case PH_CTL_UPGRADE:
+		return cmd_upgrade(o, out, err);
 	}
 	return PH_CTL_EXIT_USAGE;
 }

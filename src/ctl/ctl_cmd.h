@@ -14,6 +14,10 @@
 #define PH_CTL_DEFAULT_TIMEOUT	5000	/* ms, per command (and per restore phase) */
 #define PH_CTL_POLL_MS		20	/* wait-ready: one /health attempt started every 20 ms */
 #define PH_CTL_CONNECT_MS	1000	/* wait-ready: one attempt's connect, then a fresh SYN */
+#define PH_CTL_UPGRADE_TIMEOUT	30000	/* upgrade's default deadline (the daemon's own is 5 s) */
+#define PH_CTL_WATCH_BACKOFF_MIN_MS 50	/* watch: first wait before reconnecting after an upgrade */
+#define PH_CTL_WATCH_BACKOFF_MAX_MS 2000
+#define PH_CTL_WATCH_RECONNECT_MS 30000	/* watch: give up reconnecting after this long */
 
 /* Exit status of portholectl */
 enum ph_ctl_exit {
@@ -35,6 +39,7 @@ enum ph_ctl_cmd {
 	PH_CTL_RESUME,
 	PH_CTL_WAIT_READY,
 	PH_CTL_RESTORE,
+	PH_CTL_UPGRADE,
 };
 
 /**
@@ -63,6 +68,7 @@ struct ph_ctl_opts {
 	uint64_t poll_ms;
 	uint64_t connect_ms;
 	bool json;
+	char binary[4096];
 };
 
 /**

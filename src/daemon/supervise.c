@@ -33,6 +33,16 @@
  * refused) is not restarted. The child gets PR_SET_PDEATHSIG SIGTERM: a
  * supervisor killed outright takes its daemon with it, so a new supervisor
  * never finds the old daemon holding the ports.
+ *
+ * Upgrades (SIGUSR2 passed on, or POST /daemon/upgrade to the child): the
+ * child starts the new binary itself and hands it everything (upgrade.c);
+ * before it exits it sends MAINPID=<new pid>, which is taken from the child
+ * like any message, and the supervisor, a child subreaper, inherits the new
+ * process when the old one exits. The old one's exit is then no child's
+ * exit (its pid is no longer the child's), so nothing restarts; the store
+ * is untouched (the same sockets). Going through the parent instead (the
+ * supervisor starting the new binary) would have needed a second hand-over
+ * channel through a process that must stay free of client data.
  */
 #include "supervise.h"
 
@@ -230,8 +240,15 @@ static bool notify_one(struct sup *s)
 	} else {
 		close_all(fds, nfds);	/* descriptors without FDSTORE=1 */
 	}
-	if (m.mainpid && m.mainpid != s->child)
-		ph_warn("supervise: MAINPID= is not supported; ignored", PH_FI("mainpid", m.mainpid));
+	if (m.mainpid && m.mainpid != s->child) {
+		/* an upgrade: the child handed everything to its own child, which
+		 * this process (a child subreaper) inherits when the old one
+		 * exits; from now on that one is the daemon, and the old one's
+		 * exit is no reason to restart */
+		ph_info("supervise: portholed upgraded", PH_FI("old_pid", s->child),
+			PH_FI("pid", m.mainpid));
+		s->child = m.mainpid;
+	}
 	return true;
 }
 
@@ -526,6 +543,11 @@ int ph_supervise(const struct ph_daemon_config *cfg, int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* an upgrade's new process is the child's child: when the old one
+	 * exits it becomes ours (see MAINPID= in notify_one()) */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1))
+		ph_warn("supervise: cannot become a child subreaper; upgrades will look like exits",
+			PH_FERR(errno));
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);

@@ -61,20 +61,22 @@ static int self_path(char *buf, size_t len)
 	return 0;
 }
 
-/* The new process is not going to take over: make sure it never relays */
+/* The new process is not going to take over: make sure it never relays,
+ * and (@explain) say how it ended if it ended by itself */
 static void child_stop(pid_t pid, char *why, size_t len, bool explain)
 {
+	bool killed = false;
 	int st = 0;
 
 	if (waitpid(pid, &st, WNOHANG) == 0) {
-		kill(pid, SIGKILL);
+		/* still there, or still exiting (its socket closes first) */
+		killed = kill(pid, SIGKILL) == 0;
 		waitpid(pid, &st, 0);
-		return;
 	}
 	if (explain && WIFEXITED(st))
 		snprintf(why, len, "the new binary exited with status %d before taking over",
 			 WEXITSTATUS(st));
-	else if (explain && WIFSIGNALED(st))
+	else if (explain && WIFSIGNALED(st) && !(killed && WTERMSIG(st) == SIGKILL))
 		snprintf(why, len, "the new binary was killed by %s before taking over",
 			 strsignal(WTERMSIG(st)));
 }
