@@ -86,12 +86,13 @@ MODES = {
                  detect_trials=200, ref_trials=200, ref_parallel=8,
                  snapshot_trials=20, mem_conns=[0, 100, 1000],
                  scale_ports=[10, 1000], idle_s=10, burst_n=1000, udp_t=3, udp_reps=3,
-                 profile=True),
+                 upgrades=20, upgrade_conns=1000, profile=True),
     "quick": dict(iperf_t=1, iperf_reps=1, wrk_t=2, wrk_reps=1,
                   scan_sizes=[100, 10000], scan_ms=800,
                   detect_trials=40, ref_trials=16, ref_parallel=8,
                   snapshot_trials=5, mem_conns=[0, 100],
-                  scale_ports=[10, 200], idle_s=3, burst_n=200, udp_t=1, udp_reps=1),
+                  scale_ports=[10, 200], idle_s=3, burst_n=200, udp_t=1, udp_reps=1,
+                  upgrades=5, upgrade_conns=200),
 }
 
 BODY = "x" * 99 + "\n"        # the 100-byte response body
@@ -917,6 +918,74 @@ http {
             time.sleep(0.3)
         return m
 
+    # --- upgrade: the pause of an in-place upgrade ---------------------------
+
+    def bench_upgrade(self):
+        """1,000 relayed connections (a few ping-ponging one byte, the rest
+        sending now and then), N upgrades (POST /daemon/upgrade): per upgrade
+        the longest time no echo came back on any probe while it ran; the
+        baseline is the same measure over windows of the same length without
+        an upgrade, in the same run."""
+        if "porthole" in self.skip:
+            return
+        n_up, conns, probes = self.cfg["upgrades"], self.cfg["upgrade_conns"], 8
+        echo = self.echo_start()
+        h = load = None
+        out = os.path.join(self.work, "upgrade_load.json")
+        try:
+            h = self.fwd_start("porthole", P_ECHO)
+            load = self.spawn([sys.executable, os.path.join(HERE, "upgrade_load.py"), EXT,
+                               str(P_ECHO), str(conns), str(probes), out],
+                              self.ns_h, "load", stdout=subprocess.PIPE)
+            if not read_line(load, 60).startswith("ready"):
+                raise RuntimeError("upgrade_load: no connections")
+            time.sleep(1)
+            windows, base, answers = [], [], []
+            for i in range(n_up):
+                t0 = time.monotonic()
+                r = self.nsrun(self.ns_g, ["curl", "-s", "--max-time", "30", "-X", "POST",
+                                           "http://127.0.0.1:%d/daemon/upgrade" % API_PORT],
+                               40, check=False)
+                t1 = time.monotonic()
+                windows.append((t0, t1))
+                answers.append(r.stdout.strip()[:100])
+                time.sleep(0.5)
+                # a baseline window of the same length, no upgrade in it
+                b0 = time.monotonic()
+                time.sleep(t1 - t0)
+                base.append((b0, time.monotonic()))
+                time.sleep(0.3)
+            self.stop(load, signal.SIGTERM, 10)
+            load = None
+            with open(out) as f:
+                got = json.load(f)
+
+            def worst(w0, w1):
+                g = [min(e, w1) - max(s, w0) for s, e in got["gaps"] if e > w0 and s < w1]
+                return round(max(g) * 1000, 2) if g else 0.0
+            pauses = sorted(worst(a, b) for a, b in windows)
+            quiet = sorted(worst(a, b) for a, b in base)
+            ok = sum('"pid"' in a for a in answers)
+            self.res["upgrade"] = dict(
+                upgrades=n_up, succeeded=ok, connections=conns, probes=probes,
+                pause_ms=pauses, baseline_ms=quiet,
+                pause_p50_ms=pctl(pauses, 50), pause_p99_ms=pctl(pauses, 99),
+                baseline_p50_ms=pctl(quiet, 50), baseline_p99_ms=pctl(quiet, 99),
+                upgrade_ms_p50=pctl(sorted(round((b - a) * 1000, 1) for a, b in windows), 50),
+                echoes=got["echoes"], errors=got["errors"], target_ms=50)
+            log("upgrade: %d/%d with %d connections: longest stall p50 %.1f ms p99 %.1f ms "
+                "(baseline p50 %.1f p99 %.1f), %d connection errors" %
+                (ok, n_up, conns, pctl(pauses, 50), pctl(pauses, 99), pctl(quiet, 50),
+                 pctl(quiet, 99), got["errors"]))
+        except Exception as e:
+            self.res["upgrade"] = dict(error=str(e)[:300])
+            log("upgrade: error %s" % e)
+        finally:
+            if load:
+                self.stop(load)
+            self.fwd_stop("porthole", h)
+            self.stop(echo)
+
     # --- 6. scale ---------------------------------------------------------
 
     def bench_scale(self):
@@ -1100,6 +1169,7 @@ http {
         steps = [("scan", self.bench_scan), ("detect", self.bench_detect),
                  ("snapshot", self.bench_snapshot), ("memory", self.bench_memory),
                  ("scale", self.bench_scale), ("burst", self.bench_burst),
+                 ("upgrade", self.bench_upgrade),
                  ("iperf", self.bench_iperf), ("udp", self.bench_udp),
                  ("wrk", self.bench_wrk)]
         only = os.environ.get("PHB_ONLY")

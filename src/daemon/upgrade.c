@@ -126,7 +126,7 @@ static int answer(int sock, uint64_t deadline, char *why, size_t len)
 
 /* Freeze, export, send, wait for "taken". Return: 0 or -errno, @why said */
 static int hand_over(const struct ph_upgrade_src *u, int sock, uint64_t deadline, char *why,
-		     size_t len)
+		     size_t len, uint64_t *frozen_at)
 {
 	struct ph_ho_state st = { .version = PH_HO_VERSION };
 	struct ph_ho_sock *api = NULL;
@@ -135,6 +135,7 @@ static int hand_over(const struct ph_upgrade_src *u, int sock, uint64_t deadline
 	size_t blen = 0;
 	int ret;
 
+	*frozen_at = ph_now_ms();
 	ret = ph_ports_freeze(u->ports);
 	if (ret) {
 		snprintf(why, len, "the port subsystem is not running");
@@ -194,7 +195,7 @@ int ph_upgrade_run(const struct ph_upgrade_src *u, const char *binary, pid_t *pi
 		   size_t len)
 {
 	char self[PATH_MAX];
-	uint64_t t0 = ph_now_ms(), deadline = t0 + u->timeout_ms;
+	uint64_t t0 = ph_now_ms(), deadline = t0 + u->timeout_ms, frozen_at = 0;
 	uint32_t version = PH_HO_VERSION;
 	bool frozen = false;
 	pid_t child;
@@ -222,7 +223,7 @@ int ph_upgrade_run(const struct ph_upgrade_src *u, const char *binary, pid_t *pi
 	}
 	if (!ret) {
 		frozen = true;
-		ret = hand_over(u, sock, deadline, why, len);
+		ret = hand_over(u, sock, deadline, why, len, &frozen_at);
 	}
 	if (ret) {
 		if (ret == -ETIMEDOUT)
@@ -241,7 +242,7 @@ int ph_upgrade_run(const struct ph_upgrade_src *u, const char *binary, pid_t *pi
 	close(sock);
 	*pid = child;
 	ph_info("upgrade: the new process took over", PH_FI("pid", child),
-		PH_FU("ms", ph_now_ms() - t0));
+		PH_FU("ms", ph_now_ms() - t0), PH_FU("paused_ms", ph_now_ms() - frozen_at));
 	return 0;
 }
 

@@ -7,7 +7,8 @@ usage: stream_check.py ADDR PORT N OUT [RATE_KIB_S]
 Opens N connections to ADDR:PORT (an echo service behind portholed). Each
 sends a stream of its own (8-byte big-endian counters, the connection's
 number in the top bits, so a byte lost, duplicated or reordered anywhere
-changes what comes back) at about RATE_KIB_S KiB/s (default 64), and reads
+changes what comes back) at about RATE_KIB_S KiB/s (default 64), paced without catching up
+after a stall (at most 16 KiB at once), and reads
 the echo, comparing every byte with what it sent; at most 256 KiB are in
 flight per connection. The longest time with no byte received on any
 connection is recorded too (the pause). On SIGTERM each connection sends its
@@ -58,6 +59,7 @@ class Conn:
         self.eof = False
         self.shut = False
         self.why = ""
+        self.allow = 0
         self.s = socket.create_connection((addr, port), timeout=5)
         self.s.setblocking(False)
 
@@ -73,9 +75,17 @@ start = time.monotonic()
 last_rx = start
 max_gap = 0.0
 gaps = []
+budget = 0.0  # bytes each connection may send now: paced, no catching up
+last = start
 while True:
     now = time.monotonic()
-    allowed = int((now - start) * rate)
+    # after a stall of this client (a loaded machine) it does not burst to
+    # catch up: bursts would read full 64 KiB buffers and turn the relays'
+    # directions to splice, and the descriptor count would then say more
+    # about this client's scheduling than about the daemon
+    budget = min(budget + (now - last) * rate, CHUNK * 4)
+    last = now
+    allowed_step = int(budget)
     open_conns = 0
     for c in conns:
         if c.reset or c.eof:
@@ -91,8 +101,9 @@ while True:
             continue
         if c.shut:
             continue
-        while c.sent < allowed and c.sent - c.recv < WINDOW:
-            want = min(CHUNK, allowed - c.sent)
+        c.allow = min(c.allow + allowed_step, CHUNK * 4)
+        while c.allow > 0 and c.sent - c.recv < WINDOW:
+            want = min(CHUNK, c.allow)
             try:
                 m = c.s.send(pattern(c.i, c.sent, want))
             except BlockingIOError:
@@ -102,6 +113,8 @@ while True:
                 c.why = "send: %s at %.3f" % (e, time.time())
                 break
             c.sent += m
+            c.allow -= m
+    budget -= allowed_step
     if stop and open_conns == 0:
         break
     got_any = False
