@@ -460,6 +460,8 @@ void ph_api_upgraded(struct ph_api *api, pid_t pid)
 		ph_loop_del(api->loop, &api->http.lio);
 	snprintf(msg, sizeof(msg), "event: upgrade\ndata: {\"pid\":%d}\n\n", (int)pid);
 	n = ph_sse_end_all(&api->sse, msg);
+	/* idle keep-alive connections: their next request is the new process's */
+	ph_http_server_close_idle(&api->http, NULL, false);
 	ph_info("upgrade: event streams closed", PH_FU("streams", n));
 }
 

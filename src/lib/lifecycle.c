@@ -427,6 +427,10 @@ int ports_send_cmd(struct ph_ports *p, enum cmd cmd, void *arg)
 	int ret;
 
 	pthread_mutex_lock(&p->cmd_lock);
+	if (p->frozen) {	/* an upgrade holds the worker: it would never answer */
+		pthread_mutex_unlock(&p->cmd_lock);
+		return -EBUSY;
+	}
 	p->cmd = cmd;
 	p->cmd_arg = arg;
 	p->cmd_done = false;

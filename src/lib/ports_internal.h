@@ -212,7 +212,8 @@ void events_expect_own(struct cycle *c, int family, uint16_t port, bool listen);
 /**
  * ports_send_cmd() - post @cmd (with @arg) to the worker and wait for its
  * answer; the caller holds life_lock and p->cycle is set
- * Return: the command's result
+ * Return: the command's result, or -EBUSY while an upgrade holds the worker
+ * frozen (ph_ports_freeze(): it would never answer)
  */
 int ports_send_cmd(struct ph_ports *p, enum cmd cmd, void *arg);
 
