@@ -232,9 +232,11 @@ int ph_upgrade_run(const struct ph_upgrade_src *u, const char *binary, pid_t *pi
 		child_stop(child, why, len, ret == -EPIPE);
 		if (!*why)
 			snprintf(why, len, "%s", ph_strerror(ret));
+		/* first the descriptors still in flight go (the child is gone): a
+		 * copy left anywhere would keep a closed relay's epoll registration */
+		close(sock);
 		if (frozen)
 			ph_ports_thaw(u->ports);
-		close(sock);
 		ph_warn("upgrade failed; this process carries on", PH_FS("reason", why),
 			PH_FU("ms", ph_now_ms() - t0));
 		return ret;

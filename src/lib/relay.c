@@ -123,6 +123,9 @@ struct relay_dir {
  * @port:	the service's port, for the log
  * @fail_leg:	the leg whose system call failed last (leg_fail())
  * @connecting:	the service leg's connect() may still be under way
+ * @imported:	taken over from a previous process (ph_relay_import()), which
+ *		may still hold copies of its sockets: close() would then not
+ *		unregister them from epoll, so relay_close() does
  * @closed:	relay_close() ran; the memory waits for the deferred free
  * @defer:	the deferred free
  */
@@ -139,6 +142,7 @@ struct ph_relay {
 	uint16_t port;
 	enum ph_relay_leg fail_leg;
 	bool connecting;
+	bool imported;
 	bool closed;
 	struct ph_defer defer;
 };
@@ -319,7 +323,10 @@ static void relay_close(struct ph_relay *r, enum ph_relay_end end, int err)
 	r->closed = true;
 	ph_timer_cancel(ctx->loop, &r->half_close);
 	for (int i = 0; i < 2; i++) {
-		ph_loop_forget(&r->io[i]);	/* close() below unregisters it */
+		if (r->imported)	/* another copy may keep the registration */
+			ph_loop_del(ctx->loop, &r->io[i]);
+		else
+			ph_loop_forget(&r->io[i]);	/* close() below unregisters it */
 		if (rst)
 			ph_sock_abort(r->fd[i]);
 		else if (r->fd[i] >= 0)
@@ -1031,6 +1038,7 @@ int ph_relay_import(struct ph_relay_ctx *ctx, const struct ph_ho_relay *s,
 		r->epoch = ctx->epoch;
 		r->port = (uint16_t)sockaddr_port((const struct sockaddr *)&s->target);
 		r->connecting = s->flags & PH_HO_CONNECTING;
+		r->imported = true;
 		r->active_ms = ctx->loop->now_ms > s->idle_ms ? ctx->loop->now_ms - s->idle_ms : 0;
 		for (int i = 0; i < 2; i++) {
 			const struct ph_ho_dir *x = &s->dir[i];
