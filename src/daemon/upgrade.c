@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,8 +211,12 @@ int ph_upgrade_run(const struct ph_upgrade_src *u, const char *binary, pid_t *pi
 		}
 		binary = self;
 	}
+	/* from the fork on, the child holds copies of every descriptor (until
+	 * its exec; then of those it is sent): closing ours must unregister */
+	atomic_fetch_add(&ph_loop_fds_shared, 1);
 	ret = ph_ho_spawn(binary, u->argv, &sock, &child);
 	if (ret) {
+		atomic_fetch_sub(&ph_loop_fds_shared, 1);
 		snprintf(why, len, "cannot start %s: %s", binary, ph_strerror(ret));
 		return ret;
 	}
@@ -235,6 +240,7 @@ int ph_upgrade_run(const struct ph_upgrade_src *u, const char *binary, pid_t *pi
 		/* first the descriptors still in flight go (the child is gone): a
 		 * copy left anywhere would keep a closed relay's epoll registration */
 		close(sock);
+		atomic_fetch_sub(&ph_loop_fds_shared, 1);
 		if (frozen)
 			ph_ports_thaw(u->ports);
 		ph_warn("upgrade failed; this process carries on", PH_FS("reason", why),

@@ -171,8 +171,16 @@ void ph_loop_del(struct ph_loop *loop, struct ph_io *io)
 	io->fd = -1;
 }
 
-void ph_loop_forget(struct ph_io *io)
+_Atomic unsigned ph_loop_fds_shared;
+
+void ph_loop_forget(struct ph_loop *loop, struct ph_io *io)
 {
+	/* a forked child (an upgrade's, before its exec) has copies: close()
+	 * would leave the registration, and events for freed memory */
+	if (atomic_load(&ph_loop_fds_shared)) {
+		ph_loop_del(loop, io);
+		return;
+	}
 	io->live = false;
 	io->fd = -1;
 }

@@ -4,6 +4,7 @@
 #define PH_LOOP_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,8 +83,14 @@ int ph_loop_add(struct ph_loop *loop, struct ph_io *io, int fd, uint32_t events,
 int ph_loop_mod(struct ph_loop *loop, struct ph_io *io, uint32_t events);
 void ph_loop_del(struct ph_loop *loop, struct ph_io *io);
 /* Like ph_loop_del() for a descriptor the caller closes right away (and never
- * duplicated): close() removes it from epoll, so no epoll_ctl() is needed. */
-void ph_loop_forget(struct ph_io *io);
+ * duplicated): close() removes it from epoll, so no epoll_ctl() is needed;
+ * while ph_loop_fds_shared is not 0 it is ph_loop_del(). */
+void ph_loop_forget(struct ph_loop *loop, struct ph_io *io);
+
+/* Not 0 while another process may hold copies of this one's descriptors (an
+ * upgrade's child between fork() and exec(), or holding what it was sent):
+ * close() then does not remove a descriptor from epoll (upgrade.c sets it) */
+extern _Atomic unsigned ph_loop_fds_shared;
 
 void ph_timer_arm(struct ph_loop *loop, struct ph_timer *t, uint64_t deadline_ms, ph_timer_fn fn);
 void ph_timer_cancel(struct ph_loop *loop, struct ph_timer *t);

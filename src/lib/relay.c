@@ -325,8 +325,8 @@ static void relay_close(struct ph_relay *r, enum ph_relay_end end, int err)
 	for (int i = 0; i < 2; i++) {
 		if (r->imported)	/* another copy may keep the registration */
 			ph_loop_del(ctx->loop, &r->io[i]);
-		else
-			ph_loop_forget(&r->io[i]);	/* close() below unregisters it */
+		else	/* close() below unregisters it */
+			ph_loop_forget(ctx->loop, &r->io[i]);
 		if (rst)
 			ph_sock_abort(r->fd[i]);
 		else if (r->fd[i] >= 0)

@@ -310,7 +310,7 @@ static void flow_end(struct flow *f, _Atomic uint64_t *why)
 	r->nflows--;
 	if (x->last == f)
 		x->last = NULL;
-	ph_loop_forget(&f->io);
+	ph_loop_forget(r->loop, &f->io);
 	close(f->fd);
 	f->fd = -1;
 	atomic_fetch_sub_explicit(&r->ctr->flows_open, 1, memory_order_relaxed);
