@@ -351,5 +351,6 @@ out_fdstore:
 	ph_upgrade_fail(&up, "the new process could not start (see its log)");
 	/* stored listeners stay in the store: the next process takes them */
 	ph_fdstore_fini(&fdstore);
+	ph_upgrade_argv_free();
 	return status;
 }

@@ -387,6 +387,14 @@ void ph_upgrade_adopt_listeners(struct ph_upgrade_in *in, struct ph_fdstore *fs)
  * the process's life (and handed to the next upgrade) */
 static char **kept_argv;
 
+void ph_upgrade_argv_free(void)
+{
+	for (size_t i = 0; kept_argv && kept_argv[i]; i++)
+		free(kept_argv[i]);
+	free(kept_argv);
+	kept_argv = NULL;
+}
+
 static void in_release(struct ph_upgrade_in *in)
 {
 	if (in->st.argv) {

@@ -88,4 +88,8 @@ int ph_upgrade_finish(struct ph_upgrade_in *in, struct ph_ports *ports, struct p
 /* Tell the old process why this one gives up, release @in */
 void ph_upgrade_fail(struct ph_upgrade_in *in, const char *why);
 
+/* At exit: free the command line an upgrade handed over (the configuration
+ * points into it until then) */
+void ph_upgrade_argv_free(void);
+
 #endif /* PH_DAEMON_UPGRADE_H */
