@@ -12,7 +12,8 @@
 # "event: upgrade". Failures: a binary that exits at once, one that refuses
 # the state version, one that hangs past the 5 s deadline: each answers 500
 # (portholectl exit 1) with the reason, and the old daemon keeps serving
-# every connection. --supervise adopts the upgraded daemon as its child.
+# every connection. --supervise (with 3 relay threads) adopts the upgraded
+# daemon as its child.
 # Under PH_VALGRIND=1 every new process runs under valgrind too (a wrapper
 # binary), memory errors and definite leaks fail.
 # valgrind: yes
@@ -229,7 +230,8 @@ DAEMON_PID=
 # --- --supervise adopts the upgraded daemon ------------------------------------------------
 if [ "$PH_VALGRIND" != 1 ]; then
 	SUPLOG=$PH_TMP/sup.log
-	bg_guest "$PH_BUILD/portholed" --supervise --log-format text 2>>"$SUPLOG"
+	# with relay threads: relays are exported from and imported into every loop
+	bg_guest "$PH_BUILD/portholed" --supervise --log-format text --relay-threads 3 2>>"$SUPLOG"
 	SUP=$PH_LAST_PID
 	child() { local c; c=$(cat "/proc/$SUP/task/$SUP/children" 2>/dev/null); echo "${c%% *}"; }
 	wait_for 5000 health && wait_for 3000 exposed $PORT || fail "--supervise: daemon up" "$(tail "$SUPLOG")"
