@@ -132,6 +132,9 @@ void ph_config_defaults(struct ph_config *cfg);
  *				probes or TCP_USER_TIMEOUT): the client vanished
  * @PH_RELAY_END_HALF_CLOSE_TIMEOUT: the client was gone (its FIN) and nothing moved
  *				for half_close_timeout_ms
+ * @PH_RELAY_END_ABANDONED:	the client sent its FIN without a byte before the
+ *				service accepted the connection (it was still in
+ *				SYN_SENT: the service's accept queue is full)
  * @PH_RELAY_END_QUIESCE:	reset by ph_relay_abort_all(): a snapshot prepare,
  *				a resume (relays older than the prepare) or a stop
  * @PH_RELAY_END_REFUSED:	the service refused the connection (or could not be reached)
@@ -147,6 +150,7 @@ enum ph_relay_end {
 	PH_RELAY_END_QUIESCE,
 	PH_RELAY_END_REFUSED,
 	PH_RELAY_END_ERROR,
+	PH_RELAY_END_ABANDONED,
 	PH_RELAY_END_COUNT
 };
 

@@ -38,6 +38,24 @@
  * cfg->half_close_timeout_ms (a service that never answers) is reset: a
  * timer per relay, armed at the FIN, which re-arms itself while bytes move.
  *
+ * Abandoned: a client that sends its FIN without a byte while the service
+ * leg is still in SYN_SENT ends the relay at once, with a reset. On
+ * loopback a connect() completes within the call unless the service's
+ * accept queue is full, so SYN_SENT means the service cannot take the
+ * connection now (its SYN is retried for up to about two minutes). The
+ * client has nothing to deliver and the service never saw it; a client
+ * that closed (a scanner, a health check, a flood's clients giving up) is
+ * the usual case. Kept waiting, these held two descriptors each until the
+ * half-close timeout, and a flood's queued clients that had left long ago
+ * took the port's every slot for minutes. What this costs: a client that
+ * only half-closed, to read a server-speaks-first banner (SSH, SMTP),
+ * while the service's queue was full, is reset instead of getting the
+ * banner once the service catches up; with the service accepting, the
+ * connect has completed and the FIN is passed on as always, so the banner
+ * comes (tests/integration/t_core_abandon.sh measures both with sshd). A
+ * client that sent bytes keeps its relay: they are delivered once
+ * connected.
+ *
  * FIN: a source whose FIN has arrived (EPOLLRDHUP) is read to EOF in the
  * same event, the last bytes are written with MSG_MORE and shutdown() sets
  * FIN on their segment. The peer then sees the response and the end of the
@@ -123,6 +141,7 @@ struct relay_dir {
  * @port:	the service's port, for the log
  * @fail_leg:	the leg whose system call failed last (leg_fail())
  * @connecting:	the service leg's connect() may still be under way
+ * @client_spoke: a byte came from the client
  * @closed:	relay_close() ran; the memory waits for the deferred free
  * @defer:	the deferred free
  */
@@ -139,6 +158,7 @@ struct ph_relay {
 	uint16_t port;
 	enum ph_relay_leg fail_leg;
 	bool connecting;
+	bool client_spoke;
 	bool closed;
 	struct ph_defer defer;
 };
@@ -152,6 +172,7 @@ static const char *const end_names[PH_RELAY_END_COUNT] = {
 	[PH_RELAY_END_QUIESCE] = "quiesce",
 	[PH_RELAY_END_REFUSED] = "refused",
 	[PH_RELAY_END_ERROR] = "error",
+	[PH_RELAY_END_ABANDONED] = "abandoned",
 };
 
 const char *ph_relay_end_name(enum ph_relay_end end)
@@ -511,6 +532,7 @@ static int dir_copy(struct ph_relay *r, int i, bool fin_seen)
 	}
 	if (n < 0)
 		return fatal(errno) ? leg_fail(r, (enum ph_relay_leg)i, errno) : 0;
+	r->client_spoke |= i == PH_LEG_CLIENT;
 	if ((size_t)n == PH_RELAY_SCRATCH) {
 		d->want_splice = !d->copy_only;
 	} else if (fin_seen) {
@@ -572,6 +594,7 @@ static int dir_fill(struct ph_relay *r, int i, bool fin_seen)
 	}
 	if (n > 0) {
 		d->len += (size_t)n;
+		r->client_spoke |= i == PH_LEG_CLIENT;
 		if (d->len >= d->cap) {
 			dir_grow(ctx, d);
 			d->fill_blocked = d->len >= d->cap;
@@ -707,6 +730,19 @@ static int sock_error(int fd)
 	return err;
 }
 
+/* Is the service leg's connect() still waiting for the service (SYN_SENT)? */
+static bool service_unaccepted(const struct ph_relay *r)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (!r->connecting)
+		return false;
+	if (getsockopt(r->fd[PH_LEG_SERVICE], IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return false;
+	return ti.tcpi_state == TCP_SYN_SENT;
+}
+
 static void on_half_close(struct ph_loop *loop, struct ph_timer *t)
 {
 	struct ph_relay *r = ph_container_of(t, struct ph_relay, half_close);
@@ -783,6 +819,10 @@ static void relay_event(struct ph_relay *r, enum ph_relay_leg s, uint32_t events
 	}
 	if (r->dir[0].shut && r->dir[1].shut) {
 		relay_close(r, PH_RELAY_END_DONE, 0);
+		return;
+	}
+	if (r->dir[PH_LEG_CLIENT].eof && !r->client_spoke && service_unaccepted(r)) {
+		relay_close(r, PH_RELAY_END_ABANDONED, 0);	/* see "Abandoned" above */
 		return;
 	}
 	if (r->dir[PH_LEG_CLIENT].eof && !ph_timer_armed(&r->half_close))
