@@ -3,14 +3,27 @@
  *
  * Theory of Operation
  * ===================
- * The connection layer (http.c) hands every complete request to handle(),
- * which answers synchronously: the routes only read the port subsystem's
- * state or send it a command that returns once the worker has executed it
- * (ph_ports_quiesce/resume). Everything runs on the main loop's single
- * thread, so concurrent /health calls after a restore are served one after
- * the other: the first finds the subsystem quiesced and resumes it, the
- * others find it running. ph_ports_resume() is itself exactly-once per
- * quiesce, which also covers a resume racing with a /health.
+ * The connection layer (http.c) hands every complete request to handle().
+ * Most routes answer at once: they only read the port subsystem's state
+ * (atomics and the table under its lock; never state only the worker
+ * holds consistent). The snapshot commands need the port worker, which may
+ * be busy (a flood of relays keeps it from its mailbox for a while), and
+ * the API's loop must never wait for it: a prepare or resume is a waiter
+ * in a FIFO, its request deferred (ph_http_defer()); the head waiter's
+ * command is posted to the worker (ph_ports_post()), whose completion
+ * writes our eventfd, and on_done() answers it and posts the next. The
+ * loop serves every other request meanwhile. One command at a time, in
+ * arrival order, so a prepare and a resume sent back to back take effect
+ * in that order.
+ *
+ * /health after a restore resumes first (the reference design's contract):
+ * an authenticated /health that finds the subsystem quiesced and no
+ * command queued becomes a resume waiter and is answered "running" once
+ * the resume ran. One arriving while a resume is queued rides on it (it is
+ * answered when that resume is done, without a command of its own); one
+ * arriving while a prepare is queued answers at once with the current
+ * state: it cannot come after the restore, whose snapshot waits for the
+ * prepare's answer. ph_ports_resume() is exactly-once per quiesce anyway.
  *
  * Snapshot prepare closes, besides the relayed connections (the subsystem
  * does that), every API connection that is not in the middle of a request,
@@ -37,6 +50,8 @@
 #include <string.h>
 #include <stdio.h>
 #include <strings.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "fdstore.h"
 #include "http.h"
@@ -58,6 +73,28 @@ struct ph_api {
 	ph_api_upgrade_fn upgrade;
 	void *upgrade_arg;
 	bool upgrading;		/* in an upgrade, or done: 409 for another */
+	int done_fd;		/* eventfd: the posted command ran */
+	struct ph_io done_io;
+	struct ph_list waiters;	/* struct waiter, in arrival order */
+	bool posted;		/* the head waiter's command is with the worker */
+};
+
+enum wait_kind { W_PREPARE, W_RESUME, W_HEALTH };
+
+/**
+ * struct waiter - a snapshot request waiting for the port worker
+ * @node:	in api->waiters
+ * @conn:	its connection, NULL once closed
+ * @kind:	prepare, resume, or a /health that resumes
+ * @ride:	a /health behind a resume: answered when that is done, no command
+ * @was:	prepare: already quiesced when posted (for the log and counter)
+ */
+struct waiter {
+	struct ph_list node;
+	struct ph_http_conn *conn;
+	enum wait_kind kind;
+	bool ride;
+	bool was;
 };
 
 struct route {
@@ -88,44 +125,13 @@ static void send_errno(struct ph_http_conn *c, int err)
 		ph_http_send_error(c, 500, ph_strerror(err), NULL, false);
 }
 
-/**
- * resume() - ph_ports_resume() plus the API's own zombie cleanup
- * @api:	API
- * @c:		connection asking (kept open)
- * @trigger:	"health" or "request", for the log
- *
- * Return: 1 resumed now, 0 was running, -errno
- */
-static int resume(struct ph_api *api, struct ph_http_conn *c, const char *trigger)
-{
-	unsigned closed;
-	int ret;
-
-	ret = ph_ports_resume(api->ports);
-	if (ret != 1)
-		return ret;
-	api->resumes++;
-	closed = ph_http_server_close_older(&api->http, api->prepare_seq, c);
-	ph_info("snapshot resume", PH_FS("trigger", trigger), PH_FU("api_connections_closed", closed),
-		PH_FU("resumes", api->resumes));
-	return 1;
-}
-
-static void r_health(struct ph_api *api, struct ph_http_conn *c, const struct ph_http_req *req)
+/* The /health document, from the state the worker published */
+static void send_health(struct ph_api *api, struct ph_http_conn *c)
 {
 	struct ph_buf body = { 0 };
 	struct ph_json j;
 	bool running = ph_ports_running(api->ports);
-	int ret;
 
-	(void)req;
-	if (running && api->authed && ph_ports_quiesced(api->ports)) {
-		ret = resume(api, c, "health");
-		if (ret < 0) {
-			send_errno(c, ret);
-			return;
-		}
-	}
 	ph_json_init(&j, &body);
 	ph_json_obj_begin(&j);
 	ph_json_key(&j, "version");
@@ -137,38 +143,175 @@ static void r_health(struct ph_api *api, struct ph_http_conn *c, const struct ph
 	ph_buf_free(&body);
 }
 
-static void r_prepare(struct ph_api *api, struct ph_http_conn *c, const struct ph_http_req *req)
-{
-	bool was = ph_ports_quiesced(api->ports);
-	unsigned closed;
-	int ret;
+/* ---- snapshot commands: waiters ------------------------------------------ */
 
-	(void)req;
-	ret = ph_ports_quiesce(api->ports);
-	if (ret) {
-		send_errno(c, ret);
+static void waiter_gone(struct ph_http_conn *c, void *ctx)
+{
+	struct waiter *w = ctx;
+
+	(void)c;
+	/* a posted command still takes effect; one not posted yet is dropped:
+	 * its client gave up (a prepare nobody waits for would quiesce the
+	 * guest for a snapshot that is not coming) */
+	w->conn = NULL;
+}
+
+static struct waiter *waiter_head(struct ph_api *api)
+{
+	if (ph_list_empty(&api->waiters))
+		return NULL;
+	return ph_list_entry(ph_list_first(&api->waiters), struct waiter, node);
+}
+
+static struct waiter *waiter_tail(struct ph_api *api)
+{
+	if (ph_list_empty(&api->waiters))
+		return NULL;
+	return ph_list_entry(api->waiters.prev, struct waiter, node);
+}
+
+/**
+ * complete() - a waiter's command ran: apply the API's side and answer
+ * @api:	API
+ * @w:		the waiter, already unlinked (freed by the caller)
+ * @ret:	ph_ports_quiesce()/ph_ports_resume() result; for a rider, 0
+ *
+ * The side effects (counters, closing API connections, the log) happen
+ * even when the client is gone: the command took effect.
+ */
+static void complete(struct ph_api *api, struct waiter *w, int ret)
+{
+	struct ph_http_conn *c = w->conn;
+	unsigned closed;
+
+	if (ret < 0) {
+		if (c)
+			send_errno(c, ret);
 		return;
 	}
-	if (!was)
-		api->prepares++;
-	api->prepare_seq = ph_http_server_seq(&api->http);
-	closed = ph_http_server_close_idle(&api->http, c, true);
-	ph_info("snapshot prepare", PH_FU("api_connections_closed", closed),
-		PH_FS("state", was ? "already quiesced" : "quiesced"));
-	ph_http_send(c, &(struct ph_http_resp){ .status = 204, .close = true });
+	if (w->kind == W_PREPARE) {
+		if (!w->was)
+			api->prepares++;
+		api->prepare_seq = ph_http_server_seq(&api->http);
+		closed = ph_http_server_close_idle(&api->http, c, true);
+		ph_info("snapshot prepare", PH_FU("api_connections_closed", closed),
+			PH_FS("state", w->was ? "already quiesced" : "quiesced"));
+		if (c)
+			ph_http_send(c, &(struct ph_http_resp){ .status = 204, .close = true });
+		return;
+	}
+	if (ret == 1) {
+		api->resumes++;
+		closed = ph_http_server_close_older(&api->http, api->prepare_seq, c);
+		ph_info("snapshot resume", PH_FS("trigger", w->kind == W_HEALTH ? "health" : "request"),
+			PH_FU("api_connections_closed", closed), PH_FU("resumes", api->resumes));
+	}
+	if (!c)
+		return;
+	if (w->kind == W_HEALTH)
+		send_health(api, c);
+	else
+		ph_http_send(c, &(struct ph_http_resp){ .status = 204 });
+}
+
+/* Post the head waiter's command, answering riders and failures on the way */
+static void kick(struct ph_api *api)
+{
+	struct waiter *w;
+	int ret;
+
+	while (!api->posted && (w = waiter_head(api))) {
+		if (w->conn && !w->ride) {
+			w->was = ph_ports_quiesced(api->ports);
+			ret = ph_ports_post(api->ports, w->kind == W_PREPARE ? PH_PORTS_QUIESCE
+									: PH_PORTS_RESUME,
+					    api->done_fd);
+			if (!ret) {
+				api->posted = true;
+				return;
+			}
+		} else {
+			ret = 0;	/* a rider's resume ran; a gone client needs nothing */
+		}
+		ph_list_del(&w->node);
+		if (w->conn)
+			complete(api, w, ret);
+		free(w);
+	}
+}
+
+/* The worker ran the posted command */
+static void on_done(struct ph_loop *loop, struct ph_io *io, uint32_t events)
+{
+	struct ph_api *api = ph_container_of(io, struct ph_api, done_io);
+	struct waiter *w;
+	uint64_t n;
+	int ret;
+
+	(void)loop;
+	(void)events;
+	if (read(api->done_fd, &n, sizeof(n)) < 0) {
+		/* EAGAIN: a spurious wake; the result says whether it ran */
+	}
+	ret = ph_ports_post_result(api->ports);
+	if (!api->posted || ret == -EINPROGRESS || ret == -ENOENT)
+		return;
+	api->posted = false;
+	w = waiter_head(api);
+	ph_list_del(&w->node);
+	complete(api, w, ret);	/* may dispatch pipelined requests: new waiters */
+	free(w);
+	kick(api);
+}
+
+/* Defer @c's request as a waiter of @kind (or answer an error) */
+static void enqueue(struct ph_api *api, struct ph_http_conn *c, enum wait_kind kind, bool ride)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+
+	if (!w) {
+		ph_http_send_error(c, 500, "out of memory", NULL, false);
+		return;
+	}
+	w->conn = c;
+	w->kind = kind;
+	w->ride = ride;
+	if (ph_http_defer(c, waiter_gone, w)) {
+		free(w);
+		return;
+	}
+	ph_list_add_tail(&api->waiters, &w->node);
+	kick(api);
+}
+
+static void r_health(struct ph_api *api, struct ph_http_conn *c, const struct ph_http_req *req)
+{
+	struct waiter *tail = waiter_tail(api);
+
+	(void)req;
+	if (ph_ports_running(api->ports) && api->authed) {
+		if (!tail && ph_ports_quiesced(api->ports)) {
+			enqueue(api, c, W_HEALTH, false);	/* the first after a restore */
+			return;
+		}
+		if (tail && tail->kind != W_PREPARE) {
+			enqueue(api, c, W_HEALTH, true);	/* a resume is coming */
+			return;
+		}
+	}
+	send_health(api, c);
+}
+
+static void r_prepare(struct ph_api *api, struct ph_http_conn *c, const struct ph_http_req *req)
+{
+	(void)req;
+	enqueue(api, c, W_PREPARE, false);
 }
 
 static void r_resume(struct ph_api *api, struct ph_http_conn *c, const struct ph_http_req *req)
 {
-	int ret;
-
 	(void)req;
-	ret = resume(api, c, "request");
-	if (ret < 0) {
-		send_errno(c, ret);
-		return;
-	}
-	ph_http_send(c, &(struct ph_http_resp){ .status = 204 });
+	enqueue(api, c, W_RESUME, false);
 }
 
 static int ports_doc(void *arg, struct ph_buf *out)
@@ -421,6 +564,7 @@ int ph_api_new(struct ph_api **out, struct ph_loop *loop, const struct ph_daemon
 		return -ENOMEM;
 	api->loop = loop;
 	api->cfg = cfg;
+	api->done_fd = -1;
 	api->ports = ports;
 	api->sse = (struct ph_sse_hub){
 		.loop = loop, .bus = ph_ports_bus(ports), .queue = cfg->http.sse_queue,
@@ -429,7 +573,16 @@ int ph_api_new(struct ph_api **out, struct ph_loop *loop, const struct ph_daemon
 	};
 	ph_list_init(&api->sse.streams);
 	ph_list_init(&api->sse.pending);
+	ph_list_init(&api->waiters);
 	ret = ph_http_server_init(&api->http, loop, &cfg->http, handle, api);
+	if (ret)
+		goto fail;
+	api->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (api->done_fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = ph_loop_add(loop, &api->done_io, api->done_fd, EPOLLIN, on_done);
 	if (ret)
 		goto fail;
 	ret = api_listen(api);
@@ -439,6 +592,8 @@ int ph_api_new(struct ph_api **out, struct ph_loop *loop, const struct ph_daemon
 	return 0;
 fail:
 	ph_http_server_fini(&api->http);
+	if (api->done_fd >= 0)
+		close(api->done_fd);
 	free(api);
 	return ret;
 }
@@ -477,9 +632,18 @@ struct ph_http_server *ph_api_http_server(struct ph_api *api)
 
 void ph_api_free(struct ph_api *api)
 {
+	struct ph_list *n, *tmp;
+
 	if (!api)
 		return;
+	ph_ports_post_forget(api->ports);
 	ph_sse_hub_fini(&api->sse);
-	ph_http_server_fini(&api->http);
+	ph_http_server_fini(&api->http);	/* the waiters' connections go */
+	ph_list_for_each_safe(n, tmp, &api->waiters) {
+		ph_list_del(n);
+		free(ph_list_entry(n, struct waiter, node));
+	}
+	ph_loop_del(api->loop, &api->done_io);
+	close(api->done_fd);
 	free(api);
 }

@@ -76,6 +76,15 @@
  * drained for up to LINGER_MS, so a client that was still sending never has
  * its response destroyed by a reset.
  *
+ * Deferred answers: a handler that must wait for another thread (the
+ * snapshot commands wait for the port worker) calls ph_http_defer() and
+ * returns; the connection then holds its request: it is neither idle nor
+ * evictable, has no request deadline, parses nothing further (pipelined
+ * requests stay in order behind it) and, if the client half-closes, still
+ * gets its answer. The answer comes from the loop later through
+ * ph_http_send(); a connection closed meanwhile tells its owner (@gone).
+ * Meanwhile every other connection is served as usual.
+ *
  * Lifetime: ph_http_conn_close() unregisters and closes at once; memory is
  * released through ph_loop_defer(), and every path that calls out (handler,
  * stream callbacks) checks c->dead afterwards.
@@ -174,6 +183,10 @@ struct ph_http_conn {
 	bool dead;
 	bool reuse;		/* closed while the server lives: may be cached */
 	bool hold;		/* a stream not started: keep its head for its first write */
+	bool dispatching;	/* inside the handler */
+	bool deferred;		/* the handler will answer later (ph_http_defer()) */
+	void (*gone)(struct ph_http_conn *c, void *ctx);	/* closed while deferred */
+	void *gone_ctx;
 	struct ph_http_conn *next_free;	/* in srv->cache */
 
 	/* request line, watched for HTTP/0.9 (no version) */
@@ -519,12 +532,21 @@ static void send_head(struct ph_http_conn *c, int status, const char *ctype, con
  *
  * Return: 0, -EALREADY when already answered, -EPIPE when closed
  */
+static void deferred_finish(struct ph_http_conn *c);
+
 int ph_http_send(struct ph_http_conn *c, const struct ph_http_resp *r)
 {
 	bool bodyless = r->status == 204 || r->status == 304 || r->status < 200;
+	bool late = c->deferred && !c->dispatching;
+	int ret;
 
 	if (c->dead)
 		return -EPIPE;
+	if (c->deferred) {
+		c->deferred = false;
+		c->gone = NULL;
+		c->answered = false;
+	}
 	if (c->answered)
 		return -EALREADY;
 	c->answered = true;
@@ -533,7 +555,32 @@ int ph_http_send(struct ph_http_conn *c, const struct ph_http_resp *r)
 	send_head(c, r->status, r->content_type, r->headers, bodyless ? -1 : (long long)r->body_len);
 	if (!bodyless && c->method != HTTP_HEAD && r->body_len)
 		queue(c, r->body, r->body_len);
-	return c->out.oom ? -ENOMEM : 0;
+	ret = c->out.oom ? -ENOMEM : 0;
+	if (late)
+		deferred_finish(c);	/* may close @c */
+	return ret;
+}
+
+/**
+ * ph_http_defer() - see http.h
+ * @c:		connection, inside the handler
+ * @gone:	called if the connection closes before the answer (may be NULL)
+ * @ctx:	its argument
+ *
+ * Return: 0, -EALREADY when already answered, -EPIPE when closed
+ */
+int ph_http_defer(struct ph_http_conn *c, void (*gone)(struct ph_http_conn *c, void *ctx),
+		  void *ctx)
+{
+	if (c->dead)
+		return -EPIPE;
+	if (c->answered)
+		return -EALREADY;
+	c->answered = true;	/* the handler's duty is done */
+	c->deferred = true;
+	c->gone = gone;
+	c->gone_ctx = ctx;
+	return 0;
 }
 
 int ph_http_send_error(struct ph_http_conn *c, int status, const char *msg, const char *headers,
@@ -651,7 +698,7 @@ static void idle_unlink(struct ph_http_conn *c)
 static bool is_idle(const struct ph_http_conn *c)
 {
 	return !c->dead && !c->in_req && !out_pending(c) && !c->streaming && !c->closing &&
-	       !c->lingering && !c->rd_eof;
+	       !c->lingering && !c->rd_eof && !c->deferred;
 }
 
 static void update_idle(struct ph_http_conn *c)
@@ -769,6 +816,9 @@ void ph_http_conn_close(struct ph_http_conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	if (c->deferred && c->gone)
+		c->gone(c, c->gone_ctx);
+	c->deferred = false;
 	if (c->streaming && c->sops && c->sops->closed)
 		c->sops->closed(c, c->sctx);
 	c->streaming = false;
@@ -1064,9 +1114,16 @@ static void dispatch(struct ph_http_conn *c)
 	}
 	c->close_after = !c->keep_alive;
 	c->answered = false;
+	c->dispatching = true;
 	c->srv->handler(c->srv->arg, c, &req);
+	c->dispatching = false;
 	if (c->dead)
 		return;
+	if (c->deferred) {
+		/* answered later: no request deadline, not idle, not evictable */
+		c->in_req = false;
+		return;
+	}
 	if (!c->answered)
 		ph_http_send_error(c, 500, "no response", NULL, false);
 	reset_request(c);
@@ -1079,7 +1136,8 @@ static void process(struct ph_http_conn *c)
 {
 	const struct ph_http_limits *lim = c->srv->lim;
 
-	while (!c->dead && !c->closing && !c->streaming && !c->lingering && c->in_pos < c->in_len) {
+	while (!c->dead && !c->closing && !c->streaming && !c->lingering && !c->deferred &&
+	       c->in_pos < c->in_len) {
 		const char *data = c->in + c->in_pos;
 		size_t n = c->in_len - c->in_pos, used;
 		llhttp_errno_t err;
@@ -1147,12 +1205,26 @@ static void conn_run(struct ph_http_conn *c)
 			break;
 	}
 	compact(c);
-	if (c->rd_eof && !c->closing && !c->streaming && !c->lingering) {
+	if (c->rd_eof && !c->closing && !c->streaming && !c->lingering && !c->deferred) {
 		/* the peer sent all it will: answer what was complete, then close */
 		c->closing = true;
 		if (!out_pending(c))
 			finish(c);
 	}
+}
+
+/* A deferred request was answered (outside the handler): go on as dispatch() would */
+static void deferred_finish(struct ph_http_conn *c)
+{
+	reset_request(c);
+	if (c->close_after && !c->streaming)
+		c->closing = true;
+	conn_run(c);	/* write it; parse what was pipelined behind it */
+	if (c->dead)
+		return;
+	update_idle(c);
+	update_events(c);
+	rearm(c);
 }
 
 /* Input on a connection whose requests are over: discard, watch for EOF */
@@ -1573,7 +1645,8 @@ unsigned ph_http_server_close_older(struct ph_http_server *s, uint64_t seq,
 	ph_list_for_each_safe(n_, tmp, &s->conns) {
 		struct ph_http_conn *c = ph_list_entry(n_, struct ph_http_conn, node);
 
-		if (c != except && c->seq <= seq) {
+		/* a deferred request is being served: its answer comes */
+		if (c != except && c->seq <= seq && !c->deferred) {
 			ph_http_conn_close(c);
 			n++;
 		}

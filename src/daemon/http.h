@@ -64,7 +64,8 @@ struct ph_http_resp {
 /*
  * Called for every complete request, in order. It must answer exactly once,
  * before returning, with ph_http_send()/ph_http_send_error() or
- * ph_http_stream_begin(); otherwise the layer answers 500.
+ * ph_http_stream_begin(), or promise a later answer with ph_http_defer();
+ * otherwise the layer answers 500.
  */
 typedef void (*ph_http_handler_fn)(void *arg, struct ph_http_conn *c,
 				   const struct ph_http_req *req);
@@ -144,7 +145,8 @@ void ph_http_server_fini(struct ph_http_server *s);
  */
 unsigned ph_http_server_close_idle(struct ph_http_server *s, struct ph_http_conn *except,
 				   bool streams);
-/* Close every connection accepted at or before sequence number @seq but @except. */
+/* Close every connection accepted at or before sequence number @seq but @except
+ * and those with a deferred request (ph_http_defer()). */
 unsigned ph_http_server_close_older(struct ph_http_server *s, uint64_t seq,
 				    struct ph_http_conn *except);
 /*
@@ -175,6 +177,21 @@ uint64_t ph_http_conn_seq(const struct ph_http_conn *c);
 
 /* Answer the current request. Return: 0 or -errno (-EALREADY: already answered) */
 int ph_http_send(struct ph_http_conn *c, const struct ph_http_resp *r);
+/**
+ * ph_http_defer() - answer the current request later
+ * @c:		connection, inside the handler (which then returns)
+ * @gone:	called if @c closes before it is answered (may be NULL)
+ * @ctx:	its argument
+ *
+ * The answer is given on the loop's thread, outside the handler, with
+ * ph_http_send() or ph_http_send_error(); @c must not be used after @gone
+ * ran or after that answer (it may be closed and freed by it). Until then
+ * the connection holds the request: not idle, never evicted, no request
+ * deadline, and requests pipelined behind it wait.
+ * Return: 0 or -errno
+ */
+int ph_http_defer(struct ph_http_conn *c, void (*gone)(struct ph_http_conn *c, void *ctx),
+		  void *ctx);
 /* Answer with a JSON error body {"error": @msg}. Return: as ph_http_send() */
 int ph_http_send_error(struct ph_http_conn *c, int status, const char *msg, const char *headers,
 		       bool close);

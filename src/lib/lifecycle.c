@@ -25,6 +25,11 @@
  *
  * Commands (quiesce, resume, stop) are posted to the worker through a
  * mailbox and an eventfd wake; the caller waits for the worker's answer.
+ * ph_ports_post() is the same without the wait, for the control API, whose
+ * loop must keep answering while the worker is busy (a flood of relays can
+ * keep it from its mailbox for a while): the worker adds 1 to the caller's
+ * eventfd once the command ran, and the caller collects the result.
+ * running and quiesced are atomics, readable by /health without a lock.
  *
  * Quiesce (before a VM snapshot): reset every relay, on this loop and on
  * every relay thread (waiting for each), end every UDP flow, stop scanning
@@ -380,11 +385,30 @@ static int do_resume(struct cycle *c)
 	return 1;
 }
 
+static int run_cmd(struct cycle *c, enum cmd cmd)
+{
+	return cmd == CMD_QUIESCE ? do_quiesce(c) : cmd == CMD_RESUME ? do_resume(c) : 0;
+}
+
+/* The posted command ran with @ret: publish it and tell the poster */
+static void post_done(struct ph_ports *p, int ret)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&p->cmd_lock);
+	p->aresult = ret;
+	p->adone = true;
+	if (p->anotify >= 0 && write(p->anotify, &one, sizeof(one)) < 0) {
+		/* an eventfd write fails only at a count near 2^64 */
+	}
+	pthread_mutex_unlock(&p->cmd_lock);
+}
+
 static void on_wake(struct ph_loop *loop, void *arg)
 {
 	struct cycle *c = arg;
 	struct ph_ports *p = c->p;
-	enum cmd cmd;
+	enum cmd cmd, acmd;
 	void *cmd_arg;
 	int ret = 0;
 
@@ -392,8 +416,13 @@ static void on_wake(struct ph_loop *loop, void *arg)
 	cmd = p->cmd;
 	cmd_arg = p->cmd_arg;
 	p->cmd = CMD_NONE;
+	acmd = p->acmd;
+	p->acmd = CMD_NONE;
 	pthread_mutex_unlock(&p->cmd_lock);
 
+	/* a posted command runs first: it was there before a stop */
+	if (acmd != CMD_NONE)
+		post_done(p, run_cmd(c, acmd));
 	switch (cmd) {
 	case CMD_NONE:
 		/* a relay thread freed room under the connection limit */
@@ -403,10 +432,8 @@ static void on_wake(struct ph_loop *loop, void *arg)
 		ph_loop_break(loop);
 		break;
 	case CMD_QUIESCE:
-		ret = do_quiesce(c);
-		break;
 	case CMD_RESUME:
-		ret = do_resume(c);
+		ret = run_cmd(c, cmd);
 		break;
 	case CMD_FREEZE:	/* answers itself, then waits for the thaw */
 		handover_worker_freeze(c);
@@ -597,6 +624,7 @@ static int cycle_start(struct ph_ports *p)
 	if (ret)
 		goto fail_threads;
 	p->cycle = c;
+	atomic_store(&p->running, true);
 	atomic_store(&p->quiesced, false);
 	return 0;
 
@@ -623,9 +651,19 @@ static void cycle_stop(struct ph_ports *p)
 {
 	struct cycle *c = p->cycle;
 
+	atomic_store(&p->running, false);
 	ports_send_cmd(p, CMD_STOP, NULL);
 	pthread_join(c->thread, NULL);
 	p->cycle = NULL;
+	pthread_mutex_lock(&p->cmd_lock);
+	if (p->apending && !p->adone) {
+		/* posted after the worker's last turn: it never ran */
+		p->acmd = CMD_NONE;
+		pthread_mutex_unlock(&p->cmd_lock);
+		post_done(p, -ESRCH);
+	} else {
+		pthread_mutex_unlock(&p->cmd_lock);
+	}
 	atomic_store(&p->quiesced, false);
 	free(c);
 }
@@ -651,6 +689,7 @@ struct ph_ports *ph_ports_new(const struct ph_config *cfg)
 	pthread_mutex_init(&p->own_lock, NULL);
 	pthread_mutex_init(&p->cmd_lock, NULL);
 	pthread_cond_init(&p->cmd_cond, NULL);
+	p->anotify = -1;
 	return p;
 }
 
@@ -702,12 +741,7 @@ int ph_ports_restart(struct ph_ports *p)
 
 bool ph_ports_running(struct ph_ports *p)
 {
-	bool running;
-
-	pthread_mutex_lock(&p->life_lock);
-	running = p->cycle != NULL;
-	pthread_mutex_unlock(&p->life_lock);
-	return running;
+	return atomic_load(&p->running);
 }
 
 int ph_ports_quiesce(struct ph_ports *p)
@@ -735,6 +769,52 @@ int ph_ports_resume(struct ph_ports *p)
 bool ph_ports_quiesced(struct ph_ports *p)
 {
 	return atomic_load(&p->quiesced);
+}
+
+int ph_ports_post(struct ph_ports *p, enum ph_ports_op op, int notify_fd)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&p->life_lock);
+	pthread_mutex_lock(&p->cmd_lock);
+	if (!p->cycle) {
+		ret = -ESRCH;
+	} else if (p->apending) {
+		ret = -EBUSY;
+	} else {
+		p->acmd = op == PH_PORTS_QUIESCE ? CMD_QUIESCE : CMD_RESUME;
+		p->apending = true;
+		p->adone = false;
+		p->anotify = notify_fd;
+		ph_loop_wake(&p->cycle->loop);
+	}
+	pthread_mutex_unlock(&p->cmd_lock);
+	pthread_mutex_unlock(&p->life_lock);
+	return ret;
+}
+
+int ph_ports_post_result(struct ph_ports *p)
+{
+	int ret;
+
+	pthread_mutex_lock(&p->cmd_lock);
+	if (!p->apending) {
+		ret = -ENOENT;
+	} else if (!p->adone) {
+		ret = -EINPROGRESS;
+	} else {
+		ret = p->aresult;
+		p->apending = false;
+	}
+	pthread_mutex_unlock(&p->cmd_lock);
+	return ret;
+}
+
+void ph_ports_post_forget(struct ph_ports *p)
+{
+	pthread_mutex_lock(&p->cmd_lock);
+	p->anotify = -1;
+	pthread_mutex_unlock(&p->cmd_lock);
 }
 
 int ph_ports_list(struct ph_ports *p, struct ph_port_list *out)

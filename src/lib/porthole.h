@@ -132,6 +132,9 @@ void ph_config_defaults(struct ph_config *cfg);
  *				probes or TCP_USER_TIMEOUT): the client vanished
  * @PH_RELAY_END_HALF_CLOSE_TIMEOUT: the client was gone (its FIN) and nothing moved
  *				for half_close_timeout_ms
+ * @PH_RELAY_END_ABANDONED:	the client sent its FIN without a byte before the
+ *				service accepted the connection (it was still in
+ *				SYN_SENT: the service's accept queue is full)
  * @PH_RELAY_END_QUIESCE:	reset by ph_relay_abort_all(): a snapshot prepare,
  *				a resume (relays older than the prepare) or a stop
  * @PH_RELAY_END_REFUSED:	the service refused the connection (or could not be reached)
@@ -147,6 +150,7 @@ enum ph_relay_end {
 	PH_RELAY_END_QUIESCE,
 	PH_RELAY_END_REFUSED,
 	PH_RELAY_END_ERROR,
+	PH_RELAY_END_ABANDONED,
 	PH_RELAY_END_COUNT
 };
 
@@ -251,6 +255,37 @@ int ph_ports_quiesce(struct ph_ports *p);
  */
 int ph_ports_resume(struct ph_ports *p);
 bool ph_ports_quiesced(struct ph_ports *p);
+
+/* Commands that ph_ports_post() hands to the worker without waiting */
+enum ph_ports_op { PH_PORTS_QUIESCE = 1, PH_PORTS_RESUME };
+
+/**
+ * ph_ports_post() - hand ph_ports_quiesce() or ph_ports_resume() to the
+ * worker without waiting for it
+ * @p:		subsystem
+ * @op:		the command
+ * @notify_fd:	an eventfd the worker adds 1 to once the command ran
+ *
+ * For a caller that must stay responsive (the control API's loop): the
+ * worker runs the command on its next turn, writes @notify_fd, and the
+ * caller collects the result with ph_ports_post_result(). One posted
+ * command at a time; the synchronous calls may run meanwhile.
+ * Return: 0 posted; -ESRCH not running; -EBUSY one is posted and not collected
+ */
+int ph_ports_post(struct ph_ports *p, enum ph_ports_op op, int notify_fd);
+
+/**
+ * ph_ports_post_result() - the result of the posted command
+ * @p:		subsystem
+ *
+ * Return: -EINPROGRESS while it runs (or nothing was posted: -ENOENT);
+ * otherwise what ph_ports_quiesce()/ph_ports_resume() would have returned,
+ * and the slot is free for the next post
+ */
+int ph_ports_post_result(struct ph_ports *p);
+
+/* Never write the posted command's eventfd again (its owner goes away) */
+void ph_ports_post_forget(struct ph_ports *p);
 
 /**
  * ph_ports_list() - copy the current port table

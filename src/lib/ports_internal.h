@@ -187,10 +187,17 @@ struct ph_ports {
 	bool frozen;			/* CMD_FREEZE: the worker waits until cleared */
 	int cmd_result;
 	bool cmd_done;
+	/* the posted (asynchronous) command: one at a time, see ph_ports_post() */
+	enum cmd acmd;			/* posted, not yet taken by the worker */
+	bool apending;			/* posted, result not yet collected */
+	bool adone;			/* the worker ran it: @aresult is valid */
+	int aresult;
+	int anotify;			/* eventfd written when done, -1: none */
 	uint64_t own[PH_MAX_OWN_INODES];
 	size_t n_own;
 	struct cycle *cycle;		/* NULL when stopped; changed under life_lock */
 	_Atomic bool quiesced;
+	_Atomic bool running;		/* @cycle != NULL, readable without a lock */
 	struct ph_bus *bus;
 	struct ph_stats stats;
 	bool poll_said;			/* "polling, because ..." logged once */

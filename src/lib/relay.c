@@ -38,6 +38,28 @@
  * cfg->half_close_timeout_ms (a service that never answers) is reset: a
  * timer per relay, armed at the FIN, which re-arms itself while bytes move.
  *
+ * Abandoned: a client that sends its FIN without a byte while the service
+ * leg is still in SYN_SENT ends the relay at once, with a reset. On
+ * loopback a connect() completes within the call unless the service's
+ * accept queue is full, so SYN_SENT means the service cannot take the
+ * connection now (its SYN is retried for up to about two minutes). The
+ * same holds, found by the half-close timer looking every ABANDON_CHECK_MS
+ * while the client is silent, for a connection whose handshake completed
+ * on our side only: the service's kernel dropped its last ACK (queue
+ * full), and our FIN stays unacknowledged (service_unaccepted()). The
+ * client has nothing to deliver and the service never saw it; a client
+ * that closed (a scanner, a health check, a flood's clients giving up) is
+ * the usual case. Kept waiting, these held two descriptors each until the
+ * half-close timeout, and a flood's queued clients that had left long ago
+ * took the port's every slot for minutes. What this costs: a client that
+ * only half-closed, to read a server-speaks-first banner (SSH, SMTP),
+ * while the service's queue was full, is reset instead of getting the
+ * banner once the service catches up; with the service accepting, the
+ * connect has completed and the FIN is passed on as always, so the banner
+ * comes (tests/integration/t_core_abandon.sh measures both with sshd). A
+ * client that sent bytes keeps its relay: they are delivered once
+ * connected.
+ *
  * FIN: a source whose FIN has arrived (EPOLLRDHUP) is read to EOF in the
  * same event, the last bytes are written with MSG_MORE and shutdown() sets
  * FIN on their segment. The peer then sees the response and the end of the
@@ -126,6 +148,7 @@ struct relay_dir {
  * @imported:	taken over from a previous process (ph_relay_import()), which
  *		may still hold copies of its sockets: close() would then not
  *		unregister them from epoll, so relay_close() does
+ * @client_spoke: a byte came from the client
  * @closed:	relay_close() ran; the memory waits for the deferred free
  * @defer:	the deferred free
  */
@@ -143,6 +166,7 @@ struct ph_relay {
 	enum ph_relay_leg fail_leg;
 	bool connecting;
 	bool imported;
+	bool client_spoke;
 	bool closed;
 	struct ph_defer defer;
 };
@@ -156,6 +180,7 @@ static const char *const end_names[PH_RELAY_END_COUNT] = {
 	[PH_RELAY_END_QUIESCE] = "quiesce",
 	[PH_RELAY_END_REFUSED] = "refused",
 	[PH_RELAY_END_ERROR] = "error",
+	[PH_RELAY_END_ABANDONED] = "abandoned",
 };
 
 const char *ph_relay_end_name(enum ph_relay_end end)
@@ -518,6 +543,7 @@ static int dir_copy(struct ph_relay *r, int i, bool fin_seen)
 	}
 	if (n < 0)
 		return fatal(errno) ? leg_fail(r, (enum ph_relay_leg)i, errno) : 0;
+	r->client_spoke |= i == PH_LEG_CLIENT;
 	if ((size_t)n == PH_RELAY_SCRATCH) {
 		d->want_splice = !d->copy_only;
 	} else if (fin_seen) {
@@ -579,6 +605,7 @@ static int dir_fill(struct ph_relay *r, int i, bool fin_seen)
 	}
 	if (n > 0) {
 		d->len += (size_t)n;
+		r->client_spoke |= i == PH_LEG_CLIENT;
 		if (d->len >= d->cap) {
 			dir_grow(ctx, d);
 			d->fill_blocked = d->len >= d->cap;
@@ -714,15 +741,51 @@ static int sock_error(int fd)
 	return err;
 }
 
+/* A silent half-closed client's relay looks again this often whether the
+ * service's kernel has taken the connection (see "Abandoned" above) */
+#define ABANDON_CHECK_MS 1000
+
+/**
+ * service_unaccepted() - has the service's kernel not taken the connection yet?
+ * @r:		relay
+ * @settled:	our FIN went out at least ABANDON_CHECK_MS ago (from the timer)
+ *
+ * Still in SYN_SENT: the SYN was dropped (accept queue full). Or, looked at
+ * later, our FIN still unacknowledged (FIN_WAIT1): the handshake completed
+ * on our side, but the service's kernel dropped its last ACK (queue full
+ * then too) and holds it as a half-open request; on loopback a FIN to a
+ * connection that exists, even one not accepted yet, is acknowledged at once.
+ * Return: true when the service has not taken the connection
+ */
+static bool service_unaccepted(const struct ph_relay *r, bool settled)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(r->fd[PH_LEG_SERVICE], IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return false;
+	if (ti.tcpi_state == TCP_SYN_SENT)
+		return true;
+	return settled && ti.tcpi_state == TCP_FIN_WAIT1 && ti.tcpi_unacked;
+}
+
 static void on_half_close(struct ph_loop *loop, struct ph_timer *t)
 {
 	struct ph_relay *r = ph_container_of(t, struct ph_relay, half_close);
 	uint64_t deadline = r->active_ms + r->ctx->cfg->half_close_timeout_ms;
 
-	if (loop->now_ms < deadline)	/* bytes moved since: wait on */
-		ph_timer_arm(loop, t, deadline, on_half_close);
-	else
+	if (!r->client_spoke && service_unaccepted(r, true)) {
+		relay_close(r, PH_RELAY_END_ABANDONED, 0);
+		return;
+	}
+	if (loop->now_ms >= deadline) {
 		relay_close(r, PH_RELAY_END_HALF_CLOSE_TIMEOUT, 0);
+		return;
+	}
+	/* bytes moved since, or a silent client's relay looks again */
+	if (!r->client_spoke && loop->now_ms + ABANDON_CHECK_MS < deadline)
+		deadline = loop->now_ms + ABANDON_CHECK_MS;
+	ph_timer_arm(loop, t, deadline, on_half_close);
 }
 
 /**
@@ -731,15 +794,20 @@ static void on_half_close(struct ph_loop *loop, struct ph_timer *t)
  *
  * Arms the half-close timer: if nothing moves either way for
  * half_close_timeout_ms, the relay is reset (the service leg gets an RST).
- * A service that is still sending keeps it open.
+ * A service that is still sending keeps it open. For a client that sent
+ * no byte the timer looks every ABANDON_CHECK_MS on the way whether the
+ * service's kernel has taken the connection at all (service_unaccepted()).
  */
 static void relay_half_closed(struct ph_relay *r)
 {
 	struct ph_loop *loop = r->ctx->loop;
 
+	uint64_t timeout = r->ctx->cfg->half_close_timeout_ms;
+
 	r->active_ms = loop->now_ms;
-	ph_timer_arm(loop, &r->half_close, loop->now_ms + r->ctx->cfg->half_close_timeout_ms,
-		     on_half_close);
+	if (!r->client_spoke && timeout > ABANDON_CHECK_MS)
+		timeout = ABANDON_CHECK_MS;	/* see service_unaccepted() */
+	ph_timer_arm(loop, &r->half_close, loop->now_ms + timeout, on_half_close);
 }
 
 /**
@@ -790,6 +858,11 @@ static void relay_event(struct ph_relay *r, enum ph_relay_leg s, uint32_t events
 	}
 	if (r->dir[0].shut && r->dir[1].shut) {
 		relay_close(r, PH_RELAY_END_DONE, 0);
+		return;
+	}
+	if (r->dir[PH_LEG_CLIENT].eof && !r->client_spoke && r->connecting &&
+	    service_unaccepted(r, false)) {
+		relay_close(r, PH_RELAY_END_ABANDONED, 0);	/* see "Abandoned" above */
 		return;
 	}
 	if (r->dir[PH_LEG_CLIENT].eof && !ph_timer_armed(&r->half_close))

@@ -27,6 +27,10 @@
 static struct {
 	bool quiesced;
 	unsigned quiesce_calls, resume_calls, resumed;
+	bool hold;		/* posted commands wait for fake_release() */
+	enum ph_ports_op posted;	/* 0: none */
+	bool done;
+	int result, notify_fd;
 	struct ph_bus *bus;
 	struct ph_stats stats;
 } fake;
@@ -57,6 +61,53 @@ int ph_ports_resume(struct ph_ports *p)
 	fake.quiesced = false;
 	fake.resumed++;
 	return 1;
+}
+
+/* The worker runs the posted command and tells the API */
+static void fake_run_posted(void)
+{
+	uint64_t one = 1;
+
+	fake.result = fake.posted == PH_PORTS_QUIESCE ? ph_ports_quiesce(NULL) : ph_ports_resume(NULL);
+	fake.done = true;
+	assert_int_equal(write(fake.notify_fd, &one, sizeof(one)), sizeof(one));
+}
+
+static void fake_release(void)
+{
+	fake.hold = false;
+	if (fake.posted && !fake.done)
+		fake_run_posted();
+}
+
+int ph_ports_post(struct ph_ports *p, enum ph_ports_op op, int notify_fd)
+{
+	(void)p;
+	if (fake.posted)
+		return -EBUSY;
+	fake.posted = op;
+	fake.done = false;
+	fake.notify_fd = notify_fd;
+	if (!fake.hold)
+		fake_run_posted();
+	return 0;
+}
+
+int ph_ports_post_result(struct ph_ports *p)
+{
+	(void)p;
+	if (!fake.posted)
+		return -ENOENT;
+	if (!fake.done)
+		return -EINPROGRESS;
+	fake.posted = 0;
+	return fake.result;
+}
+
+void ph_ports_post_forget(struct ph_ports *p)
+{
+	(void)p;
+	fake.notify_fd = -1;
 }
 
 int ph_ports_list(struct ph_ports *p, struct ph_port_list *out)
@@ -281,6 +332,92 @@ static void test_resume(void **state)
 	assert_null(strstr(buf, "Connection: close"));
 }
 
+/* While the worker has not run a prepare yet, the API keeps answering:
+ * /health at once, a resume after the prepare, in order */
+static void test_prepare_waits_for_worker_not_api(void **state)
+{
+	struct fx *f = *state;
+	char buf[4096] = "", hbuf[4096] = "", rbuf[4096] = "";
+	int pre, res, h;
+	bool eof;
+
+	fake.hold = true;
+	pre = dial(f);
+	ph_loop_run_once(&f->loop, 5);
+	assert_int_equal(send(pre, "POST /snapshot/prepare HTTP/1.1\r\n\r\n", 35, MSG_NOSIGNAL), 35);
+	shutdown(pre, SHUT_WR);	/* a half-closed client still gets its answer */
+	pump(f, pre, buf, sizeof(buf), "\r\n\r\n", 100, &eof);
+	assert_string_equal(buf, "");		/* the worker has not run it */
+	assert_false(eof);
+	assert_int_equal(fake.quiesce_calls, 0);
+
+	/* /health is answered meanwhile, with the state the worker published;
+	 * it does not resume: the snapshot waits for the prepare's answer */
+	assert_int_equal(GET(f, "/health", hbuf), 200);
+	assert_non_null(strstr(hbuf, "\"state\":\"running\""));
+	assert_int_equal(GET(f, "/metrics", hbuf), 200);
+
+	/* a resume sent meanwhile waits behind the prepare */
+	res = dial(f);
+	ph_loop_run_once(&f->loop, 5);
+	assert_int_equal(send(res, "POST /snapshot/resume HTTP/1.1\r\n\r\n", 34, MSG_NOSIGNAL), 34);
+	/* and a /health behind that resume rides on it */
+	h = dial(f);
+	ph_loop_run_once(&f->loop, 5);
+	assert_int_equal(send(h, "GET /health HTTP/1.1\r\n\r\n", 24, MSG_NOSIGNAL), 24);
+	hbuf[0] = '\0';
+	pump(f, h, hbuf, sizeof(hbuf), "}\n", 100, &eof);
+	assert_string_equal(hbuf, "");
+
+	fake_release();
+	pump(f, pre, buf, sizeof(buf), "\r\n\r\n", 2000, &eof);
+	assert_non_null(strstr(buf, "HTTP/1.1 204 "));
+	assert_non_null(strstr(buf, "Connection: close\r\n"));
+	pump(f, res, rbuf, sizeof(rbuf), "\r\n\r\n", 2000, &eof);
+	assert_non_null(strstr(rbuf, "HTTP/1.1 204 "));
+	pump(f, h, hbuf, sizeof(hbuf), "}\n", 2000, &eof);
+	assert_non_null(strstr(hbuf, "\"state\":\"running\""));
+	assert_int_equal(fake.quiesce_calls, 1);
+	assert_int_equal(fake.resumed, 1);
+	assert_int_equal(fake.resume_calls, 1);	/* the rider made no call */
+	close(pre);
+	close(res);
+	close(h);
+}
+
+/* A client that resets before its command is posted: the command is dropped */
+static void test_prepare_client_gone(void **state)
+{
+	struct fx *f = *state;
+	char buf[4096] = "";
+	int a, b;
+	bool eof;
+
+	fake.hold = true;
+	a = dial(f);
+	b = dial(f);
+	ph_loop_run_once(&f->loop, 5);
+	assert_int_equal(send(a, "POST /snapshot/resume HTTP/1.1\r\n\r\n", 34, MSG_NOSIGNAL), 34);
+	pump(f, a, buf, sizeof(buf), NULL, 50, &eof);
+	assert_int_equal(send(b, "POST /snapshot/prepare HTTP/1.1\r\n\r\n", 35, MSG_NOSIGNAL), 35);
+	pump(f, b, buf, sizeof(buf), NULL, 50, &eof);
+	/* b resets (a FIN alone may be a half-close: that client still waits);
+	 * its prepare was not posted yet: dropped */
+	assert_int_equal(setsockopt(b, SOL_SOCKET, SO_LINGER,
+				    &(struct linger){ .l_onoff = 1, .l_linger = 0 },
+				    sizeof(struct linger)), 0);
+	close(b);
+	close(a);	/* its resume was posted: it runs */
+	pump(f, a, buf, sizeof(buf), NULL, 50, &eof);
+	fake_release();
+	for (int i = 0; i < 10; i++)
+		ph_loop_run_once(&f->loop, 5);
+	assert_int_equal(fake.resume_calls, 1);
+	assert_int_equal(fake.quiesce_calls, 0);
+	assert_false(fake.quiesced);
+	assert_int_equal(GET(f, "/health", buf), 200);
+}
+
 static void test_prepare_closes_idle_connections(void **state)
 {
 	struct fx *f = *state;
@@ -479,6 +616,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_health, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_then_health_resumes_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prepare_waits_for_worker_not_api, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prepare_client_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_closes_idle_connections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
