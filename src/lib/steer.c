@@ -481,9 +481,8 @@ int ph_steer_take_listener(uint64_t inode, char *why, size_t len)
 	pid_t pid = find_owner(inode, &fdnum, &denied);
 
 	if (!pid) {
-		snprintf(why, len, "the listener's process was not found in /proc/*/fd%s",
-			 denied ? " (reading another process's descriptors needs CAP_SYS_PTRACE)"
-				: "");
+		snprintf(why, len, "listener's process not found in /proc/*/fd%s",
+			 denied ? " (reading others' fds needs CAP_SYS_PTRACE)" : "");
 		return -ESRCH;
 	}
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);

@@ -91,6 +91,10 @@ api_conforms GET /ports 200 "$PH_TMP/hdr" "$PH_TMP/out"
 check "/ports lists the external address as steered" \
 	grep -q "\"addresses\":\[\"$GUEST_IP\"\]" "$PH_TMP/out"
 
+in_host env PORTHOLE_ADDR="$GUEST_IP:$API_PORT" "$PH_BUILD/portholectl" ports >"$PH_TMP/ctl" 2>&1
+check "portholectl ports shows 5501 steered" grep -Eq '^5501 +ipv4 +127.0.0.1 +169.254.0.21 +steered' "$PH_TMP/ctl"
+check "... and states the trade" grep -q "the service sees each client's own address" "$PH_TMP/ctl"
+
 # a held connection: counted by /metrics and /ports, destroyed by prepare
 bg_host socat -u "$(sock_addr "$GUEST_IP" 5505)" "OPEN:$PH_TMP/held,creat" 2>/dev/null
 HELD=$PH_LAST_PID
@@ -151,6 +155,8 @@ if command -v setpriv >/dev/null; then
 	got=$(in_host curl -s -m 2 "http://$GUEST_IP:5501/")
 	check "... relayed: nginx sees 127.0.0.1 ($got)" [ "$got" = 127.0.0.1 ]
 	check "the log says it is relayed" daemon_log_has 'port relayed, not steered'
+	in_host env PORTHOLE_ADDR="$GUEST_IP:$API_PORT" "$PH_BUILD/portholectl" ports >"$PH_TMP/ctl" 2>&1
+	check "portholectl ports says why 5501 is not steered" grep -q 'not steered: .*CAP_SYS_PTRACE' "$PH_TMP/ctl"
 	in_host curl -s -m 2 -o "$PH_TMP/out" -D "$PH_TMP/hdr" "http://$GUEST_IP:$API_PORT/ports"
 	api_conforms GET /ports 200 "$PH_TMP/hdr" "$PH_TMP/out"
 	daemon_stop
