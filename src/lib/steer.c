@@ -74,7 +74,8 @@ int ph_steer_diag_parse(const uint8_t *buf, size_t len,
 			if (h.nlmsg_len < NLMSG_LENGTH(sizeof(e)))
 				return -EPROTO;
 			memcpy(&e, buf + NLMSG_HDRLEN, sizeof(e));
-			return e.error < 0 ? e.error : -EPROTO;
+			/* an errno, or not an answer we understand (an ack is 0) */
+			return e.error < 0 && e.error >= -4095 ? e.error : -EPROTO;
 		}
 		if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
 			struct inet_diag_msg m;
