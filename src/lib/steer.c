@@ -427,7 +427,7 @@ static pid_t find_owner(uint64_t inode, int *fdnum, unsigned *denied)
 	char want[40], link[64], path[64];
 	DIR *proc = opendir("/proc");
 	struct dirent *pe;
-	pid_t self = getpid(), found = 0;
+	pid_t found = 0;
 	int wlen = snprintf(want, sizeof(want), "socket:[%llu]", (unsigned long long)inode);
 
 	if (!proc)
@@ -439,7 +439,7 @@ static pid_t find_owner(uint64_t inode, int *fdnum, unsigned *denied)
 		DIR *fds;
 		int dfd;
 
-		if (*end || pid <= 0 || pid == self)
+		if (*end || pid <= 0)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%ld/fd", pid);
 		dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
