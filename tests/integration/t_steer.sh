@@ -160,6 +160,19 @@ if command -v setpriv >/dev/null; then
 	in_host curl -s -m 2 -o "$PH_TMP/out" -D "$PH_TMP/hdr" "http://$GUEST_IP:$API_PORT/ports"
 	api_conforms GET /ports 200 "$PH_TMP/hdr" "$PH_TMP/out"
 	daemon_stop
+	# what the unit's --steer drop-in grants: an unprivileged user with
+	# these capabilities only steers a root service's port
+	caps=-all,+net_admin,+bpf,+sys_ptrace,+perfmon,+net_bind_service
+	DAEMON_PREFIX=(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=$caps
+		--ambient-caps=$caps --bounding-set=$caps)
+	daemon_start --steer 5501 --scan-interval 50 || exit 1
+	DAEMON_PREFIX=()
+	check "as nobody with the drop-in's capabilities, 5501 is steered" \
+		wait_for "$(scaled 2000)" state_is 5501 steered
+	got=$(in_host curl -s -m 2 "http://$GUEST_IP:5501/")
+	check "... and nginx (root) sees the client's address ($got)" [ "$got" = "$HOST_IP" ]
+	daemon_stop
+
 	DAEMON_PREFIX=(setpriv --bounding-set=-net_admin,-sys_admin --inh-caps=-net_admin,-sys_admin)
 	daemon_start --steer 5501 --scan-interval 50 || true
 	DAEMON_PREFIX=()
