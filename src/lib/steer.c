@@ -545,10 +545,11 @@ static void on_conn(const struct inet_diag_msg *m, void *arg)
 	w->found++;
 }
 
-/* One dump of @family's TCP sockets that do not listen, through @fn */
-static int dump_family(int nl, int family, struct conns_walk *w)
+#define DUMP_BUF 32768	/* netlink never builds a larger dump datagram */
+
+/* One dump of @family's TCP sockets that do not listen, into @w */
+static int dump_family(int nl, int family, struct conns_walk *w, uint8_t *buf)
 {
-	static _Thread_local uint8_t buf[32768] __attribute__((aligned(8)));
 	struct diag_req q;
 	int ret = 0;
 
@@ -562,7 +563,7 @@ static int dump_family(int nl, int family, struct conns_walk *w)
 	if (send(nl, &q, sizeof(q), 0) < 0)
 		return -errno;
 	while (!ret) {
-		ssize_t n = recv(nl, buf, sizeof(buf), 0);
+		ssize_t n = recv(nl, buf, DUMP_BUF, 0);
 
 		if (n < 0)
 			return -errno;
@@ -576,18 +577,24 @@ int ph_steer_conns(const struct ph_steer_sel *sel, bool destroy, uint32_t *per_p
 {
 	struct conns_walk w = { .sel = sel, .per_port = per_port, .destroy = destroy };
 	static const int fams[] = { AF_INET, AF_INET6 };
+	uint8_t *buf;
 	int nl, ret = 0;
 
 	*total = 0;
 	if (!sel->n || !sel->ext->n)
 		return 0;
+	buf = malloc(DUMP_BUF);
+	if (!buf)
+		return -ENOMEM;
 	nl = diag_open();
-	if (nl < 0)
+	if (nl < 0) {
+		free(buf);
 		return nl;
+	}
 	for (size_t f = 0; f < 2 && !ret; f++) {
 		size_t before = w.n_ids;
 
-		ret = dump_family(nl, fams[f], &w);
+		ret = dump_family(nl, fams[f], &w, buf);
 		for (size_t i = before; i < w.n_ids && !ret; i++) {
 			int r = diag_destroy(nl, fams[f], &w.ids[i]);
 
@@ -596,6 +603,7 @@ int ph_steer_conns(const struct ph_steer_sel *sel, bool destroy, uint32_t *per_p
 		}
 	}
 	close(nl);
+	free(buf);
 	free(w.ids);
 	if (!ret && w.oom)
 		ret = -ENOMEM;
