@@ -20,6 +20,9 @@ and runs the contenders one at a time against servers inside G:
     porthole  $PH_BUILD/portholed, default settings
     floor     (request runs only) $PH_BUILD/bench/floor_relay: the least a
               userspace relay can do, to tell porthole's cost from relaying's
+    steered   (bulk and request runs) portholed --steer P: no relay, a BPF
+              sk_lookup program hands each connection to the server's own
+              127.0.0.1 listener (issue 19)
 
 A forwarder lives only for one run (start, wait until it listens, load,
 stop), so contenders never see each other, and the DNAT table (which turns
@@ -70,6 +73,8 @@ P_BURST, P_BURST_POLL = 26000, 28000
 API_PORT = 49982
 
 CONTENDERS = ["direct", "dnat", "socat", "porthole"]
+# run after the contenders in the bulk and request steps (issue 19)
+STEERED = "steered"
 
 # UDP: (datagram payload bytes, clients); paced runs offer this many datagrams/s in all
 UDP_CONFIGS = [(64, 1), (64, 8), (1400, 1), (1400, 8)]
@@ -406,6 +411,11 @@ class Bench:
             p = self.porthole_start()
             self.wait_listen(EXT_HEX, port, 5)
             return p
+        if c == STEERED:
+            p = self.porthole_start(["--steer", str(port)], group="fwd-steered")
+            self.wait_for(lambda: '"state":"steered"' in self.api_get_quiet("/ports"), 5,
+                          "port %d steered" % port)
+            return p
         if c == "ref":
             p = self.spawn([os.path.join(HERE, "ref-agent"), EXT, "1"], self.ns_g, "fwd-ref")
             return p
@@ -415,10 +425,10 @@ class Bench:
             return p
         raise ValueError(c)
 
-    def porthole_start(self, extra=()):
+    def porthole_start(self, extra=(), group="fwd-porthole"):
         logf = open(os.path.join(self.work, "portholed.log"), "a")
         p = self.spawn([self.portholed, "--external-addr", EXT] + list(extra), self.ns_g,
-                       "fwd-porthole", stderr=logf, stdout=logf)
+                       group, stderr=logf, stdout=logf)
         logf.close()
         return p
 
@@ -426,6 +436,12 @@ class Bench:
         """GET @path of the control API (from inside G); the body."""
         return self.nsrun(self.ns_g, ["curl", "-sf", "--max-time", "5",
                                       "http://127.0.0.1:%d%s" % (API_PORT, path)], 10).stdout
+
+    def api_get_quiet(self, path):
+        """GET @path, or "" while the API does not answer yet."""
+        r = self.nsrun(self.ns_g, ["curl", "-s", "--max-time", "1",
+                                   "http://127.0.0.1:%d%s" % (API_PORT, path)], 5, check=False)
+        return r.stdout if r.returncode == 0 else ""
 
     def metric(self, name):
         """(labelled key, value) of the first sample of metric @name, or (None, None)."""
@@ -448,7 +464,8 @@ class Bench:
             self.group("fwd-" + c).kill()
 
     def fwd_group(self, c):
-        return self.group("fwd-" + c) if c in ("socat", "porthole", "ref", "floor") else None
+        return (self.group("fwd-" + c) if c in ("socat", "porthole", "ref", "floor", STEERED)
+                else None)
 
     # --- profiling: flame graphs of the request runs -----------------------
 
@@ -532,7 +549,7 @@ class Bench:
         for rep in range(self.cfg["iperf_reps"]):
             for direction, streams in configs:
                 key = "%s-%d" % (direction, streams)
-                for c in self.contenders:
+                for c in self.contenders + [STEERED]:
                     r = self.iperf_once(c, direction, streams, t)
                     out.setdefault(key, {}).setdefault(c, []).append(r)
                     log("iperf %s %-8s rep %d: %s" % (key, c, rep, fmt_iperf(r)))
@@ -706,9 +723,9 @@ http {
     def bench_wrk(self):
         # floor: bench/floor_relay, the least a userspace relay can do; a
         # yardstick that tells porthole's cost from relaying's, not a target
-        extra = []
+        extra = [STEERED]
         if os.access(self.floor_relay, os.X_OK):
-            extra = ["floor"]
+            extra = ["floor", STEERED]
         else:
             self.res["notes"].append("floor relay: %s not built (make bench-tools); its rows "
                                      "are missing" % self.floor_relay)

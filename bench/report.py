@@ -15,11 +15,11 @@ import statistics
 import subprocess
 import sys
 
-FWD = ["dnat", "socat", "porthole"]
+FWD = ["dnat", "socat", "porthole", "steered"]
 # request runs only: bench/floor_relay, a yardstick for porthole, not a contender
 FLOOR = "floor"
 # forwarders that are processes of their own, so their CPU is measured
-OWN_CPU = ("socat", "porthole", FLOOR)
+OWN_CPU = ("socat", "porthole", FLOOR, "steered")
 WRK_MODES = (("keepalive", "keep-alive"), ("close", "connection per request"))
 IPERF_CFG = [("fwd-1", "client -> server, 1 stream"), ("fwd-8", "client -> server, 8 streams"),
              ("rev-1", "server -> client, 1 stream"), ("rev-8", "server -> client, 8 streams")]
@@ -36,6 +36,8 @@ T_SCAN_US, T_DETECT_MS, T_MEM_KB, T_IDLE_PCT = 100.0, 100.0, 2048, 0.5
 # Targets of issue 17 (listen events), tighter than issue 4's detection and idle CPU
 T_EV_DETECT_MS, T_EV_REMOVE_MS, T_EV_IDLE10, T_EV_IDLE1000 = 2.0, 2.0, 0.05, 0.1
 T_BURST_MS, T_BURST_SCANS = 100.0, 5
+# Targets of issue 19, part 1 (--steer): both request rates and bulk vs direct
+T_STEER_REQ, T_STEER_BULK = 0.9, 0.95
 
 
 def med(xs):
@@ -151,7 +153,7 @@ class Report:
                 rows.append([label, c, rng(g), f(ratio, "%.2fx") if c != "direct" else "1.00x",
                              rng(rr, "%.2f") if c != "direct" else "",
                              rng(ok_runs(runs[c], "cpu_s_per_gb"), "%.3f")
-                             if c in ("socat", "porthole") else "—",
+                             if c in ("socat", "porthole", "steered") else "—",
                              errs or ""])
         self.table(["test", "contender", "Gbit/s", "ratio vs direct", "per-rep ratios",
                     "forwarder CPU-s per GB", "failed runs"], rows)
@@ -551,6 +553,19 @@ class Report:
             rows.append(["new connections/s vs direct", "socat %s" % f(s[0], "%.2fx"),
                          f(p[0], "%.2fx"), "≥ %.1fx" % T_NEWCONN,
                          pf(p[0] >= T_NEWCONN if ph and p[0] is not None else None)])
+            for mode, what in (("keepalive", "keep-alive requests/s"),
+                               ("close", "new connections/s")):
+                st = wr.get((mode, "steered"), (None,))[0]
+                if st is None:
+                    continue
+                rows.append(["steered (--steer): %s vs direct" % what,
+                             "dnat %s" % f(wr.get((mode, "dnat"), (None,))[0], "%.2fx"),
+                             f(st, "%.2fx"), "≥ %.1fx" % T_STEER_REQ, pf(st >= T_STEER_REQ)])
+        sw = getattr(self, "bulk_worst", {}).get("steered")
+        if sw is not None:
+            rows.append(["steered (--steer): bulk throughput vs direct (worst of 4 tests)",
+                         "dnat %s" % f(getattr(self, "bulk_worst", {}).get("dnat"), "%.2fx"),
+                         f(sw, "%.2fx"), "≥ %.2fx" % T_STEER_BULK, pf(sw >= T_STEER_BULK)])
         sb = getattr(self, "scan_big", None)
         if sb:
             n, sd, ref = sb

@@ -154,6 +154,25 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(rows["UDP loss, paced (worst configuration)"][-1], "**FAIL**")
         self.assertIn("## 1b. UDP datagrams", self.md)
 
+    def test_steered_verdicts(self):
+        ka = {"direct": [wrk_run(100000)] * 3, "porthole": [wrk_run(60000)] * 3,
+              "steered": [wrk_run(90000)] * 3}
+        close = {"direct": [wrk_run(20000)] * 3, "porthole": [wrk_run(10000)] * 3,
+                 "steered": [wrk_run(17999)] * 3}
+        iperf = {}
+        for key, _ in report.IPERF_CFG:
+            iperf[key] = {"direct": [dict(gbps=20.0)] * 3, "porthole": [dict(gbps=19.0)] * 3,
+                          "steered": [dict(gbps=19.0)] * 3}
+        rows = self.build(results(ka, close, iperf))
+        self.assertEqual(rows["steered (--steer): keep-alive requests/s vs direct"][2:],
+                         ["0.90x", "≥ 0.9x", "**pass**"])
+        self.assertEqual(rows["steered (--steer): new connections/s vs direct"][-1], "**FAIL**")
+        self.assertEqual(rows["steered (--steer): bulk throughput vs direct (worst of 4 tests)"]
+                         [2:], ["0.95x", "≥ 0.95x", "**pass**"])
+        # the relay's own verdicts stay the relay's
+        self.assertEqual(rows["keep-alive requests/s vs direct"][-1], "**pass**")
+        self.assertIn("| keep-alive | steered | 90000 (90000–90000) | 0.90x |", self.md)
+
     def test_floor_rows_are_not_verdicts(self):
         ka = {"direct": [wrk_run(100000, busy_s=9.0)] * 3,
               "porthole": [wrk_run(50000, busy_s=9.0, fwd_cpu_s=3.0)] * 3,

@@ -130,7 +130,7 @@ static void put_cell(FILE *out, const char *s, size_t width, bool last)
 
 int ph_ctl_print_ports(FILE *out, const char *body)
 {
-	size_t width[NCOLS], n, i;
+	size_t width[NCOLS], n, i, steered = 0;
 	struct row *rows = NULL;
 	struct ph_jv *root, *ports;
 	int ret = -EPROTO;
@@ -166,6 +166,13 @@ int ph_ctl_print_ports(FILE *out, const char *body)
 			strcpy(r->cell[C_CONNS], "-");
 		cell_str(r->cell[C_SINCE], p, "since");
 		cell_str(r->cell[C_ERROR], p, "error");
+		if (ph_json_is(ph_json_get(p, "steer_error"), PH_J_STR)) {
+			char why[128];
+
+			cell_str(why, p, "steer_error");
+			snprintf(r->cell[C_ERROR], 128, "not steered: %.100s", why);
+		}
+		steered += !strcmp(r->cell[C_STATE], "steered");
 	}
 	qsort(rows, n, sizeof(*rows), row_cmp);
 
@@ -181,6 +188,9 @@ int ph_ctl_print_ports(FILE *out, const char *body)
 	for (i = 0; i < n; i++)
 		for (int c = 0; c < NCOLS; c++)
 			put_cell(out, rows[i].cell[c], width[c], c == NCOLS - 1);
+	if (steered)	/* the trade, where it applies */
+		fputs("steered: no relay; the service sees each client's own address, not "
+		      "127.0.0.1 (services that trust loopback peers refuse them)\n", out);
 	ret = 0;
 out:
 	free(rows);
@@ -234,6 +244,12 @@ static void put_port(FILE *out, const struct ph_jv *p)
 	v = ph_json_get(p, "error");
 	if (ph_json_is(v, PH_J_STR)) {
 		fputs(" error=\"", out);
+		put_clean(out, v->s);
+		fputc('"', out);
+	}
+	v = ph_json_get(p, "steer_error");
+	if (ph_json_is(v, PH_J_STR)) {
+		fputs(" not_steered=\"", out);
 		put_clean(out, v->s);
 		fputc('"', out);
 	}

@@ -371,7 +371,7 @@ static void r_metrics(struct ph_api *api, struct ph_http_conn *c, const struct p
 	ph_metrics_core_load(&in.core, ph_ports_stats(api->ports));
 	if (ph_ports_list(api->ports, &l) == 0) {
 		for (size_t i = 0; i < l.n; i++)
-			if ((unsigned)l.ports[i].state < 4) {
+			if ((unsigned)l.ports[i].state < PH_PORT_STATES) {
 				in.ports_by_state[l.ports[i].state]++;
 				if (l.ports[i].proto == IPPROTO_UDP)
 					in.udp_ports_by_state[l.ports[i].state]++;

@@ -25,7 +25,7 @@ enum {
 	OPT_SSE_PING, OPT_DISCOVERY, OPT_RELAY, OPT_CLIENT_CC, OPT_RELAY_THREADS,
 	OPT_MAX_STREAMS,
 	OPT_MAXCONN_PORT, OPT_HALF_CLOSE_TO, OPT_UDP, OPT_UDP_IDLE_TO, OPT_MAX_UDP_FLOWS,
-	OPT_SUPERVISE, OPT_UPGRADE_TO,
+	OPT_SUPERVISE, OPT_UPGRADE_TO, OPT_STEER,
 };
 
 static const struct option options[] = {
@@ -33,6 +33,7 @@ static const struct option options[] = {
 	{ "scan-interval", required_argument, NULL, OPT_SCAN },
 	{ "allow", required_argument, NULL, OPT_ALLOW },
 	{ "deny", required_argument, NULL, OPT_DENY },
+	{ "steer", required_argument, NULL, OPT_STEER },
 	{ "max-connections", required_argument, NULL, OPT_MAXCONN },
 	{ "max-connections-per-port", required_argument, NULL, OPT_MAXCONN_PORT },
 	{ "half-close-timeout", required_argument, NULL, OPT_HALF_CLOSE_TO },
@@ -82,6 +83,11 @@ static const char usage_text[] =
 	"  --allow PORTS            expose only these ports, e.g. 22,udp:53,tcp:5000-5999\n"
 	"                           (a bare port or range means TCP and UDP)\n"
 	"  --deny PORTS             never expose these ports (wins over --allow)\n"
+	"  --steer PORTS            TCP ports to steer instead of relaying: a BPF sk_lookup\n"
+	"                           program hands each connection to the service's own\n"
+	"                           listener, which sees the client's real address (CAP_BPF,\n"
+	"                           CAP_NET_ADMIN, CAP_SYS_PTRACE; else they are relayed);\n"
+	"                           UDP is always relayed: a udp: item is an error\n"
 	"  --max-connections N      relayed connections at once (default 65536)\n"
 	"  --max-connections-per-port N\n"
 	"                           relayed connections at once on one port (default: a\n"
@@ -241,6 +247,18 @@ enum ph_config_result ph_daemon_config_parse(struct ph_daemon_config *cfg, int a
 					     optarg, why, sizeof(why)))
 				BAD(why);
 			break;
+		case OPT_STEER: {
+			struct ph_portset t = { 0 };
+
+			if (ph_portset_parse(&t, optarg, why, sizeof(why)))
+				BAD(why);
+			for (unsigned w = 0; w < sizeof(t.bits) / sizeof(t.bits[0]); w++)
+				if (t.udp[w] & ~t.bits[w])
+					BAD("steering is TCP only (UDP ports are always relayed); "
+					    "remove the udp: items");
+			ph_portset_parse(&cfg->ports.steer, optarg, why, sizeof(why));
+			break;
+		}
 		case OPT_MAXCONN:
 			if (ph_parse_uint(optarg, 1, 1000000, &v))
 				BAD("expected a number, 1 to 1000000");

@@ -334,8 +334,9 @@ void ph_rfc3339_ms(char *buf, size_t size, int64_t unix_ms)
  * @pi:		the port
  *
  * "proto" is "tcp" or "udp". "connections" and "cap_hits" only for forwarded
- * TCP ports (UDP has flows, counted in /metrics), "error" only for
- * conflicts, "addresses" (the external addresses it is bound to) whenever it
+ * TCP ports (UDP has flows, counted in /metrics) and, counted with sock_diag,
+ * steered ones, "error" only for conflicts, "steer_error" for a forwarded
+ * port that --steer names (why it is relayed instead), "addresses" (the external addresses it is bound to) whenever it
  * is bound to any, "since" whenever the subsystem knows when the state began.
  */
 void ph_json_port(struct ph_json *j, const struct ph_port_info *pi)
@@ -359,8 +360,13 @@ void ph_json_port(struct ph_json *j, const struct ph_port_info *pi)
 		ph_json_key(j, "cap_hits");
 		ph_json_uint(j, pi->cap_hits);
 	}
-	if (pi->state == PH_PORT_CONFLICT) {
-		ph_json_key(j, "error");
+	if (pi->state == PH_PORT_STEERED) {
+		ph_json_key(j, "connections");
+		ph_json_uint(j, pi->connections);
+	}
+	if (pi->state == PH_PORT_CONFLICT ||
+	    (pi->state == PH_PORT_FORWARDED && pi->error[0])) {
+		ph_json_key(j, pi->state == PH_PORT_CONFLICT ? "error" : "steer_error");
 		ph_json_strn(j, pi->error, strnlen(pi->error, sizeof(pi->error)));
 	}
 	if (pi->addrs.n) {

@@ -107,6 +107,13 @@ static void port_series(struct ph_buf *b, const struct ph_metrics_input *in)
 		if (tcp_forwarded(&in->ports[i]))
 			ph_buf_printf(b, "porthole_port_cap_hits_total{port=\"%u\"} %" PRIu64 "\n",
 				      in->ports[i].port, in->ports[i].cap_hits);
+	family(b, "porthole_steered_connections", "gauge",
+	       "Connections of the service open now on the external addresses, per steered "
+	       "port (--steer; counted with sock_diag, not relayed).");
+	for (size_t i = 0; i < in->n_ports; i++)
+		if (in->ports[i].state == PH_PORT_STEERED)
+			ph_buf_printf(b, "porthole_steered_connections{port=\"%u\"} %u\n",
+				      in->ports[i].port, in->ports[i].connections);
 }
 
 /* The UDP relay: ports, flows, datagrams, bytes, drops */
@@ -184,7 +191,7 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 
 	family(b, "porthole_ports", "gauge",
 	       "Detected loopback listeners by state (TCP and UDP; porthole_udp_ports: UDP).");
-	for (int s = PH_PORT_FORWARDED; s <= PH_PORT_PUBLIC; s++)
+	for (int s = PH_PORT_FORWARDED; s < PH_PORT_STATES; s++)
 		ph_buf_printf(b, "porthole_ports{state=\"%s\"} %" PRIu64 "\n",
 			      ph_port_state_name((enum ph_port_state)s), in->ports_by_state[s]);
 

@@ -48,8 +48,8 @@ struct ph_metrics_core {
  */
 struct ph_metrics_input {
 	struct ph_metrics_core core;
-	uint64_t ports_by_state[4];
-	uint64_t udp_ports_by_state[4];
+	uint64_t ports_by_state[PH_PORT_STATES];
+	uint64_t udp_ports_by_state[PH_PORT_STATES];
 	const struct ph_port_info *ports;
 	size_t n_ports;
 	const struct ph_http_stats *http;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-/* bpf_sys.c - the bpf() system call, without libbpf: create a map, load a program
+/* bpf_sys.c - the bpf() system call, without libbpf: maps, program loads, links
  *
- * The few BPF objects porthole uses are made with three calls; libbpf would
+ * The few BPF objects porthole uses are made with a handful of calls; libbpf would
  * bring ELF parsing and BTF into a daemon that must stay small and static.
  */
 #include "bpf_sys.h"
@@ -66,6 +66,39 @@ int ph_bpf_prog_load(enum bpf_prog_type type, enum bpf_attach_type attach_type,
 			 strrchr(log, '\n') ? strrchr(log, '\n') + 1 : log);
 	}
 	return ret;
+}
+
+int ph_bpf_map_update(int map_fd, const void *key, const void *value, uint64_t flags)
+{
+	union bpf_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.map_fd = (unsigned)map_fd;
+	a.key = (uintptr_t)key;
+	a.value = (uintptr_t)value;
+	a.flags = flags;
+	return ph_bpf(BPF_MAP_UPDATE_ELEM, &a);
+}
+
+int ph_bpf_map_delete(int map_fd, const void *key)
+{
+	union bpf_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.map_fd = (unsigned)map_fd;
+	a.key = (uintptr_t)key;
+	return ph_bpf(BPF_MAP_DELETE_ELEM, &a);
+}
+
+int ph_bpf_link_create(int prog_fd, int target_fd, enum bpf_attach_type attach_type)
+{
+	union bpf_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.link_create.prog_fd = (unsigned)prog_fd;
+	a.link_create.target_fd = (unsigned)target_fd;
+	a.link_create.attach_type = attach_type;
+	return ph_bpf(BPF_LINK_CREATE, &a);
 }
 
 #endif /* PH_HAVE_BPF */

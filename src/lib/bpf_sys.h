@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* bpf_sys.h - the bpf() system call, without libbpf: create a map, load a program */
+/* bpf_sys.h - the bpf() system call, without libbpf: maps, program loads, links */
 #ifndef PH_BPF_SYS_H
 #define PH_BPF_SYS_H
 
@@ -34,6 +34,23 @@ int ph_bpf_map_create(enum bpf_map_type type, unsigned key_size, unsigned value_
  */
 int ph_bpf_prog_load(enum bpf_prog_type type, enum bpf_attach_type attach_type,
 		     const struct bpf_insn *insns, unsigned n, char *why, size_t len);
+
+/* BPF_MAP_UPDATE_ELEM (@flags: BPF_ANY, BPF_NOEXIST, BPF_EXIST). Return: 0 or -errno */
+int ph_bpf_map_update(int map_fd, const void *key, const void *value, uint64_t flags);
+
+/* BPF_MAP_DELETE_ELEM. Return: 0 or -errno (-ENOENT: no such key) */
+int ph_bpf_map_delete(int map_fd, const void *key);
+
+/**
+ * ph_bpf_link_create() - attach a program through a BPF link (BPF_LINK_CREATE)
+ * @prog_fd:	the program
+ * @target_fd:	what to attach to (a netns fd, a cgroup fd, ...)
+ * @attach_type: BPF_SK_LOOKUP, BPF_CGROUP_SOCK_OPS, ...
+ *
+ * The link lives as long as its fd (and no pin): closing it detaches.
+ * Return: the link's fd, or -errno
+ */
+int ph_bpf_link_create(int prog_fd, int target_fd, enum bpf_attach_type attach_type);
 #endif
 
 #endif /* PH_BPF_SYS_H */

@@ -75,6 +75,8 @@ const char *ph_port_state_name(enum ph_port_state s)
 		return "excluded";
 	case PH_PORT_PUBLIC:
 		return "public";
+	case PH_PORT_STEERED:
+		return "steered";
 	}
 	return "unknown";
 }

@@ -14,7 +14,10 @@ enum ph_port_state {
 	PH_PORT_CONFLICT,	/* should be exposed, but binding EXTERNAL:port failed */
 	PH_PORT_EXCLUDED,	/* loopback-only, ruled out by --allow/--deny */
 	PH_PORT_PUBLIC,		/* already reachable on the external address */
+	PH_PORT_STEERED,	/* --steer: sk_lookup hands EXTERNAL:port to the service's listener */
 };
+
+#define PH_PORT_STATES	5	/* values of enum ph_port_state */
 
 const char *ph_port_state_name(enum ph_port_state s);
 
@@ -25,11 +28,17 @@ const char *ph_port_state_name(enum ph_port_state s);
  * @family:	AF_INET or AF_INET6 of the listener shown
  * @address:	that listener's address, text
  * @state:	see enum ph_port_state
- * @connections: relayed connections open now (FORWARDED TCP only)
+ * @connections: relayed connections open now (FORWARDED TCP only); for
+ *		STEERED, the service's connections on the external addresses
+ *		(counted with sock_diag by ph_ports_list())
  * @cap_hits:	times the port reached its connection cap (FORWARDED TCP only)
  * @since_ms:	wall-clock time (Unix ms) it entered @state
- * @error:	bind error text for CONFLICT, else empty
- * @addrs:	the external addresses it is bound to (FORWARDED, CONFLICT)
+ * @error:	bind error text for CONFLICT; for a FORWARDED port that --steer
+ *		names, why it is relayed instead; else empty
+ * @addrs:	the external addresses it is bound to (FORWARDED, CONFLICT) or
+ *		steered on (STEERED)
+ * @steered_fams: STEERED: the families (PH_FAM_*) whose external addresses
+ *		are steered (the others, if any, are relayed)
  */
 struct ph_port_info {
 	uint16_t port;
@@ -40,8 +49,9 @@ struct ph_port_info {
 	uint32_t connections;
 	uint64_t cap_hits;
 	int64_t since_ms;
-	char error[80];
+	char error[160];
 	struct ph_addr_set addrs;
+	uint8_t steered_fams;
 };
 
 enum ph_event_type { PH_EV_OPEN, PH_EV_CLOSE, PH_EV_CONFLICT, PH_EV_ADDRESS };

@@ -61,10 +61,18 @@ void port_entry_info(const struct port_entry *e, struct ph_port_info *info)
 	info->connections = atomic_load_explicit(&e->owner.conns, memory_order_relaxed);
 	info->cap_hits = atomic_load_explicit(&e->cap_hits, memory_order_relaxed);
 	info->since_ms = e->since_ms;
-	memcpy(info->error, e->error, sizeof(info->error));
+	_Static_assert(sizeof(info->error) >= sizeof(e->error), "error text fits");
+	_Static_assert(sizeof(info->error) >= sizeof(e->steer_why), "steer text fits");
+	memcpy(info->error, e->error, sizeof(e->error));
+	if (e->state == PH_PORT_FORWARDED && e->steer_why[0])
+		memcpy(info->error, e->steer_why, sizeof(e->steer_why));
 	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
 		if (e->ls[i].fd >= 0)
 			ph_addr_set_add(&info->addrs, &e->ls[i].at);
+	info->steered_fams = e->steer_fams;
+	for (uint32_t i = 0; e->steer_fams && i < e->cycle->ext.n; i++)
+		if (ph_ext_addr_fam(&e->cycle->ext.a[i]) & e->steer_fams)
+			ph_addr_set_add(&info->addrs, &e->cycle->ext.a[i]);
 }
 
 static void publish(struct cycle *c, enum ph_event_type type, const struct port_entry *e)
@@ -113,8 +121,129 @@ static void listener_close(struct cycle *c, struct ext_listener *x, bool for_goo
 	x->inode = 0;
 }
 
+/* ---- steering (--steer, steer.h) ------------------------------------------ */
+
+static int fam_af(unsigned fam)
+{
+	return fam == PH_FAM_V4 ? AF_INET : AF_INET6;
+}
+
+/* Stop steering @e: its (family, port) keys leave the SOCKHASH */
+static void steer_drop(struct cycle *c, struct port_entry *e)
+{
+	for (unsigned f = PH_FAM_V4; f <= PH_FAM_V6; f <<= 1)
+		if (e->steer_fams & f)
+			ph_steer_set(&c->steer, fam_af(f), e->d.port, -1);
+	e->steer_fams = 0;
+	e->steer_inode = 0;
+}
+
+/* --steer names @e, a loopback-only TCP service */
+static bool steer_wanted(const struct cycle *c, const struct port_entry *e)
+{
+	return e->d.kind == PH_DECIDE_EXPOSE && e->d.proto != IPPROTO_UDP &&
+	       ph_portset_has(&c->p->cfg.steer, e->d.port);
+}
+
+/* Relay @e after all, and say why (once per listener) */
+static void steer_fail(struct cycle *c, struct port_entry *e, const char *why)
+{
+	steer_drop(c, e);
+	snprintf(e->steer_why, sizeof(e->steer_why), "%s", why);
+	ph_warn("port relayed, not steered", PH_FU("port", e->d.port), PH_FS("reason", why));
+}
+
+/**
+ * steer_sync() - steer @e if --steer names it and steering is on: put its
+ * listener in the SOCKHASH for each family it can take (its own, unless a
+ * public listener covers that family), taking the listener again when the
+ * service restarted; else relay it, with the reason in @e->steer_why
+ * @c:		cycle
+ * @e:		an EXPOSE entry
+ *
+ * A new listener replaces the old one in place: no moment without one.
+ */
+static void steer_sync(struct cycle *c, struct port_entry *e)
+{
+	unsigned want, f;
+	char why[160];
+	int fd, ret = 0;
+
+	if (!steer_wanted(c, e)) {
+		steer_drop(c, e);
+		e->steer_why[0] = '\0';
+		return;
+	}
+	if (!ph_steer_on(&c->steer)) {
+		snprintf(e->steer_why, sizeof(e->steer_why), "steering is off: %.120s", c->steer_off);
+		return;
+	}
+	want = (e->d.family == AF_INET ? PH_FAM_V4 : PH_FAM_V6) & ~e->d.public_fams;
+	if (e->steer_tried == e->d.inode && (e->steer_fams == want || e->steer_why[0]))
+		return;	/* steered as wanted, or this listener failed already */
+	e->steer_tried = e->d.inode;
+	if (!want) {
+		steer_drop(c, e);
+		return;
+	}
+	fd = ph_steer_take_listener(e->d.inode, why, sizeof(why));
+	if (fd < 0) {
+		steer_fail(c, e, why);
+		return;
+	}
+	for (f = PH_FAM_V4; f <= PH_FAM_V6 && !ret; f <<= 1)
+		if (want & f)
+			ret = ph_steer_set(&c->steer, fam_af(f), e->d.port, fd);
+	close(fd);	/* the map holds the socket now */
+	if (ret) {
+		snprintf(why, sizeof(why), "SOCKHASH update: %s", ph_strerror(ret));
+		steer_fail(c, e, why);
+		return;
+	}
+	for (f = PH_FAM_V4; f <= PH_FAM_V6; f <<= 1)
+		if ((e->steer_fams & f) && !(want & f))
+			ph_steer_set(&c->steer, fam_af(f), e->d.port, -1);
+	if (e->steer_inode)
+		ph_info("steered port follows the restarted service", PH_FU("port", e->d.port));
+	e->steer_fams = (uint8_t)want;
+	e->steer_inode = e->d.inode;
+	e->steer_why[0] = '\0';
+}
+
+size_t exposure_steer_destroy(struct cycle *c)
+{
+	uint16_t *ports;
+	uint8_t *fams;
+	size_t n = 0, total = 0;
+	int ret;
+
+	if (!ph_steer_on(&c->steer))
+		return 0;
+	ports = malloc(c->n_entries * sizeof(*ports) + 1);
+	fams = malloc(c->n_entries + 1);
+	if (ports && fams) {
+		for (size_t i = 0; i < c->n_entries; i++)
+			if (c->entries[i]->steer_fams) {
+				ports[n] = c->entries[i]->d.port;
+				fams[n++] = c->entries[i]->steer_fams;
+			}
+		ret = ph_steer_conns(&(struct ph_steer_sel){ .ext = &c->ext, .ports = ports,
+							     .fams = fams, .n = n },
+				     true, NULL, &total);
+	} else {
+		ret = -ENOMEM;
+	}
+	if (ret)
+		ph_warn("destroying steered connections failed", PH_FERR(ret),
+			PH_FU("destroyed", total));
+	free(ports);
+	free(fams);
+	return total;
+}
+
 static void entry_close_listeners(struct cycle *c, struct port_entry *e, bool for_good)
 {
+	steer_drop(c, e);
 	accept_entry_uncap(c, e);
 	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
 		listener_close(c, &e->ls[i], for_good);
@@ -280,7 +409,8 @@ static struct ext_listener *entry_free_slot(struct port_entry *e)
 static bool entry_wants(const struct cycle *c, const struct port_entry *e,
 			const struct ph_ext_addr *a)
 {
-	return !(ph_ext_addr_fam(a) & e->d.public_fams) && ph_addr_set_has(&c->ext, a);
+	return !(ph_ext_addr_fam(a) & (e->d.public_fams | e->steer_fams)) &&
+	       ph_addr_set_has(&c->ext, a);
 }
 
 /**
@@ -361,8 +491,12 @@ static void entry_enter(struct cycle *c, struct port_entry *e, bool is_new)
 		if (e->d.proto == IPPROTO_UDP &&
 		    (was_len != e->tlen || memcmp(&was, &e->target, was_len)))
 			entry_close_listeners(c, e, true);
+		steer_sync(c, e);	/* before the binds: steered addresses get none */
 		ret = entry_sync(c, e);
-		want = ret ? PH_PORT_CONFLICT : PH_PORT_FORWARDED;
+		if (e->steer_fams & ph_addr_set_fams(&c->ext))
+			want = PH_PORT_STEERED;	/* a relay on the other family may have failed */
+		else
+			want = ret ? PH_PORT_CONFLICT : PH_PORT_FORWARDED;
 	} else {
 		entry_close_listeners(c, e, true);
 		want = passive_state(e->d.kind);
@@ -374,6 +508,11 @@ static void entry_enter(struct cycle *c, struct port_entry *e, bool is_new)
 	e->since_ms = wall_ms();
 	ph_addr_str(&e->d.addr, addr, sizeof(addr));
 	switch (want) {
+	case PH_PORT_STEERED:
+		ph_info("port steered", PH_FU("port", e->d.port), PH_FS("target", addr),
+			PH_FS("note", "the service sees the clients' own addresses"));
+		publish(c, PH_EV_OPEN, e);
+		break;
 	case PH_PORT_FORWARDED:
 		ph_info("port forwarded", PH_FU("port", e->d.port), PH_FS("proto", proto),
 			PH_FS("target", addr));
@@ -480,7 +619,8 @@ static void on_change(void *arg, const struct ph_change *ch)
 		if (!e)
 			return;
 		e->d = *ch->new;	/* a restart keeps the listener: no gap */
-		if (ch->kind == PH_CHANGE_UPDATED)
+		/* a steered port takes the new listener (steer_sync) */
+		if (ch->kind == PH_CHANGE_UPDATED || steer_wanted(c, e))
 			entry_enter(c, e, false);
 		next_push(c, e);
 		break;
@@ -665,6 +805,9 @@ static bool addresses_update(struct cycle *c)
 	c->ext = ev.addresses.now;
 	c->ext_gen++;
 	pthread_mutex_unlock(&p->table_lock);
+	if (ph_steer_set_addrs(&c->steer, &c->ext))
+		ph_warn("steering: the address map was not updated; some external addresses "
+			"are not steered");
 	atomic_fetch_add_explicit(&p->stats.address_changes, 1, memory_order_relaxed);
 	ph_info("external addresses changed", PH_FS("old", ph_addr_set_str(&ev.addresses.old, was,
 									sizeof(was))),

@@ -341,11 +341,33 @@ static int discovery_choose(struct cycle *c)
 	return 0;
 }
 
+/* ---- steering ------------------------------------------------------------- */
+
+/* --steer: load and attach the sk_lookup program, or say once why the
+ * named ports are relayed instead */
+static void steer_choose(struct cycle *c)
+{
+	struct ph_ports *p = c->p;
+	int ret;
+
+	ph_steer_init(&c->steer);
+	if (!p->cfg.steer.set)
+		return;
+	ret = ph_steer_open(&c->steer, c->steer_off, sizeof(c->steer_off));
+	if (ret && !p->steer_said) {
+		p->steer_said = true;
+		ph_warn("steering is off; the --steer ports are relayed", PH_FS("reason", c->steer_off));
+	} else if (!ret) {
+		ph_info("steering on: a BPF sk_lookup program hands the --steer ports' connections "
+			"to their services");
+	}
+}
+
 /* ---- commands ------------------------------------------------------------- */
 
 static int do_quiesce(struct cycle *c)
 {
-	size_t n, flows;
+	size_t n, flows, steered;
 
 	if (c->quiesced)
 		return 0;
@@ -358,12 +380,13 @@ static int do_quiesce(struct cycle *c)
 	c->quiesce_epoch = ++c->relays.epoch;
 	n = ph_relay_abort_all(&c->relays, UINT64_MAX);
 	n += ph_relay_threads_quiesce(&c->threads);
+	steered = exposure_steer_destroy(c);	/* the service's own connections */
 	flows = c->udp ? ph_udp_relay_flows(c->udp) : 0;
 	if (c->udp)	/* their clients are on the other side of the snapshot */
 		ph_udp_relay_drop_flows(c->udp);
 	atomic_store(&c->p->quiesced, true);
 	ph_info("quiesced for snapshot", PH_FU("connections_reset", n),
-		PH_FU("udp_flows_dropped", flows));
+		PH_FU("steered_connections_destroyed", steered), PH_FU("udp_flows_dropped", flows));
 	return 0;
 }
 
@@ -488,6 +511,7 @@ static void cycle_teardown(struct cycle *c)
 	pthread_mutex_unlock(&p->table_lock);
 	ph_udp_relay_free(c->udp);	/* its sockets were closed with the entries */
 	c->udp = NULL;
+	ph_steer_close(&c->steer);	/* detach; the maps' listener references go */
 	ph_timer_cancel(&c->loop, &c->scan_timer);
 	ph_timer_cancel(&c->loop, &c->settle_timer);
 	ph_timer_cancel(&c->loop, &c->accept_backoff.timer);
@@ -598,6 +622,7 @@ static int cycle_start(struct ph_ports *p)
 	ret = discovery_choose(c);
 	if (ret)
 		goto fail_scanner;
+	steer_choose(c);
 	ret = ph_relay_ctx_init(&c->relays, &c->loop, &p->cfg, &p->stats);
 	if (ret)
 		goto fail_relays;
@@ -632,6 +657,7 @@ fail_threads:
 	ph_relay_threads_stop(&c->threads);
 fail_relays:
 	ph_relay_ctx_fini(&c->relays);
+	ph_steer_close(&c->steer);
 	if (c->events.source != PH_EVENTS_NONE)
 		ph_loop_del(&c->loop, &c->events_io);
 	ph_events_close(&c->events);
@@ -817,6 +843,46 @@ void ph_ports_post_forget(struct ph_ports *p)
 	pthread_mutex_unlock(&p->cmd_lock);
 }
 
+/* The connections of the steered ports in @l, counted with sock_diag (the
+ * relay counts its own; these are the services') */
+static void list_steered_conns(struct ph_port_list *l)
+{
+	uint16_t *ports = NULL;
+	uint8_t *fams = NULL;
+	uint32_t *per = NULL;
+	size_t *idx = NULL, n = 0, total;
+	int ret;
+
+	for (size_t i = 0; i < l->n; i++)
+		n += l->ports[i].state == PH_PORT_STEERED;
+	if (!n)
+		return;
+	ports = malloc(n * sizeof(*ports));
+	fams = malloc(n);
+	per = calloc(n, sizeof(*per));
+	idx = malloc(n * sizeof(*idx));
+	if (ports && fams && per && idx) {
+		n = 0;
+		for (size_t i = 0; i < l->n; i++)
+			if (l->ports[i].state == PH_PORT_STEERED) {
+				idx[n] = i;
+				ports[n] = l->ports[i].port;
+				fams[n++] = l->ports[i].steered_fams;
+			}
+		ret = ph_steer_conns(&(struct ph_steer_sel){ .ext = &l->external_addrs,
+							     .ports = ports, .fams = fams, .n = n },
+				     false, per, &total);
+		if (ret)
+			ph_debug("counting steered connections failed", PH_FERR(ret));
+		for (size_t k = 0; k < n; k++)
+			l->ports[idx[k]].connections = per[k];
+	}
+	free(ports);
+	free(fams);
+	free(per);
+	free(idx);
+}
+
 int ph_ports_list(struct ph_ports *p, struct ph_port_list *out)
 {
 	struct cycle *c;
@@ -842,6 +908,8 @@ int ph_ports_list(struct ph_ports *p, struct ph_port_list *out)
 	for (size_t i = 0; i < out->n; i++)
 		port_entry_info(c->entries[i], &out->ports[i]);
 	pthread_mutex_unlock(&p->table_lock);
+	if (!ret)
+		list_steered_conns(out);
 out:
 	pthread_mutex_unlock(&p->life_lock);
 	return ret;

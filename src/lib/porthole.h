@@ -63,6 +63,8 @@ enum ph_discovery {
  *			listen events, 50 ms when polling
  * @discovery:		how the worker learns of new listeners (enum ph_discovery)
  * @allow, @deny:	port filters (see rules.h)
+ * @steer:		TCP ports to steer (steer.h) instead of relaying, where the
+ *			kernel and our privileges allow it (else relayed)
  * @max_connections:	relayed connections at once; beyond it new clients are
  *			left in the kernel backlog (default 65536)
  * @max_conns_per_port: relayed connections at once on one port; beyond it that
@@ -102,6 +104,7 @@ struct ph_config {
 	enum ph_discovery discovery;
 	struct ph_portset allow;
 	struct ph_portset deny;
+	struct ph_portset steer;
 	unsigned max_connections;
 	unsigned max_conns_per_port;
 	unsigned backlog;

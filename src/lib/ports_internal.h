@@ -37,6 +37,7 @@
 #include "relay_udp.h"
 #include "rtnl.h"
 #include "rules.h"
+#include "steer.h"
 
 /* failed scans and accept pauses: at most this many warnings per window */
 #define SCAN_ERR_BURST		3
@@ -93,6 +94,13 @@ struct ext_listener {
  * @cap_hits:	times it reached the cap (read by /ports under table_lock)
  * @since_ms:	wall clock when @state was entered
  * @error:	bind error for CONFLICT
+ * @steer_fams:	families (PH_FAM_*) steered now: the SOCKHASH holds the
+ *		service's listener under (family, port); those external
+ *		addresses get no listener of ours
+ * @steer_inode: the listener in the SOCKHASH
+ * @steer_tried: the listener last tried (steered or failed): tried again
+ *		only when the service restarts
+ * @steer_why:	why a port --steer names is relayed instead ("" otherwise)
  * @cycle:	back pointer
  */
 struct port_entry {
@@ -107,6 +115,10 @@ struct port_entry {
 	socklen_t tlen;
 	int64_t since_ms;
 	char error[80];
+	uint8_t steer_fams;
+	uint64_t steer_inode;
+	uint64_t steer_tried;
+	char steer_why[160];
 	struct cycle *cycle;
 };
 
@@ -139,6 +151,8 @@ struct cycle {
 	uint64_t event_scan_end_ns;	/* when the last scan on events ended */
 	unsigned burst_gap_ms;	/* in a burst: events wait this long for their scan */
 	struct ph_accept_backoff accept_backoff;	/* out of descriptors */
+	struct ph_steer steer;		/* --steer: off (link_fd -1) when not asked or refused */
+	char steer_off[160];		/* why steering is off although --steer asked */
 
 	/* table: sorted by (d.port, d.proto), TCP before UDP on a port */
 	struct port_entry **entries;
@@ -201,6 +215,7 @@ struct ph_ports {
 	struct ph_bus *bus;
 	struct ph_stats stats;
 	bool poll_said;			/* "polling, because ..." logged once */
+	bool steer_said;		/* "steering is off, because ..." logged once */
 };
 
 
@@ -266,6 +281,12 @@ void exposure_addresses_init(struct cycle *c);
  * any change (on resume: the VM may have been restored as a clone)
  */
 void exposure_addresses_recheck(struct cycle *c);
+
+/**
+ * exposure_steer_destroy() - SOCK_DESTROY every steered connection (snapshot prepare)
+ * Return: how many were destroyed
+ */
+size_t exposure_steer_destroy(struct cycle *c);
 
 /* ph_io_fn of the rtnetlink subscription (cycle.rtnl_io) */
 void exposure_on_rtnl(struct ph_loop *loop, struct ph_io *io, uint32_t events);

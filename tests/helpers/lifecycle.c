@@ -3,7 +3,7 @@
  *
  * Run inside a test network namespace that has the external address:
  *
- *   lifecycle --external-addr IP [--port P] [--cycles N] [--threads T]
+ *   lifecycle --external-addr IP [--port P] [--cycles N] [--threads T] [--steer]
  *
  * A loopback echo service listens on 127.0.0.1:P; a client thread keeps
  * connecting to EXTERNAL:P (through the relay when the subsystem runs) and
@@ -11,7 +11,11 @@
  * (and quiesce/resume) concurrently, N calls in all. Afterwards the
  * subsystem is stopped and the process must hold exactly the descriptors and
  * threads (relay threads included) it had before the first start; memory is checked by the sanitizer
- * or valgrind run around it. Prints "lifecycle: N passed, N failed".
+ * or valgrind run around it. With --steer the port is steered (sk_lookup)
+ * instead of relayed, and the BPF links on this network namespace are
+ * counted with bpftool before the first start and after the last stop: a
+ * leaked link (or its program and maps, which it holds) fails. Prints
+ * "lifecycle: N passed, N failed".
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -25,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -97,6 +102,27 @@ static int count_threads_settled(void)
 			least = n;
 	}
 	return least;
+}
+
+/* sk_lookup links attached to this network namespace (bpftool), -1 when unknown */
+static int count_netns_links(void)
+{
+	char cmd[160], line[256];
+	struct stat st;
+	FILE *f;
+	int n = 0;
+
+	if (stat("/proc/self/ns/net", &st))
+		return -1;
+	snprintf(cmd, sizeof(cmd), "bpftool link show 2>/dev/null | grep -c 'netns_ino %lu '",
+		 (unsigned long)st.st_ino);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	if (!fgets(line, sizeof(line), f) || sscanf(line, "%d", &n) != 1)
+		n = -1;
+	pclose(f);
+	return n;
 }
 
 /* Echo service on 127.0.0.1:port, one connection at a time, short timeouts. */
@@ -221,10 +247,12 @@ int main(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "cycles", required_argument, NULL, 'n' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "steer", no_argument, NULL, 's' },
 		{ 0 },
 	};
 	long cycles = 10000;
-	int nthreads = 4, opt, fds0, thr0, fds1, thr1;
+	int nthreads = 4, opt, fds0, thr0, fds1, thr1, links0 = 0, links1;
+	bool steer = false;
 	pthread_t svc, cli, th[16];
 	struct ph_config cfg;
 	char what[160];
@@ -240,6 +268,9 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			cycles = atol(optarg);
+			break;
+		case 's':
+			steer = true;
 			break;
 		case 't':
 			nthreads = atoi(optarg);
@@ -269,6 +300,8 @@ int main(int argc, char **argv)
 	 * client's connections are dealt among all three, so stops and
 	 * quiesces meet relays and queued clients on every thread */
 	cfg.relay_threads = 3;
+	if (steer)
+		ph_portset_add(&cfg.steer, port);
 	ports = ph_ports_new(&cfg);
 	if (!ports)
 		return 1;
@@ -279,6 +312,8 @@ int main(int argc, char **argv)
 	ph_ports_stop(ports);
 	fds0 = count_fds();
 	thr0 = count_threads_settled();
+	if (steer)
+		links0 = count_netns_links();
 	pthread_create(&svc, NULL, service, NULL);
 	pthread_create(&cli, NULL, client, NULL);
 
@@ -289,6 +324,21 @@ int main(int argc, char **argv)
 	snprintf(what, sizeof(what), "relay serves echoes while running (%llu)",
 		 (unsigned long long)atomic_load(&echoes_ok));
 	result(atomic_load(&echoes_ok) >= 20, what);
+	if (steer) {
+		struct ph_port_list l;
+		bool steered = false;
+
+		links1 = count_netns_links();
+		snprintf(what, sizeof(what), "steered: one sk_lookup link while running (%d, %d before)",
+			 links1, links0);
+		result(links1 == links0 + 1, what);
+		if (!ph_ports_list(ports, &l)) {
+			for (size_t i = 0; i < l.n; i++)
+				steered |= l.ports[i].port == port && l.ports[i].state == PH_PORT_STEERED;
+			ph_port_list_free(&l);
+		}
+		result(steered, "steered: the port's state is steered");
+	}
 
 	atomic_store(&calls_left, cycles);
 	for (int i = 0; i < nthreads; i++)
@@ -318,6 +368,12 @@ int main(int argc, char **argv)
 	result(fds1 == fds0, what);
 	snprintf(what, sizeof(what), "threads after stop: %d, before first start: %d", thr1, thr0);
 	result(thr1 == thr0, what);
+	if (steer) {
+		links1 = count_netns_links();
+		snprintf(what, sizeof(what), "BPF links on this namespace after stop: %d, before: %d",
+			 links1, links0);
+		result(links1 == links0 && links0 >= 0, what);
+	}
 	snprintf(what, sizeof(what), "no corrupted echo (%llu bad, %llu good, %llu failed connects)",
 		 (unsigned long long)atomic_load(&echoes_bad),
 		 (unsigned long long)atomic_load(&echoes_ok),
