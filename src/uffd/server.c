@@ -23,15 +23,20 @@
  *
  * ph_uffd_fill() installs a range: it splits it into runs of one kind (copy
  * from the file mapping, zero, or skip) of at most PH_UFFD_CHUNK bytes and
- * issues one ioctl a run. File data is copied with UFFDIO_COPY: on the fault
- * path straight from the read-only file mapping; prefetch copies (unless
- * --prefetch-source map) first pread() the run into a per-thread bounce
- * buffer and copy from there. The bounce costs one extra copy through a
- * cache-hot buffer, but the file mapping's first touch per page can cost far
- * more: on a host whose hypervisor shadows page tables (PVM, measured here)
- * the first kernel read of each source page through a user mapping took
- * 2.7 us (720 ms a GiB, after MADV_POPULATE_READ), while pread reads the page
- * cache through the kernel's own mapping (190 ms a GiB). File holes and
+ * issues one ioctl a run. File data is copied with UFFDIO_COPY: fault and
+ * prefetch copies alike (unless --prefetch-source map) first pread() the run
+ * into a per-thread bounce buffer and copy from there. The bounce costs one
+ * extra copy through a cache-hot buffer, but the file mapping's first touch
+ * per page can cost far more: on a host whose hypervisor shadows page tables
+ * (PVM, measured here) the first kernel read of each source page through a
+ * user mapping took 2.7 us (720 ms a GiB, after MADV_POPULATE_READ), while
+ * pread reads the page cache through the kernel's own mapping (190 ms a
+ * GiB). On a later host kernel the same first touch cost 12-14 us a random
+ * page even after the page had been read from user space (the kernel's
+ * accesses are shadowed apart), and a random 4 KiB UFFDIO_COPY from the
+ * populated mapping 17-19 us against 5.5-8 us for pread plus a copy from
+ * the bounce: the fault path, which copied from the mapping, paid it on
+ * every fault. File holes and
  * removed pages get
  * UFFDIO_ZEROPAGE on 4 KiB regions, and a copy from a zero mapping on
  * huge-page regions (hugetlbfs has no ZEROPAGE). The kernel's answers:
@@ -423,7 +428,7 @@ static int apply(struct ph_uffd_server *s, struct ph_uffd_sregion *sr, enum run_
 	const uint8_t *src = kind == RUN_ZERO ? s->zero :
 			     s->mf->map + sr->r.offset + (dst - sr->r.base);
 
-	if (kind == RUN_COPY && !(flags & PH_FILL_FAULT) && s->copy_read) {
+	if (kind == RUN_COPY && s->copy_read) {
 		int err = 0;
 		const uint8_t *b = bounce_read(s, sr->r.offset + (dst - sr->r.base), len, &err);
 
@@ -698,6 +703,13 @@ static void *fault_main(void *arg)
 	struct fault_queue fq = { 0 };
 	int err = 0, ep;
 
+	if (s->copy_read) {
+		int e = 0;
+
+		/* map the bounce buffer now, not on the first fault (len 0 reads nothing) */
+		bounce_read(s, 0, 0, &e);
+	}
+
 	/* epoll, not poll: the wait queue is set up once instead of on every
 	 * fault, a measurable share of a 10 us round trip */
 	ep = epoll_create1(EPOLL_CLOEXEC);
@@ -764,7 +776,7 @@ out:
 	if (ep >= 0)
 		close(ep);
 	free(fq.q);
-	ph_uffd_bounce_free();	/* trace-follow copies */
+	ph_uffd_bounce_free();	/* fault and trace-follow copies */
 	return NULL;
 }
 

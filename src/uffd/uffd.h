@@ -275,7 +275,8 @@ struct ph_uffd_server {
 	pthread_t fault_thr, pf_thr;
 	bool fault_started, pf_started;
 
-	bool copy_read;			/* prefetch copies from a pread() bounce buffer */
+	bool copy_read;			/* fault and prefetch copies from a pread() bounce
+					 * buffer (else from the file mapping) */
 	unsigned test_remove_delay_ms;	/* tests only: stall between reading a REMOVE
 					 * and applying it (PORTHOLE_UFFD_TEST_REMOVE_DELAY_MS) */
 };
