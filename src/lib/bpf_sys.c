@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-/* bpf_sys.c - the bpf() system call, without libbpf: create a map, load a program
+/* bpf_sys.c - the bpf() system call, without libbpf: create a map, load a program, link it
  *
- * The few BPF objects porthole uses are made with three calls; libbpf would
+ * The few BPF objects porthole uses are made with four calls; libbpf would
  * bring ELF parsing and BTF into a daemon that must stay small and static.
  */
 #include "bpf_sys.h"
@@ -66,6 +66,17 @@ int ph_bpf_prog_load(enum bpf_prog_type type, enum bpf_attach_type attach_type,
 			 strrchr(log, '\n') ? strrchr(log, '\n') + 1 : log);
 	}
 	return ret;
+}
+
+int ph_bpf_link_create(int prog_fd, int target_fd, enum bpf_attach_type attach_type)
+{
+	union bpf_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.link_create.prog_fd = (unsigned)prog_fd;
+	a.link_create.target_fd = (unsigned)target_fd;
+	a.link_create.attach_type = attach_type;
+	return ph_bpf(BPF_LINK_CREATE, &a);
 }
 
 #endif /* PH_HAVE_BPF */

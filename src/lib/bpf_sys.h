@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* bpf_sys.h - the bpf() system call, without libbpf: create a map, load a program */
+/* bpf_sys.h - the bpf() system call, without libbpf: create a map, load a program, link it */
 #ifndef PH_BPF_SYS_H
 #define PH_BPF_SYS_H
 
@@ -34,6 +34,18 @@ int ph_bpf_map_create(enum bpf_map_type type, unsigned key_size, unsigned value_
  */
 int ph_bpf_prog_load(enum bpf_prog_type type, enum bpf_attach_type attach_type,
 		     const struct bpf_insn *insns, unsigned n, char *why, size_t len);
+
+/**
+ * ph_bpf_link_create() - attach a program through a BPF link (BPF_LINK_CREATE)
+ * @prog_fd:		the program
+ * @target_fd:		what to attach to (a cgroup directory for the cgroup hooks)
+ * @attach_type:	BPF_CGROUP_* and the like
+ *
+ * Unlike BPF_PROG_ATTACH, a link is owned by its fd: it detaches when the
+ * last copy of the fd is closed, so a crashed process leaves nothing attached.
+ * Return: the link's fd, or -errno
+ */
+int ph_bpf_link_create(int prog_fd, int target_fd, enum bpf_attach_type attach_type);
 #endif
 
 #endif /* PH_BPF_SYS_H */
