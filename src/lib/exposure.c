@@ -588,13 +588,21 @@ static int apply_scan(struct cycle *c)
 
 void exposure_scan(struct cycle *c)
 {
+	exposure_scan_some(c, true, true);
+}
+
+void exposure_scan_some(struct cycle *c, bool tcp, bool udp)
+{
 	struct ph_ports *p = c->p;
 	uint64_t t0 = ph_now_ns(), us;
 	int ret;
 
 	if (c->rtnl_stale)
 		addresses_refresh(c);	/* this scan follows any change */
-	ret = ph_scanner_run(&c->scanner, &c->scan);
+	/* a part only on top of a whole picture */
+	ret = c->scan_valid && !(tcp && udp) ? ph_scanner_run_some(&c->scanner, &c->scan, tcp, udp)
+					     : ph_scanner_run(&c->scanner, &c->scan);
+	c->scan_valid = !ret;
 	us = (ph_now_ns() - t0) / 1000;
 	atomic_fetch_add_explicit(&p->stats.scans, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&p->stats.scan_ns_sum, (ph_now_ns() - t0), memory_order_relaxed);

@@ -153,6 +153,7 @@ struct drain_ctx {
 	struct cycle *c;
 	size_t foreign;		/* records not of our own sockets */
 	size_t own;
+	bool tcp, udp;		/* foreign records of each protocol */
 	uint64_t oldest_ns;	/* kernel time of the oldest foreign record */
 };
 
@@ -204,6 +205,10 @@ static void on_record(const struct ph_listen_event *e, void *arg)
 		}
 	}
 	d->foreign++;
+	if (udp)
+		d->udp = true;
+	else
+		d->tcp = true;
 	if (!d->oldest_ns || e->ts_ns < d->oldest_ns)
 		d->oldest_ns = e->ts_ns;
 	/* a UDP socket is hashed before its bind is reported: nothing to wait for */
@@ -300,7 +305,13 @@ static void on_events(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 		return;
 	}
 	c->burst_gap_ms = 0;
-	exposure_scan(c);
+	/* with both protocols reported, only the one reported changed: a TCP
+	 * listen does not walk the UDP table (half the kernel's work with
+	 * few sockets); anything else, a lost record say, scans both */
+	if (!lost && ph_events_udp(&c->events))
+		exposure_scan_some(c, d.tcp, d.udp);
+	else
+		exposure_scan(c);
 	c->event_scan_end_ns = ph_now_ns();
 	done = verify_done(c);
 	ph_debug("listen events", PH_FU("records", n), PH_FU("own", d.own),

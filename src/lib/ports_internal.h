@@ -144,6 +144,7 @@ struct cycle {
 	unsigned scan_interval_ms;	/* the configured one, or the mechanism's default */
 	unsigned safety_ms;	/* the safety net's current interval (events: it stretches) */
 	size_t scan_changes;	/* port table changes the last apply made */
+	bool scan_valid;	/* @scan is the last successful scan (a base for a partial one) */
 	bool safety_stretch;	/* events cover every protocol: the safety net may stretch */
 	struct ph_events events;	/* listen events; ring_fd -1 when polling */
 	struct ph_io events_io;
@@ -253,6 +254,9 @@ void port_entry_destroy(struct cycle *c, struct port_entry *e, bool for_good);
  * and logged, rate-limited.
  */
 void exposure_scan(struct cycle *c);
+/* exposure_scan() dumping only @tcp and/or @udp sockets again, the last
+ * picture of the other protocol kept (a full scan if there is none) */
+void exposure_scan_some(struct cycle *c, bool tcp, bool udp);
 
 /**
  * exposure_addresses_init() - choose the first external addresses (worker,
