@@ -271,9 +271,12 @@ class Bench:
         return self.groups[name]
 
     def spawn(self, argv, ns, group, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-              stdin=subprocess.DEVNULL):
+              stdin=subprocess.DEVNULL, mounts=False):
+        """@argv in netns @ns; @mounts: with this machine's mounts (nsenter),
+        not ip netns exec's fresh /sys, which hides the cgroup v2 mount"""
         g = self.group(group)
-        p = subprocess.Popen(["ip", "netns", "exec", ns] + argv, preexec_fn=g.enter,
+        pre = (["nsenter", "--net=/run/netns/" + ns] if mounts else ["ip", "netns", "exec", ns])
+        p = subprocess.Popen(pre + argv, preexec_fn=g.enter,
                              start_new_session=True, stdout=stdout, stderr=stderr,
                              stdin=stdin, text=True)
         g.pgids.append(p.pid)
@@ -420,8 +423,10 @@ class Bench:
 
     def porthole_start(self, extra=()):
         logf = open(os.path.join(self.work, "portholed.log"), "a")
+        # with the machine's mounts, as in a VM guest: the UDP bind hooks
+        # attach to the cgroup v2 hierarchy, which ip netns exec's /sys hides
         p = self.spawn([self.portholed, "--external-addr", EXT] + list(extra), self.ns_g,
-                       "fwd-porthole", stderr=logf, stdout=logf)
+                       "fwd-porthole", stderr=logf, stdout=logf, mounts=True)
         logf.close()
         return p
 

@@ -447,27 +447,61 @@ static unsigned build_udp_prog(struct bpf_insn *p, int ring_fd, int conf_fd, int
 	return n;
 }
 
-/* The mount point of the cgroup v2 hierarchy, from /proc/self/mountinfo */
+/* The 5th field of a mountinfo line (the mount point) if its filesystem is
+ * cgroup2, NUL-terminated in place; else NULL. Octal escapes (\040) are not
+ * decoded: such a mount point fails to open and the next one is tried. */
+static char *cgroup2_line(char *line)
+{
+	char *sep = strstr(line, " - "), *f = line;
+
+	if (!sep || strncmp(sep + 3, "cgroup2 ", 8))
+		return NULL;
+	for (int i = 0; i < 4; i++) {	/* ID PARENT MAJ:MIN ROOT MOUNTPOINT */
+		f = strchr(f, ' ');
+		if (!f)
+			return NULL;
+		f++;
+	}
+	*strchrnul(f, ' ') = 0;
+	return f;
+}
+
+/* The mount point of the cgroup v2 hierarchy, from /proc/self/mountinfo,
+ * opened. (read(), not stdio: the static daemon carries no scanf.) */
 static int cgroup2_open(void)
 {
-	char line[1024], mnt[512];
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	int fd = -ENOENT;
+	char buf[4096];
+	size_t have = 0;
+	int fd = -ENOENT, mi = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
 
-	if (!f)
+	if (mi < 0)
 		return -errno;
-	while (fd == -ENOENT && fgets(line, sizeof(line), f)) {
-		const char *sep = strstr(line, " - ");
+	while (fd == -ENOENT) {
+		ssize_t n = read(mi, buf + have, sizeof(buf) - 1 - have);
+		char *line = buf, *nl;
 
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - FSTYPE SOURCE OPTIONS */
-		if (!sep || strncmp(sep + 3, "cgroup2 ", 8) ||
-		    sscanf(line, "%*s %*s %*s %*s %511s", mnt) != 1)
-			continue;
-		fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0)
-			fd = -errno;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = 0;
+		while (fd == -ENOENT && (nl = strchr(line, '\n'))) {
+			char *mnt;
+
+			*nl = 0;
+			mnt = cgroup2_line(line);
+			if (mnt) {
+				fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+				if (fd < 0)
+					fd = -ENOENT;
+			}
+			line = nl + 1;
+		}
+		have -= (size_t)(line - buf);
+		if (have == sizeof(buf) - 1)
+			have = 0;	/* a line longer than the buffer: not ours */
+		memmove(buf, line, have);
 	}
-	fclose(f);
+	close(mi);
 	return fd;
 }
 
