@@ -447,25 +447,6 @@ static unsigned build_udp_prog(struct bpf_insn *p, int ring_fd, int conf_fd, int
 	return n;
 }
 
-/* The 5th field of a mountinfo line (the mount point) if its filesystem is
- * cgroup2, NUL-terminated in place; else NULL. Octal escapes (\040) are not
- * decoded: such a mount point fails to open and the next one is tried. */
-static char *cgroup2_line(char *line)
-{
-	char *sep = strstr(line, " - "), *f = line;
-
-	if (!sep || strncmp(sep + 3, "cgroup2 ", 8))
-		return NULL;
-	for (int i = 0; i < 4; i++) {	/* ID PARENT MAJ:MIN ROOT MOUNTPOINT */
-		f = strchr(f, ' ');
-		if (!f)
-			return NULL;
-		f++;
-	}
-	*strchrnul(f, ' ') = 0;
-	return f;
-}
-
 /* The mount point of the cgroup v2 hierarchy, from /proc/self/mountinfo,
  * opened. (read(), not stdio: the static daemon carries no scanf.) */
 static int cgroup2_open(void)
@@ -488,7 +469,7 @@ static int cgroup2_open(void)
 			char *mnt;
 
 			*nl = 0;
-			mnt = cgroup2_line(line);
+			mnt = ph_mountinfo_cgroup2(line);
 			if (mnt) {
 				fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 				if (fd < 0)
@@ -660,6 +641,23 @@ int ph_events_open_udp(struct ph_events *ev, char *why, size_t len)
 #endif
 
 /* ---- either source ------------------------------------------------------- */
+
+char *ph_mountinfo_cgroup2(char *line)
+{
+	char *sep = strstr(line, " - "), *f = line;
+
+	if (!sep || strncmp(sep + 3, "cgroup2 ", 8))
+		return NULL;
+	for (int i = 0; i < 4; i++) {	/* ID PARENT MAJ:MIN ROOT MOUNTPOINT */
+		f = strchr(f, ' ');
+		if (!f)
+			return NULL;
+		f++;
+	}
+	*strchrnul(f, ' ') = 0;
+	return f;
+}
+
 
 void ph_events_init(struct ph_events *ev)
 {

@@ -126,6 +126,17 @@ int ph_events_open_perf(struct ph_events *ev, char *why, size_t len);
  */
 int ph_events_open_udp(struct ph_events *ev, char *why, size_t len);
 
+/**
+ * ph_mountinfo_cgroup2() - the mount point of one /proc/self/mountinfo line, if cgroup2
+ * @line:	one line, NUL-terminated, without its newline; modified
+ *
+ * Octal escapes (\040) are not decoded: such a mount point fails to open
+ * and the caller tries the next one.
+ * Return: the 5th field, NUL-terminated in place, when the filesystem type
+ * (after " - ") is cgroup2; else NULL
+ */
+char *ph_mountinfo_cgroup2(char *line);
+
 /* Whether UDP records come (ph_events_open_udp() succeeded) */
 bool ph_events_udp(const struct ph_events *ev);
 
