@@ -68,6 +68,7 @@ P_HTTP_DIRECT, P_HTTP_FWD = 8081, 8082
 P_UDP_DIRECT, P_UDP_FWD = 5301, 5302
 P_ECHO = 9000
 P_DETECT_PH, P_DETECT_REF = 22000, 23000
+P_DETECT_UDP, P_RACE = 20000, 21000
 P_SCALE = 24000
 P_BURST, P_BURST_POLL = 26000, 28000
 API_PORT = 49982
@@ -276,9 +277,12 @@ class Bench:
         return self.groups[name]
 
     def spawn(self, argv, ns, group, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-              stdin=subprocess.DEVNULL):
+              stdin=subprocess.DEVNULL, mounts=False):
+        """@argv in netns @ns; @mounts: with this machine's mounts (nsenter),
+        not ip netns exec's fresh /sys, which hides the cgroup v2 mount"""
         g = self.group(group)
-        p = subprocess.Popen(["ip", "netns", "exec", ns] + argv, preexec_fn=g.enter,
+        pre = (["nsenter", "--net=/run/netns/" + ns] if mounts else ["ip", "netns", "exec", ns])
+        p = subprocess.Popen(pre + argv, preexec_fn=g.enter,
                              start_new_session=True, stdout=stdout, stderr=stderr,
                              stdin=stdin, text=True)
         g.pgids.append(p.pid)
@@ -358,6 +362,9 @@ class Bench:
         run(["ip", "-n", g, "route", "add", "default", "via", HOSTIP], 10)
         # DNAT to 127.0.0.1 arriving on vg is a martian unless route_localnet.
         self.nsrun(g, ["sysctl", "-qw", "net.ipv4.conf.vg.route_localnet=1"], 10)
+        # UDP removal is timed by the sender's ICMP port unreachable: not rate-limited
+        self.nsrun(g, ["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0",
+                       "net.ipv4.icmp_msgs_per_sec=100000"], 10, check=False)
         # Something in G whose /proc/PID/net/tcp we can read at any time.
         self.anchor = self.spawn(["sleep", "3600"], g, "servers")
         self.wait_for(lambda: comm(self.anchor.pid) == "sleep", 5, "anchor in " + g)
@@ -427,8 +434,10 @@ class Bench:
 
     def porthole_start(self, extra=(), group="fwd-porthole"):
         logf = open(os.path.join(self.work, "portholed.log"), "a")
+        # with the machine's mounts, as in a VM guest: the UDP bind hooks
+        # attach to the cgroup v2 hierarchy, which ip netns exec's /sys hides
         p = self.spawn([self.portholed, "--external-addr", EXT] + list(extra), self.ns_g,
-                       group, stderr=logf, stdout=logf)
+                       group, stderr=logf, stdout=logf, mounts=True)
         logf.close()
         return p
 
@@ -607,9 +616,10 @@ class Bench:
         every contender should carry, UDP_PACED total: loss).
 
         iperf3's server makes its UDP socket only when a test starts, one
-        round trip before the first datagram, and portholed finds UDP
-        sockets by its periodic scan (UDP binds have no listen event): so a
-        placeholder socket (SO_REUSEADDR, unconnected, 127.0.0.1:P_UDP_FWD)
+        round trip (tens of µs on this veth) before the client's first
+        datagram; portholed learns of the bind from its cgroup hook within
+        a fraction of a millisecond (bench_detect's UDP rows), still later
+        than that datagram, which would be refused: so a placeholder socket (SO_REUSEADDR, unconnected, 127.0.0.1:P_UDP_FWD)
         is bound for the whole step, which gets the port exposed; iperf3's
         own sockets, bound later, sit before it in the kernel's lookup chain
         and take every datagram. It is there for every contender alike."""
@@ -802,6 +812,27 @@ http {
             log("scan cost %d sockets: %s" % (n, fmt_scan(out[str(n)])))
         self.res["scan"] = out
 
+    def restart_race(self, base, trials=30):
+        """Issue 17's restart race: a service closes 127.0.0.1:P and binds
+        0.0.0.0:P 5 ms later (a dev server restarted with --host 0.0.0.0);
+        it wins when porthole's EXTERNAL:P is gone by then. Wins of @trials."""
+        code = ("import socket, time\n"
+                "ok = 0\n"
+                "for i in range(%d):\n"
+                "    p = %d + i\n"
+                "    s = socket.socket(); s.bind(('127.0.0.1', p)); s.listen()\n"
+                "    time.sleep(0.05)\n"
+                "    s.close(); time.sleep(0.005)\n"
+                "    t = socket.socket()\n"
+                "    try:\n"
+                "        t.bind(('0.0.0.0', p)); t.listen(); ok += 1\n"
+                "    except OSError:\n"
+                "        pass\n"
+                "    t.close()\n"
+                "print(ok)\n" % (trials, base))
+        r = self.nsrun(self.ns_g, ["python3", "-c", code], trials + 30)
+        return dict(wins=int(r.stdout.strip().splitlines()[-1]), trials=trials)
+
     def bench_detect(self):
         out = {}
         gpath = "/run/netns/" + self.ns_g
@@ -823,11 +854,23 @@ http {
                                n * 0.7 + 60)
                 out[name] = parse_detect(r.stdout)
                 out[name]["mechanism"] = mech
+                # UDP: a bound socket, found by its bind (cgroup hook) with
+                # events; removal seen as the sender's ICMP port unreachable
+                _, ue = self.metric("porthole_discovery_udp_events")
+                r = self.nsrun(self.ns_h, [self.benchtool, "detect", gpath, EXT,
+                                           str(base - P_DETECT_PH + P_DETECT_UDP), str(n),
+                                           "100", str(tmo), "udp,removal"], n * 0.7 + 60)
+                out[name + "_udp"] = parse_detect(r.stdout)
+                out[name + "_udp"]["mechanism"] = mech + (",udp_events" if ue else "")
+                out[name]["restart_race"] = self.restart_race(
+                    P_RACE + (0 if name == "porthole" else 100))
             except Exception as e:
                 out[name] = dict(error=str(e)[:300])
             finally:
                 self.fwd_stop("porthole", h)
             log("detect %s: %s" % (name, fmt_detect(out[name])))
+            if name + "_udp" in out:
+                log("detect %s_udp: %s" % (name, fmt_detect(out[name + "_udp"])))
         # Reference: 1 s scan + socat spawn. Trials run in parallel processes
         # (each with its own ports and a random 0-1 s start) to fit the time.
         h = self.fwd_start("ref", 0)
@@ -1339,6 +1382,8 @@ def fmt_detect(r):
                                                    r["errors"])
     if "removal_p99_ms" in r:
         s += ", removal p50 %.2f ms p99 %.2f ms" % (r["removal_p50_ms"], r["removal_p99_ms"])
+    if "restart_race" in r:
+        s += ", restart race %d/%d" % (r["restart_race"]["wins"], r["restart_race"]["trials"])
     if "mechanism" in r:
         s += " (%s)" % r["mechanism"]
     return s

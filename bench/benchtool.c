@@ -14,12 +14,16 @@
  *   hold ADDR PORT N MAXSEC          N connections, each proven relayed by an echoed
  *                                    byte; "ready N" on stdout, held until stdin EOF
  *   probe ADDR BASE COUNT TMO_MS     connect once to each port; prints the successes
- *   detect GUEST_NS ADDR BASE TRIALS JITTER_MS TIMEOUT_MS [removal]
+ *   detect GUEST_NS ADDR BASE TRIALS JITTER_MS TIMEOUT_MS [removal|udp|udp,removal]
  *                                    listen() on 127.0.0.1:port in GUEST_NS, then time
  *                                    until a connect to ADDR:port (from the namespace
  *                                    we were started in) succeeds; one line per trial;
  *                                    "removal": also close() and time until refused
- *                                    (lines "OPEN_US REMOVAL_US")
+ *                                    (lines "OPEN_US REMOVAL_US"); "udp": bind a UDP
+ *                                    socket instead, time until a datagram sent to
+ *                                    ADDR:port every 250 µs reaches it, and (removal)
+ *                                    after close() until the sender gets ECONNREFUSED
+ *                                    (GUEST_NS needs net.ipv4.icmp_ratelimit=0)
  *   snapshot API_ADDR API_PORT ADDR PORT TRIALS
  *                                    POST /snapshot/prepare, connect while quiesced,
  *                                    POST /snapshot/resume, time first relayed bytes
@@ -373,13 +377,13 @@ static int cmd_probe(char **argv)
  *
  * Return: fd or -errno
  */
-static int socket_in_ns(int nsfd, int homefd)
+static int socket_in_ns(int nsfd, int homefd, int type)
 {
 	int fd, ret;
 
 	if (setns(nsfd, CLONE_NEWNET) < 0)
 		return -errno;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	ret = fd < 0 ? -errno : fd;
 	if (setns(homefd, CLONE_NEWNET) < 0) {
 		/* Cannot happen short of a kernel bug; continuing would run the
@@ -404,7 +408,7 @@ static int64_t detect_one(int gns, int home, struct sockaddr_in *ext, unsigned t
 {
 	struct sockaddr_in lo = { .sin_family = AF_INET, .sin_port = ext->sin_port,
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int one = 1, lfd = socket_in_ns(gns, home);
+	int one = 1, lfd = socket_in_ns(gns, home, SOCK_STREAM);
 	int64_t ret = -ETIMEDOUT;
 	uint64_t t0, deadline;
 
@@ -458,12 +462,84 @@ out:
 	return ret;
 }
 
+/**
+ * udp_detect_one() - detect_one() for UDP: a bound socket is the service
+ * @gns, @home, @ext, @tmo_ms, @removal_us, @jitter_ms: as detect_one()
+ *
+ * A datagram to @ext every 250 µs until the service socket receives one;
+ * removal: after close(), until the sender gets ECONNREFUSED (an ICMP port
+ * unreachable: nothing is bound on @ext any more; while the relay holds it,
+ * datagrams are forwarded and nothing comes back).
+ * Return: microseconds from bind() to the first datagram received, or -errno
+ */
+static int64_t udp_detect_one(int gns, int home, struct sockaddr_in *ext, unsigned tmo_ms,
+			      int64_t *removal_us, unsigned jitter_ms)
+{
+	struct sockaddr_in lo = { .sin_family = AF_INET, .sin_port = ext->sin_port,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int sfd = socket_in_ns(gns, home, SOCK_DGRAM), cfd = -1;
+	int64_t ret = -ETIMEDOUT;
+	uint64_t t0, deadline;
+	char b[16];
+
+	if (sfd < 0)
+		return sfd;
+	cfd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (cfd < 0 || connect(cfd, (struct sockaddr *)ext, sizeof(*ext)) < 0 ||
+	    bind(sfd, (struct sockaddr *)&lo, sizeof(lo)) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	t0 = now_ns();
+	deadline = t0 + (uint64_t)tmo_ms * 1000000u;
+	while (now_ns() < deadline) {
+		struct pollfd p = { .fd = sfd, .events = POLLIN };
+
+		(void)!send(cfd, "d", 1, 0);	/* refused until exposed: ignored */
+		if (poll(&p, 1, 0) == 0) {
+			usleep(250);
+			p.revents = 0;
+			poll(&p, 1, 0);
+		}
+		if ((p.revents & POLLIN) && recv(sfd, b, sizeof(b), MSG_DONTWAIT) > 0) {
+			ret = (int64_t)((now_ns() - t0) / 1000);
+			break;
+		}
+	}
+	if (ret >= 0 && removal_us) {
+		*removal_us = -ETIMEDOUT;
+		if (jitter_ms)
+			sleep_ms((unsigned)((unsigned long)rand() % jitter_ms));
+		while (recv(cfd, b, sizeof(b), MSG_DONTWAIT) >= 0 || errno == ECONNREFUSED)
+			;	/* an error left over from before the exposure */
+		close(sfd);
+		sfd = -1;
+		t0 = now_ns();
+		deadline = t0 + (uint64_t)tmo_ms * 1000000u;
+		while (now_ns() < deadline) {
+			if ((send(cfd, "r", 1, 0) < 0 && errno == ECONNREFUSED) ||
+			    (usleep(250), recv(cfd, b, sizeof(b), MSG_DONTWAIT) < 0 &&
+					  errno == ECONNREFUSED)) {
+				*removal_us = (int64_t)((now_ns() - t0) / 1000);
+				break;
+			}
+		}
+	}
+out:
+	if (sfd >= 0)
+		close(sfd);
+	if (cfd >= 0)
+		close(cfd);
+	return ret;
+}
+
 static int cmd_detect(char **argv)
 {
 	unsigned long base, trials, jitter, tmo;
 	struct sockaddr_in ext;
 	int gns, home;
-	bool removal = argv[6] && !strcmp(argv[6], "removal");
+	bool removal = argv[6] && strstr(argv[6], "removal");
+	bool udp = argv[6] && strstr(argv[6], "udp");
 
 	if (parse_u(argv[2], 65535, &base) < 0 || parse_u(argv[3], 100000, &trials) < 0 ||
 	    parse_u(argv[4], 60000, &jitter) < 0 || parse_u(argv[5], 600000, &tmo) < 0 ||
@@ -482,8 +558,8 @@ static int cmd_detect(char **argv)
 		if (jitter)
 			sleep_ms((unsigned)((unsigned long)rand() % jitter));
 		ext.sin_port = htons((uint16_t)(base + i));
-		us = detect_one(gns, home, &ext, (unsigned)tmo, removal ? &rm_us : NULL,
-				(unsigned)jitter);
+		us = (udp ? udp_detect_one : detect_one)(gns, home, &ext, (unsigned)tmo,
+							 removal ? &rm_us : NULL, (unsigned)jitter);
 		if (us >= 0 && removal && rm_us >= 0) {
 			printf("%" PRId64 " %" PRId64 "\n", us, rm_us);
 			fails = 0;

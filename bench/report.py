@@ -390,6 +390,8 @@ class Report:
                    "connect on the external address, closed at a random phase.", "")
             rows = []
             for c, label in (("porthole", "porthole"), ("porthole_poll", "porthole, polling"),
+                             ("porthole_udp", "porthole, UDP"),
+                             ("porthole_poll_udp", "porthole, UDP, polling"),
                              ("reference", "reference")):
                 x = det.get(c)
                 if not x:
@@ -404,6 +406,18 @@ class Report:
                              "%d%s" % (x["errors"], ", then aborted" if x.get("aborted") else "")])
             self.table(["contender", "trials", "p50 ms", "p99 ms", "max ms", "removal p50 ms",
                         "removal p99 ms", "mechanism", "failed trials"], rows)
+            self.w("UDP rows: a socket bound to 127.0.0.1:P is the service; detection ends "
+                   "when a datagram sent to 169.254.0.21:P every 0.25 ms reaches it, removal "
+                   "when the sender gets an ICMP port unreachable (nothing bound on the "
+                   "external address any more).", "")
+            race = [(c, det[c]["restart_race"]) for c in ("porthole", "porthole_poll")
+                    if "restart_race" in det.get(c, {})]
+            if race:
+                self.w("Restart race (issue 17): a service closes 127.0.0.1:P and binds "
+                       "0.0.0.0:P 5 ms later; it wins when porthole's external listener is "
+                       "gone by then. " + "; ".join(
+                           "%s %d of %d" % ("events" if c == "porthole" else "polling",
+                                            x["wins"], x["trials"]) for c, x in race) + ".", "")
 
     def snapshot(self):
         sn = self.r.get("snapshot")
@@ -591,6 +605,23 @@ class Report:
                          "polling %s ms" % f(pp.get("removal_p99_ms"), "%.1f"),
                          "%s ms" % f(rp, "%.2f"), "≤ %.0f ms" % T_EV_REMOVE_MS,
                          pf(rp <= T_EV_REMOVE_MS if ph and rp is not None else None)])
+            u, uq = det.get("porthole_udp", {}), det.get("porthole_poll_udp", {})
+            if u or uq:
+                for k, what, t in (("p99_ms", "detection", T_EV_DETECT_MS),
+                                   ("removal_p99_ms", "removal", T_EV_REMOVE_MS)):
+                    v = u.get(k)
+                    rows.append(["UDP %s latency p99 (bind/close events)" % what,
+                                 "polling %s ms" % f(uq.get(k), "%.1f"),
+                                 "%s ms" % f(v, "%.2f"), "≤ %.0f ms" % t,
+                                 pf(v <= t if ph and v is not None else None)])
+            rr = det.get("porthole", {}).get("restart_race")
+            if rr:
+                rq = pp.get("restart_race", {})
+                rows.append(["restart race: 0.0.0.0:P bound 5 ms after closing 127.0.0.1:P",
+                             "polling %s of %s" % (rq.get("wins", "—"), rq.get("trials", "—")),
+                             "%d of %d" % (rr["wins"], rr["trials"]),
+                             "%d of %d" % (rr["trials"], rr["trials"]),
+                             pf(rr["wins"] == rr["trials"] if ph else None)])
         mem = self.r.get("memory", {})
         if mem:
             s = mem.get("socat", {}).get("100", {})

@@ -41,6 +41,8 @@ void ph_metrics_core_load(struct ph_metrics_core *out, struct ph_stats *st)
 	out->listen_events_lost = LD(st->listen_events_lost);
 	out->listen_events_own = LD(st->listen_events_own);
 	out->discovery_events = (int)LD(st->discovery_events);
+	out->discovery_udp_events = (int)LD(st->discovery_udp_events);
+	out->safety_catches = LD(st->safety_catches);
 	out->udp_flows_open = LD(st->udp.flows_open);
 	out->udp_flows_created = LD(st->udp.flows_created);
 	out->udp_flows_evicted = LD(st->udp.flows_evicted);
@@ -179,8 +181,15 @@ int ph_metrics_render(struct ph_buf *b, const struct ph_metrics_input *in)
 	ph_buf_printf(b, "porthole_discovery_info{mechanism=\"%s\",source=\"%s\"} 1\n",
 		      c->discovery_events ? "events" : "poll",
 		      ph_events_source_name((enum ph_events_source)c->discovery_events));
+	single(b, "porthole_discovery_udp_events", "gauge",
+	       "1 when UDP binds and closes are reported too (cgroup socket hooks); 0: UDP "
+	       "services are found by the periodic scan.", (uint64_t)c->discovery_udp_events);
+	single(b, "porthole_safety_scan_catches_total", "counter",
+	       "Safety-net scans (listen events on) that changed the port table: something "
+	       "the events did not report.", c->safety_catches);
 	single(b, "porthole_listen_events_total", "counter",
-	       "TCP listen/close reports from the kernel (each burst triggers one scan).",
+	       "TCP listen/close and UDP bind/close reports from the kernel (each burst "
+	       "triggers one scan).",
 	       c->listen_events);
 	single(b, "porthole_listen_events_own_total", "counter",
 	       "Listen/close reports of portholed's own external listeners (no scan).",

@@ -26,6 +26,8 @@ struct ph_metrics_core {
 	uint64_t relay_closed[PH_RELAY_END_COUNT];
 	uint64_t listen_events, listen_events_lost, listen_events_own;
 	int discovery_events;	/* enum ph_events_source: 0 polling, 1 bpf, 2 perf */
+	int discovery_udp_events;	/* 1: UDP binds and closes are reported too */
+	uint64_t safety_catches;
 	/* UDP relay (struct ph_udp_counters) */
 	uint64_t udp_flows_open, udp_flows_created, udp_flows_evicted, udp_flows_timed_out,
 		 udp_flows_refused, udp_dgrams_in, udp_dgrams_out, udp_bytes_in, udp_bytes_out;

@@ -218,11 +218,24 @@ int ph_scanner_enable_udp(struct ph_scanner *s)
 
 int ph_scanner_run(struct ph_scanner *s, struct ph_scan *out)
 {
-	int ret;
-
 	ph_scan_clear(out);
-	ret = s->use_proc ? run_proc(s, IPPROTO_TCP, out) : run_diag(s, IPPROTO_TCP, out);
-	if (!ret && s->udp) {
+	return ph_scanner_run_some(s, out, true, true);
+}
+
+int ph_scanner_run_some(struct ph_scanner *s, struct ph_scan *out, bool tcp, bool udp)
+{
+	size_t k = 0;
+	int ret = 0;
+
+	udp = udp && s->udp;
+	/* the previous picture of the protocols not asked for stays */
+	for (size_t i = 0; i < out->len; i++)
+		if (out->v[i].proto == IPPROTO_UDP ? s->udp && !udp : !tcp)
+			out->v[k++] = out->v[i];
+	out->len = k;
+	if (tcp)
+		ret = s->use_proc ? run_proc(s, IPPROTO_TCP, out) : run_diag(s, IPPROTO_TCP, out);
+	if (!ret && udp) {
 		read_ephemeral(s);
 		ret = s->udp_proc ? run_proc(s, IPPROTO_UDP, out) : run_diag(s, IPPROTO_UDP, out);
 	}

@@ -157,6 +157,18 @@ int ph_scanner_enable_udp(struct ph_scanner *s);
  * failed and @out is not a valid picture of the namespace (never "no ports").
  */
 int ph_scanner_run(struct ph_scanner *s, struct ph_scan *out);
+
+/**
+ * ph_scanner_run_some() - scan again only @tcp and/or @udp sockets
+ * @s:		scanner
+ * @out:	the last successful result of ph_scanner_run() (or of this):
+ *		its entries of the protocols not asked for are kept as they are
+ * @tcp, @udp:	the protocols to dump again
+ *
+ * For a caller that knows only those changed (listen events of one
+ * protocol). Return: as ph_scanner_run(); on failure @out is cleared.
+ */
+int ph_scanner_run_some(struct ph_scanner *s, struct ph_scan *out, bool tcp, bool udp);
 void ph_scanner_fini(struct ph_scanner *s);
 /* "sock_diag" or "proc" (TCP; UDP follows it unless udp_diag is missing) */
 const char *ph_scanner_method(const struct ph_scanner *s);

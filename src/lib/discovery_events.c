@@ -56,8 +56,10 @@
 #ifdef PH_HAVE_BPF
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -342,10 +344,13 @@ fail:
 	return ret;
 }
 
+static void udp_close(struct ph_events *ev);
+
 static void bpf_close(struct ph_events *ev)
 {
 	long page = sysconf(_SC_PAGESIZE);
 
+	udp_close(ev);
 	if (ev->link_fd >= 0)
 		close(ev->link_fd);
 	if (ev->prog_fd >= 0)
@@ -360,6 +365,239 @@ static void bpf_close(struct ph_events *ev)
 		close(ev->ring_fd);
 	if (ev->conf_fd >= 0)
 		close(ev->conf_fd);
+}
+
+
+/* ---- UDP: cgroup socket hooks ------------------------------------------- */
+
+/*
+ * UDP has no tracepoint for bind. Three cgroup socket programs (one
+ * instruction sequence, loaded per attach type) on the root of the cgroup v2
+ * hierarchy run for every socket of every process below it: post-bind
+ * (IPv4, IPv6: after the port is taken and the socket hashed) and release
+ * (close of the last descriptor: just before the kernel unhashes it). Each
+ * keeps only UDP sockets in state CLOSE (bound or not, without a peer: a
+ * connect()ed client is ESTABLISHED) with a port, copies struct sock_common
+ * with bpf_probe_read_kernel() (the context is the struct sock; the release
+ * hook may not read src_port from it) and filters on the same skc_net as the
+ * TCP program, then writes the same record with proto IPPROTO_UDP into the
+ * same ring. It returns 1: the bind or close goes ahead whatever happens.
+ * Linked with BPF_LINK_CREATE: closing the link detaches, so nothing stays
+ * attached after the daemon exits or crashes.
+ */
+#define UDP_OUT		0x7fff		/* jump placeholder: "out", fixed up below */
+#define UDP_PROG_MAX	56
+#define UDP_CALIBRATE_MS 200
+
+static const enum bpf_attach_type udp_attach[3] = {
+	BPF_CGROUP_INET4_POST_BIND, BPF_CGROUP_INET6_POST_BIND, BPF_CGROUP_INET_SOCK_RELEASE,
+};
+
+static unsigned build_udp_prog(struct bpf_insn *p, int ring_fd, int conf_fd, int newstate)
+{
+	const struct bpf_insn prog[] = {
+		MOV_REG(R6, R1),
+		LDX(BPF_W, R2, R6, offsetof(struct bpf_sock, protocol)),
+		JNE_IMM(R2, IPPROTO_UDP, UDP_OUT),
+		LDX(BPF_W, R2, R6, offsetof(struct bpf_sock, state)),
+		JNE_IMM(R2, TCP_CLOSE_STATE, UDP_OUT),		/* a connected client */
+		MOV_REG(R1, FP), ADD_IMM(R1, FP_SK), MOV_IMM(R2, SK_COPY), MOV_REG(R3, R6),
+		CALL(BPF_FUNC_probe_read_kernel),
+		JNE_IMM(R0, 0, UDP_OUT),
+		LDX(BPF_H, R1, FP, FP_SK + SK_NUM),
+		JEQ_IMM(R1, 0, UDP_OUT),			/* never bound */
+		ST_IMM(BPF_W, FP, FP_KEY, 0),
+		LD_MAP(R1, conf_fd),
+		MOV_REG(R2, FP), ADD_IMM(R2, FP_KEY),
+		CALL(BPF_FUNC_map_lookup_elem),
+		JEQ_IMM(R0, 0, UDP_OUT),
+		MOV_REG(R7, R0),
+		LDX(BPF_DW, R1, R7, CONF_NETNS),
+		JEQ_IMM(R1, 0, 2),				/* not calibrated: pass */
+		LDX(BPF_DW, R2, FP, FP_SK + SK_NET),
+		JNE_REG(R1, R2, UDP_OUT),			/* other netns */
+		CALL(BPF_FUNC_ktime_get_ns), STX(BPF_DW, FP, R0, FP_REC + 8),
+		ST_IMM(BPF_DW, FP, FP_REC + 24, 0),
+		LDX(BPF_DW, R1, FP, FP_SK + SK_NET), STX(BPF_DW, FP, R1, FP_REC),
+		LDX(BPF_W, R1, FP, FP_SK + SK_SADDR), STX(BPF_W, FP, R1, FP_REC + 16),
+		LDX(BPF_H, R1, FP, FP_SK + SK_NUM), STX(BPF_H, FP, R1, FP_REC + 20),
+		ST_IMM(BPF_B, FP, FP_REC + 22, 0),
+		ST_IMM(BPF_B, FP, FP_REC + 23, newstate),
+		LDX(BPF_H, R1, FP, FP_SK + SK_FAMILY), STX(BPF_H, FP, R1, FP_REC + 24),
+		ST_IMM(BPF_B, FP, FP_REC + 26, IPPROTO_UDP),
+		LD_MAP(R1, ring_fd),
+		MOV_REG(R2, FP), ADD_IMM(R2, FP_REC),
+		MOV_IMM(R3, sizeof(struct ph_listen_event)), MOV_IMM(R4, 0),
+		CALL(BPF_FUNC_ringbuf_output),
+		JEQ_IMM(R0, 0, UDP_OUT),
+		MOV_IMM(R1, 1),
+		XADD64(R7, R1, CONF_LOST),
+		/* out: allow the bind or release */
+		MOV_IMM(R0, 1),
+		EXIT(),
+	};
+	unsigned n = sizeof(prog) / sizeof(prog[0]);
+
+	_Static_assert(sizeof(prog) / sizeof(prog[0]) <= UDP_PROG_MAX, "UDP_PROG_MAX");
+	memcpy(p, prog, sizeof(prog));
+	for (unsigned i = 0; i < n; i++)
+		if (BPF_CLASS(p[i].code) == BPF_JMP && BPF_OP(p[i].code) != BPF_CALL &&
+		    p[i].off == UDP_OUT)
+			p[i].off = (int16_t)(n - 2 - i - 1);
+	return n;
+}
+
+/* The mount point of the cgroup v2 hierarchy, from /proc/self/mountinfo,
+ * opened. (read(), not stdio: the static daemon carries no scanf.) */
+static int cgroup2_open(void)
+{
+	char buf[4096];
+	size_t have = 0;
+	int fd = -ENOENT, mi = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+
+	if (mi < 0)
+		return -errno;
+	while (fd == -ENOENT) {
+		ssize_t n = read(mi, buf + have, sizeof(buf) - 1 - have);
+		char *line = buf, *nl;
+
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = 0;
+		while (fd == -ENOENT && (nl = strchr(line, '\n'))) {
+			char *mnt;
+
+			*nl = 0;
+			mnt = ph_mountinfo_cgroup2(line);
+			if (mnt) {
+				fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+				if (fd < 0)
+					fd = -ENOENT;
+			}
+			line = nl + 1;
+		}
+		have -= (size_t)(line - buf);
+		if (have == sizeof(buf) - 1)
+			have = 0;	/* a line longer than the buffer: not ours */
+		memmove(buf, line, have);
+	}
+	close(mi);
+	return fd;
+}
+
+static void udp_close(struct ph_events *ev)
+{
+	for (int i = 0; i < 3; i++) {
+		if (ev->udp_link[i] >= 0)
+			close(ev->udp_link[i]);
+		ev->udp_link[i] = -1;
+	}
+}
+
+struct udp_calib {
+	uint16_t port;
+	bool seen;
+	uint64_t netns;
+};
+
+static void udp_calib_match(const struct ph_listen_event *e, void *arg)
+{
+	struct udp_calib *k = arg;
+
+	if (e->proto == IPPROTO_UDP && e->newstate == PH_UDP_BOUND && e->port == k->port) {
+		k->seen = true;
+		k->netns = e->netns;
+	}
+}
+
+/* Bind a UDP socket of our own on 127.0.0.1 and wait for its record */
+static int udp_calibrate(struct ph_events *ev, char *why, size_t len)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	struct udp_calib k = { 0 };
+	uint64_t deadline = ph_now_ms() + UDP_CALIBRATE_MS;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret = 0;
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    getsockname(fd, (struct sockaddr *)&a, &al)) {
+		ret = -errno;
+		snprintf(why, len, "cannot bind UDP on loopback to check the hook: %s",
+			 ph_strerror(ret));
+		goto out;
+	}
+	k.port = ntohs(a.sin_port);
+	while (!k.seen) {
+		struct pollfd pfd = { .fd = ev->ring_fd, .events = POLLIN };
+		uint64_t now = ph_now_ms();
+
+		bpf_drain(ev, udp_calib_match, &k);
+		if (k.seen)
+			break;
+		if (now >= deadline) {
+			snprintf(why, len, "the cgroup hook did not report our own UDP bind "
+				 "(the daemon outside the cgroup v2 hierarchy it sees?)");
+			ret = -ETIMEDOUT;
+			goto out;
+		}
+		poll(&pfd, 1, (int)(deadline - now));
+	}
+	if (k.netns != ev->conf[CONF_NETNS / 8]) {
+		snprintf(why, len, "the UDP record's netns differs from the TCP one");
+		ret = -EPROTO;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+int ph_events_open_udp(struct ph_events *ev, char *why, size_t len)
+{
+	struct bpf_insn insns[UDP_PROG_MAX];
+	int cg, ret = 0;
+
+	why[0] = 0;
+	if (ev->source != PH_EVENTS_BPF) {
+		snprintf(why, len, "the UDP hooks need the BPF source");
+		return -EOPNOTSUPP;
+	}
+	cg = cgroup2_open();
+	if (cg < 0) {
+		snprintf(why, len, "no cgroup v2 hierarchy to attach to: %s", ph_strerror(cg));
+		return cg;
+	}
+	for (int i = 0; i < 3 && !ret; i++) {
+		unsigned n = build_udp_prog(insns, ev->ring_fd, ev->conf_fd,
+					    i < 2 ? PH_UDP_BOUND : PH_UDP_RELEASED);
+		int prog = ph_bpf_prog_load(BPF_PROG_TYPE_CGROUP_SOCK, udp_attach[i], insns, n,
+					    why, len);
+
+		if (prog < 0) {
+			ret = prog;
+			if (!why[0])
+				snprintf(why, len, "cgroup socket program load: %s%s",
+					 ph_strerror(ret), perm_hint(ret));
+			break;
+		}
+		ret = ev->udp_link[i] = ph_bpf_link_create(prog, cg, udp_attach[i]);
+		close(prog);	/* the link holds it */
+		if (ret < 0)
+			snprintf(why, len, "cgroup socket program link: %s%s", ph_strerror(ret),
+				 perm_hint(ret));
+		else
+			ret = 0;
+	}
+	close(cg);
+	if (!ret)
+		ret = udp_calibrate(ev, why, len);
+	if (ret) {
+		udp_close(ev);
+		return ret;
+	}
+	bpf_drain(ev, NULL, NULL);	/* the calibration socket's release */
+	return 0;
 }
 
 #else /* no <linux/bpf.h>, PH_NO_EVENTS, or not a 64-bit kernel layout */
@@ -393,14 +631,45 @@ static void bpf_close(struct ph_events *ev)
 	(void)ev;
 }
 
+int ph_events_open_udp(struct ph_events *ev, char *why, size_t len)
+{
+	(void)ev;
+	snprintf(why, len, "built without BPF listen events");
+	return -ENOSYS;
+}
+
 #endif
 
 /* ---- either source ------------------------------------------------------- */
+
+char *ph_mountinfo_cgroup2(char *line)
+{
+	char *sep = strstr(line, " - "), *f = line;
+
+	if (!sep || strncmp(sep + 3, "cgroup2 ", 8))
+		return NULL;
+	for (int i = 0; i < 4; i++) {	/* ID PARENT MAJ:MIN ROOT MOUNTPOINT */
+		f = strchr(f, ' ');
+		if (!f)
+			return NULL;
+		f++;
+	}
+	*strchrnul(f, ' ') = 0;
+	return f;
+}
+
 
 void ph_events_init(struct ph_events *ev)
 {
 	memset(ev, 0, sizeof(*ev));
 	ev->ring_fd = ev->conf_fd = ev->prog_fd = ev->link_fd = ev->perf_ep = -1;
+	for (int i = 0; i < 3; i++)
+		ev->udp_link[i] = -1;
+}
+
+bool ph_events_udp(const struct ph_events *ev)
+{
+	return ev->udp_link[0] >= 0;
 }
 
 int ph_events_open_perf(struct ph_events *ev, char *why, size_t len)

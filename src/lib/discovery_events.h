@@ -9,6 +9,9 @@
 
 #define PH_TCP_LISTEN	10
 #define PH_TCP_CLOSE	7
+/* newstate of a UDP record (proto IPPROTO_UDP): bound, or released */
+#define PH_UDP_BOUND	1
+#define PH_UDP_RELEASED	2
 
 /**
  * struct ph_listen_event - one report, from either source
@@ -18,9 +21,11 @@
  * @saddr:	skc_rcv_saddr, network order (IPv4 sockets)
  * @port:	local port, host order (0: not bound yet)
  * @family:	AF_INET or AF_INET6
- * @oldstate, @newstate: TCP states of the transition (one of them is TCP_LISTEN)
+ * @oldstate, @newstate: TCP states of the transition (one of them is TCP_LISTEN);
+ *		for UDP, @newstate is PH_UDP_BOUND or PH_UDP_RELEASED
+ * @proto:	0 (TCP: the tracepoint, or the perf source) or IPPROTO_UDP (the cgroup hooks)
  *
- * The BPF program writes exactly this layout into its ring buffer (32 bytes).
+ * The BPF programs write exactly this layout into the ring buffer (32 bytes).
  */
 struct ph_listen_event {
 	uint64_t netns;
@@ -30,7 +35,8 @@ struct ph_listen_event {
 	uint8_t oldstate;
 	uint8_t newstate;
 	uint16_t family;
-	uint8_t pad[6];
+	uint8_t proto;
+	uint8_t pad[5];
 };
 
 /**
@@ -51,6 +57,8 @@ enum ph_events_source { PH_EVENTS_NONE, PH_EVENTS_BPF, PH_EVENTS_PERF };
  * @cons, @prod: the ring's consumer page (rw) and producer page + data (ro)
  * @conf:	the mmapped array element
  * @lost_seen:	lost-event count already reported by ph_events_lost_delta()
+ * @udp_link:	UDP hooks (BPF only): links of the cgroup programs on bind (IPv4,
+ *		IPv6) and release; -1 when not attached (ph_events_open_udp())
  * @perf_ep:	perf source: epoll set of the per-CPU events (ph_events_fd())
  * @perf_fd:	perf source: one event per CPU (-1: CPU offline)
  * @perf_ring:	perf source: each event's mmapped ring (metadata page + data)
@@ -65,6 +73,7 @@ struct ph_events {
 	void *cons, *prod;
 	volatile uint64_t *conf;
 	uint64_t lost_seen;
+	int udp_link[3];
 	int perf_ep;
 	int *perf_fd;
 	void **perf_ring;
@@ -101,6 +110,35 @@ int ph_events_open(struct ph_events *ev, char *why, size_t len);
  * Return: 0, or -errno with everything released
  */
 int ph_events_open_perf(struct ph_events *ev, char *why, size_t len);
+
+/**
+ * ph_events_open_udp() - add UDP binds and closes to an open BPF source
+ * @ev:		opened by ph_events_open() (the BPF source)
+ * @why:	on failure, a one-line reason (for the log)
+ * @len:	its size
+ *
+ * Attaches a cgroup socket program to the root of the cgroup v2 hierarchy
+ * (post-bind for IPv4 and IPv6, socket release), writing into the same ring
+ * as the TCP records (@proto IPPROTO_UDP), and checks it with a UDP socket
+ * of its own. The TCP source stays as it was whatever happens.
+ * Return: 0, or -errno with the UDP hooks released (-ENOENT: no cgroup v2
+ * mount; -EOPNOTSUPP: not the BPF source)
+ */
+int ph_events_open_udp(struct ph_events *ev, char *why, size_t len);
+
+/**
+ * ph_mountinfo_cgroup2() - the mount point of one /proc/self/mountinfo line, if cgroup2
+ * @line:	one line, NUL-terminated, without its newline; modified
+ *
+ * Octal escapes (\040) are not decoded: such a mount point fails to open
+ * and the caller tries the next one.
+ * Return: the 5th field, NUL-terminated in place, when the filesystem type
+ * (after " - ") is cgroup2; else NULL
+ */
+char *ph_mountinfo_cgroup2(char *line);
+
+/* Whether UDP records come (ph_events_open_udp() succeeded) */
+bool ph_events_udp(const struct ph_events *ev);
 
 /* The descriptor to watch for readability (-1 when closed): the BPF ring
  * buffer, or an epoll set of the per-CPU perf events */

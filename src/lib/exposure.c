@@ -104,14 +104,16 @@ static void listener_close(struct cycle *c, struct ext_listener *x, bool for_goo
 	if (x->fd < 0)
 		return;
 	if (x->ux) {	/* the UDP relay owns the socket: it ends its flows */
+		ph_ext_addr_sockaddr(&x->at, x->e->d.port, &ss);
 		ph_udp_ext_close(x->ux);
+		events_expect_own(c, ss.ss_family, IPPROTO_UDP, x->e->d.port, false);
 		x->ux = NULL;
 	} else if (for_good) {
 		ph_loop_del(&c->loop, &x->io);
 		ph_ext_addr_sockaddr(&x->at, x->e->d.port, &ss);
 		ph_fdstore_release(c->p->cfg.fdstore, PH_FDKIND_TCP, (struct sockaddr *)&ss, x->fd);
 		/* shut down: a LISTEN -> CLOSE record, ours */
-		events_expect_own(c, ss.ss_family, x->e->d.port, false);
+		events_expect_own(c, ss.ss_family, IPPROTO_TCP, x->e->d.port, false);
 	} else {
 		/* a stop: the store's copy (if any) keeps listening */
 		ph_loop_del(&c->loop, &x->io);
@@ -290,11 +292,14 @@ static int udp_bind(struct cycle *c, struct port_entry *e, struct ext_listener *
 		close(fd);
 		return ret;
 	}
+	events_expect_own(c, ss->ss_family, IPPROTO_UDP, e->d.port, true);
 adopted:
 	inode = ph_sock_inode(fd);
 	ret = ph_udp_ext_open(c->udp, fd, (struct sockaddr *)&e->target, e->tlen, &x->ux);
-	if (ret)
-		return ret;	/* @fd is closed */
+	if (ret) {	/* @fd is closed */
+		events_expect_own(c, ss->ss_family, IPPROTO_UDP, e->d.port, false);
+		return ret;
+	}
 	x->fd = fd;
 	x->inode = inode;
 	return 0;
@@ -367,12 +372,12 @@ static int listener_bind(struct cycle *c, struct port_entry *e, struct ext_liste
 		return ret;
 	}
 	if (!adopted)	/* an adopted listener was listening already: no record */
-		events_expect_own(c, ss.ss_family, e->d.port, true);
+		events_expect_own(c, ss.ss_family, IPPROTO_TCP, e->d.port, true);
 	ret = ph_loop_add(&c->loop, &x->io, fd, c->accepting ? EPOLLIN : 0, accept_on_listener);
 	if (ret) {
 		ph_fdstore_release(c->p->cfg.fdstore, PH_FDKIND_TCP, (struct sockaddr *)&ss, fd);
 		if (!adopted)
-			events_expect_own(c, ss.ss_family, e->d.port, false);
+			events_expect_own(c, ss.ss_family, IPPROTO_TCP, e->d.port, false);
 		return ret;
 	}
 	/* a copy for the service manager: after a crash the next process
@@ -583,6 +588,7 @@ static void on_change(void *arg, const struct ph_change *ch)
 	uint16_t port = d->port;
 	struct port_entry *e = NULL;
 
+	c->scan_changes++;
 	carry_until(a, port, d->proto);
 	if (a->old_i < c->n_entries && !old_cmp(a, port, d->proto))
 		e = c->entries[a->old_i++];
@@ -686,6 +692,7 @@ static int apply_scan(struct cycle *c)
 	size_t n_dec = 0, n_own, need;
 	int ret;
 
+	c->scan_changes = 0;
 	ret = collect_own(c, &n_own);
 	if (ret)
 		return ret;
@@ -726,13 +733,21 @@ static int apply_scan(struct cycle *c)
 
 void exposure_scan(struct cycle *c)
 {
+	exposure_scan_some(c, true, true);
+}
+
+void exposure_scan_some(struct cycle *c, bool tcp, bool udp)
+{
 	struct ph_ports *p = c->p;
 	uint64_t t0 = ph_now_ns(), us;
 	int ret;
 
 	if (c->rtnl_stale)
 		addresses_refresh(c);	/* this scan follows any change */
-	ret = ph_scanner_run(&c->scanner, &c->scan);
+	/* a part only on top of a whole picture */
+	ret = c->scan_valid && !(tcp && udp) ? ph_scanner_run_some(&c->scanner, &c->scan, tcp, udp)
+					     : ph_scanner_run(&c->scanner, &c->scan);
+	c->scan_valid = !ret;
 	us = (ph_now_ns() - t0) / 1000;
 	atomic_fetch_add_explicit(&p->stats.scans, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&p->stats.scan_ns_sum, (ph_now_ns() - t0), memory_order_relaxed);

@@ -81,6 +81,20 @@ void ph_config_defaults(struct ph_config *cfg)
 	cfg->keepalive = (struct ph_keepalive){ .idle_s = 30, .interval_s = 10, .count = 3 };
 }
 
+/* ---- the safety net ------------------------------------------------------- */
+
+/* With listen events, the periodic scan is a safety net. It starts at
+ * PH_DEFAULT_SAFETY_SCAN_MS and doubles, up to SAFETY_MAX_MS, each time it
+ * finds nothing the events had not already told (no change to the port
+ * table); one that does find something, or a lost record, brings it back.
+ * Without events, or with --scan-interval, the interval is fixed. */
+#define SAFETY_MAX_MS	8000
+
+static void safety_reset(struct cycle *c)
+{
+	c->safety_ms = c->scan_interval_ms;
+}
+
 static void on_scan_timer(struct ph_loop *loop, struct ph_timer *t)
 {
 	struct cycle *c = ph_container_of(t, struct cycle, scan_timer);
@@ -88,16 +102,30 @@ static void on_scan_timer(struct ph_loop *loop, struct ph_timer *t)
 	if (c->quiesced)
 		return;
 	exposure_scan(c);
-	ph_timer_arm(loop, t, ph_now_ms() + c->scan_interval_ms, on_scan_timer);
+	if (c->safety_stretch) {
+		if (c->scan_changes) {
+			atomic_fetch_add_explicit(&c->p->stats.safety_catches, 1,
+						  memory_order_relaxed);
+			ph_debug("the safety-net scan found what the events did not tell",
+				 PH_FU("changes", c->scan_changes));
+			safety_reset(c);
+		} else if (c->safety_ms < SAFETY_MAX_MS) {
+			c->safety_ms = c->safety_ms * 2 > SAFETY_MAX_MS ? SAFETY_MAX_MS
+									 : c->safety_ms * 2;
+		}
+	}
+	ph_timer_arm(loop, t, ph_now_ms() + c->safety_ms, on_scan_timer);
 }
 
 /* ---- listen events ------------------------------------------------------ */
 
-/* A listener is reported just before the kernel hashes it: a scan that does
- * not show it yet looks again SETTLE_MS later, then twice as late, up to
- * SETTLE_TRIES times (31 ms in all); the safety net covers the rest */
+/* A listener is reported just before the kernel hashes it, a closing socket
+ * just before it is unhashed: a scan that does not agree yet looks again
+ * SETTLE_MS later, then twice as late, up to SETTLE_TRIES times (1 + 2 + ...
+ * + 256 = 511 ms in all: a process preempted that long in between); the
+ * safety net covers the rest */
 #define SETTLE_MS	1
-#define SETTLE_TRIES	5
+#define SETTLE_TRIES	9
 /* Events within BURST_NS of the end of the last scan are a burst: they
  * wait for one scan BURST_FIRST_MS later, then twice as long each time the
  * burst goes on, up to BURST_MAX_MS. A burst of 1,000 listeners is then a
@@ -106,9 +134,10 @@ static void on_scan_timer(struct ph_loop *loop, struct ph_timer *t)
 #define BURST_FIRST_MS	2
 #define BURST_MAX_MS	16
 
-void events_expect_own(struct cycle *c, int family, uint16_t port, bool listen)
+void events_expect_own(struct cycle *c, int family, int proto, uint16_t port, bool listen)
 {
-	if (c->events.source == PH_EVENTS_NONE)
+	if (c->events.source == PH_EVENTS_NONE ||
+	    (proto == IPPROTO_UDP && !ph_events_udp(&c->events)))
 		return;
 	if (c->n_expect == c->cap_expect) {
 		size_t cap = c->cap_expect ? 2 * c->cap_expect : 64;
@@ -120,7 +149,7 @@ void events_expect_own(struct cycle *c, int family, uint16_t port, bool listen)
 		c->cap_expect = cap;
 	}
 	c->expect[c->n_expect++] = (struct own_expect){
-		.port = port, .family = (uint8_t)family, .listen = listen,
+		.port = port, .family = (uint8_t)family, .proto = (uint8_t)proto, .listen = listen,
 	};
 }
 
@@ -129,31 +158,32 @@ struct drain_ctx {
 	struct cycle *c;
 	size_t foreign;		/* records not of our own sockets */
 	size_t own;
+	bool tcp, udp;		/* foreign records of each protocol */
 	uint64_t oldest_ns;	/* kernel time of the oldest foreign record */
 };
 
-static void verify_add(struct cycle *c, uint16_t port)
+static bool verify_same(const struct verify_item *a, const struct verify_item *b)
 {
-	if (!port) {
+	return a->port == b->port && a->family == b->family && a->proto == b->proto &&
+	       a->saddr == b->saddr;
+}
+
+/* Note what the next scan must show (@v->gone: must not show) */
+static void verify_add(struct cycle *c, const struct verify_item *v)
+{
+	if (!v->port) {
 		c->verify_blind = true;	/* not bound yet: the kernel picks the port */
 		return;
 	}
 	for (unsigned i = 0; i < c->n_verify; i++)
-		if (c->verify[i] == port)
+		if (verify_same(&c->verify[i], v)) {
+			c->verify[i].gone = v->gone;	/* the latest report counts */
 			return;
+		}
 	if (c->n_verify == VERIFY_MAX)
 		c->verify_blind = true;
 	else
-		c->verify[c->n_verify++] = port;
-}
-
-static void verify_drop(struct cycle *c, uint16_t port)
-{
-	for (unsigned i = 0; i < c->n_verify; i++)
-		if (c->verify[i] == port) {
-			c->verify[i] = c->verify[--c->n_verify];
-			return;
-		}
+		c->verify[c->n_verify++] = *v;
 }
 
 /* Sort one record: ours (expected, in order: the worker made them) or a reason to scan */
@@ -161,35 +191,51 @@ static void on_record(const struct ph_listen_event *e, void *arg)
 {
 	struct drain_ctx *d = arg;
 	struct cycle *c = d->c;
-	bool listen = e->newstate == PH_TCP_LISTEN;
+	bool udp = e->proto == IPPROTO_UDP;
+	bool up = udp ? e->newstate == PH_UDP_BOUND : e->newstate == PH_TCP_LISTEN;
+	struct verify_item v = {
+		.port = e->port, .family = (uint8_t)e->family,
+		.proto = udp ? IPPROTO_UDP : IPPROTO_TCP,
+		.saddr = e->family == AF_INET ? e->saddr : 0, .gone = !up,
+	};
 
 	if (c->expect_head < c->n_expect) {
 		const struct own_expect *x = &c->expect[c->expect_head];
 
-		if (x->port == e->port && x->family == e->family && x->listen == listen) {
+		if (x->port == e->port && x->family == e->family && x->proto == v.proto &&
+		    x->listen == up) {
 			c->expect_head++;
 			d->own++;
 			return;
 		}
 	}
 	d->foreign++;
+	if (udp)
+		d->udp = true;
+	else
+		d->tcp = true;
 	if (!d->oldest_ns || e->ts_ns < d->oldest_ns)
 		d->oldest_ns = e->ts_ns;
-	if (listen)
-		verify_add(c, e->port);
-	else
-		verify_drop(c, e->port);	/* closed again: nothing to find */
+	/* a UDP socket is hashed before its bind is reported: nothing to wait for */
+	if (!(udp && up))
+		verify_add(c, &v);
 }
 
-/* Did the last scan show every port reported entering LISTEN? Those it did are done. */
+/* Does the last scan agree with every report? Those it does are done. */
 static bool verify_done(struct cycle *c)
 {
 	for (unsigned i = 0; i < c->n_verify;) {
+		const struct verify_item *v = &c->verify[i];
 		bool found = false;
 
-		for (size_t j = 0; j < c->scan.len && !found; j++)
-			found = c->scan.v[j].port == c->verify[i];
-		if (found)
+		for (size_t j = 0; j < c->scan.len && !found; j++) {
+			const struct ph_listener *l = &c->scan.v[j];
+
+			found = l->port == v->port && l->proto == v->proto &&
+				l->family == v->family &&
+				(!v->saddr || !memcmp(&l->addr.s6_addr[12], &v->saddr, 4));
+		}
+		if (found != v->gone)
 			c->verify[i] = c->verify[--c->n_verify];
 		else
 			i++;
@@ -241,6 +287,11 @@ static void on_events(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 	if (lost) {
 		atomic_fetch_add_explicit(&st->listen_events_lost, lost, memory_order_relaxed);
 		c->verify_blind = true;
+		if (c->safety_stretch && c->safety_ms > c->scan_interval_ms) {
+			safety_reset(c);	/* not healthy: the safety net at its base again */
+			ph_timer_arm(loop, &c->scan_timer, ph_now_ms() + c->safety_ms,
+				     on_scan_timer);
+		}
 	}
 	if (c->quiesced || (!d.foreign && !lost))
 		return;
@@ -259,7 +310,13 @@ static void on_events(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 		return;
 	}
 	c->burst_gap_ms = 0;
-	exposure_scan(c);
+	/* with both protocols reported, only the one reported changed: a TCP
+	 * listen does not walk the UDP table (half the kernel's work with
+	 * few sockets); anything else, a lost record say, scans both */
+	if (!lost && ph_events_udp(&c->events))
+		exposure_scan_some(c, d.tcp, d.udp);
+	else
+		exposure_scan(c);
 	c->event_scan_end_ns = ph_now_ns();
 	done = verify_done(c);
 	ph_debug("listen events", PH_FU("records", n), PH_FU("own", d.own),
@@ -338,6 +395,22 @@ static int discovery_choose(struct cycle *c)
 		ph_info("discovery polls: no listen events", PH_FS("reason", why),
 			PH_FU("scan_interval_ms", c->scan_interval_ms));
 	}
+	if (!ret && !cfg->udp_off && c->events.source == PH_EVENTS_BPF &&
+	    ph_events_open_udp(&c->events, why, sizeof(why)) && !p->udp_events_said) {
+		p->udp_events_said = true;
+		ph_info("UDP binds have no events: UDP services are found by the periodic scan",
+			PH_FS("reason", why));
+	} else if (!ret && !cfg->udp_off && c->events.source != PH_EVENTS_BPF &&
+		   !p->udp_events_said) {
+		p->udp_events_said = true;
+		ph_info("UDP binds have no events: UDP services are found by the periodic scan",
+			PH_FS("reason", "the UDP hooks need the BPF source"));
+	}
+	atomic_store(&p->stats.discovery_udp_events, ph_events_udp(&c->events));
+	/* the safety net stretches only when every protocol scanned has events */
+	c->safety_stretch = !ret && !cfg->scan_interval_ms &&
+			    (cfg->udp_off || ph_events_udp(&c->events));
+	safety_reset(c);
 	return 0;
 }
 
@@ -403,7 +476,8 @@ static int do_resume(struct cycle *c)
 	exposure_addresses_recheck(c);	/* a restored clone may have a new address */
 	exposure_scan(c);
 	accept_update(c);
-	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->scan_interval_ms, on_scan_timer);
+	safety_reset(c);
+	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->safety_ms, on_scan_timer);
 	ph_info("resumed", PH_FU("stale_connections_reset", n));
 	return 1;
 }
@@ -566,7 +640,7 @@ static void *worker(void *arg)
 		ph_error("cannot watch the network configuration", PH_FERR(ret));
 	exposure_addresses_init(c);
 	exposure_scan(c);
-	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->scan_interval_ms, on_scan_timer);
+	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->safety_ms, on_scan_timer);
 	ret = ph_loop_run(&c->loop);
 	if (ret)
 		ph_error("port worker loop failed", PH_FERR(ret));
@@ -636,6 +710,7 @@ static int cycle_start(struct ph_ports *p)
 	ph_info("port subsystem starting",
 		PH_FS("discovery", c->events.source != PH_EVENTS_NONE ? "events" : "poll"),
 		PH_FS("events_source", ph_events_source_name(c->events.source)),
+		PH_FS("udp_events", ph_events_udp(&c->events) ? "yes" : "no"),
 		PH_FS("scanner", ph_scanner_method(&c->scanner)),
 		PH_FU("scan_interval_ms", c->scan_interval_ms),
 		PH_FS("relay", p->cfg.force_copy ? "copy" : "copy+splice"),

@@ -188,6 +188,8 @@ struct ph_stats {
 	_Atomic uint64_t listen_events_lost;	/* records the ring buffer had no room for */
 	_Atomic uint64_t listen_events_own;	/* records of our own listeners: no scan */
 	_Atomic int discovery_events;		/* enum ph_events_source: 0 polls */
+	_Atomic int discovery_udp_events;	/* UDP binds and closes reported (cgroup hooks) */
+	_Atomic uint64_t safety_catches;	/* safety-net scans that changed the table (events on) */
 	struct ph_udp_counters udp;		/* the UDP relay's (relay_udp.h) */
 };
 

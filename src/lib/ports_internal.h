@@ -46,19 +46,37 @@
 /* commands posted to the worker (lifecycle.c) */
 enum cmd { CMD_NONE, CMD_STOP, CMD_QUIESCE, CMD_RESUME, CMD_FREEZE, CMD_IMPORT };
 
-/* Ports reported entering LISTEN that the next scan must show (lifecycle.c) */
+/* Sockets reported opening or closing that the next scan must show or not show (lifecycle.c) */
 #define VERIFY_MAX	32
 
 /**
  * struct own_expect - a listen-event record the worker's own bind or close will produce
  * @port:	local port
  * @family:	AF_INET or AF_INET6
- * @listen:	entering LISTEN (bind) or leaving it (close)
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
+ * @listen:	entering LISTEN or bound (UDP), or leaving it (close)
  */
 struct own_expect {
 	uint16_t port;
 	uint8_t family;
+	uint8_t proto;
 	bool listen;
+};
+
+/**
+ * struct verify_item - what a report says the next scan must show
+ * @port, @family, @proto: the socket's
+ * @saddr:	its IPv4 address (network order; 0: IPv6, any address)
+ * @gone:	reported closing: the scan must not show it (it is reported
+ *		just before the kernel unhashes it); else reported listening
+ *		(TCP: just before the kernel hashes it)
+ */
+struct verify_item {
+	uint16_t port;
+	uint8_t family;
+	uint8_t proto;
+	uint32_t saddr;
+	bool gone;
 };
 
 /**
@@ -136,15 +154,20 @@ struct cycle {
 	struct ph_udp_relay *udp;	/* UDP flows of every UDP port; NULL with --udp off */
 	struct ph_timer scan_timer;
 	unsigned scan_interval_ms;	/* the configured one, or the mechanism's default */
+	unsigned safety_ms;	/* the safety net's current interval (events: it stretches) */
+	size_t scan_changes;	/* port table changes the last apply made */
+	bool scan_valid;	/* @scan is the last successful scan (a base for a partial one) */
+	bool safety_stretch;	/* events cover every protocol: the safety net may stretch */
 	struct ph_events events;	/* listen events; ring_fd -1 when polling */
 	struct ph_io events_io;
 	struct ph_timer settle_timer;	/* the second look after an event (lifecycle.c) */
 	/* our own binds and closes, in order: their records cause no scan */
 	struct own_expect *expect;
 	size_t n_expect, cap_expect, expect_head;
-	/* ports reported entering LISTEN, to be found by the next scan; else
-	 * the worker looks again (the report precedes the hashing) */
-	uint16_t verify[VERIFY_MAX];
+	/* sockets reported listening (closing), to be found (not found) by
+	 * the next scan; else the worker looks again (the report precedes
+	 * the hashing or unhashing) */
+	struct verify_item verify[VERIFY_MAX];
 	unsigned n_verify;
 	bool verify_blind;	/* too many, or port 0: look again without checking */
 	unsigned settle_tries;
@@ -216,6 +239,7 @@ struct ph_ports {
 	struct ph_stats stats;
 	bool poll_said;			/* "polling, because ..." logged once */
 	bool steer_said;		/* "steering is off, because ..." logged once */
+	bool udp_events_said;		/* "no UDP events, because ..." logged once */
 };
 
 
@@ -226,10 +250,11 @@ struct ph_ports {
  * sockets enter (@listen) or leave LISTEN, so that its record causes no scan
  * @c:		cycle (no-op when it has no listen events)
  * @family:	AF_INET or AF_INET6
+ * @proto:	IPPROTO_TCP or IPPROTO_UDP
  * @port:	the socket's port
- * @listen:	true after listen(), false after close()
+ * @listen:	true after listen() (TCP) or bind() (UDP), false after close()
  */
-void events_expect_own(struct cycle *c, int family, uint16_t port, bool listen);
+void events_expect_own(struct cycle *c, int family, int proto, uint16_t port, bool listen);
 
 /**
  * ports_send_cmd() - post @cmd (with @arg) to the worker and wait for its
@@ -269,6 +294,9 @@ void port_entry_destroy(struct cycle *c, struct port_entry *e, bool for_good);
  * and logged, rate-limited.
  */
 void exposure_scan(struct cycle *c);
+/* exposure_scan() dumping only @tcp and/or @udp sockets again, the last
+ * picture of the other protocol kept (a full scan if there is none) */
+void exposure_scan_some(struct cycle *c, bool tcp, bool udp);
 
 /**
  * exposure_addresses_init() - choose the first external addresses (worker,

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* tcpprobe.c - precise TCP peers for the integration tests (half-close, resets, load)
+/* tcpprobe.c - precise TCP peers for the integration tests (half-close, resets, load, exposure latency)
  *
  * Theory of Operation
  * ===================
@@ -20,6 +20,13 @@
  *                                   succeeds (detection latency), close the
  *                                   listener, poll until refused (removal
  *                                   latency); TRIALS times; print percentiles
+ *   udplatency GUESTNS HOSTNS EXT PORT TRIALS
+ *                                   the same for UDP: bind 127.0.0.1:PORT, send
+ *                                   a datagram to EXT:PORT every 1 ms until the
+ *                                   socket receives one, close it, send until
+ *                                   the sender gets ECONNREFUSED (an ICMP port
+ *                                   unreachable: EXT:PORT is unbound again; the
+ *                                   guest needs net.ipv4.icmp_ratelimit=0)
  *
  * SCRIPT is a comma list of steps, run in order, each bounded by a deadline
  * (PH_PROBE_TIMEOUT_MS, default 5000):
@@ -625,6 +632,66 @@ static int cmp_i64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* A UDP socket bound to @ss (the service), or -errno */
+static int udp_bound(const struct sockaddr_storage *ss, socklen_t len)
+{
+	int one = 1, fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)ss, len)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/**
+ * udp_poll_until() - send a datagram to @ss every 1 ms until the outcome is @want_open
+ * @sfd:	the service's socket (open: it receives one); -1 for removal
+ * @ss, @len:	EXT:PORT
+ * @ms:		give up after this long
+ *
+ * Removal is the sender's ECONNREFUSED: an ICMP port unreachable, which only
+ * an unbound EXT:PORT makes (while exposed, the relay forwards the datagram).
+ * Return: microseconds, or -ETIMEDOUT
+ */
+static int64_t udp_poll_until(int sfd, const struct sockaddr_storage *ss, socklen_t len, int ms)
+{
+	uint64_t t0 = now_us(), end = t0 + (uint64_t)ms * 1000u;
+	int cfd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int64_t ret = -ETIMEDOUT;
+	char b[16];
+
+	if (cfd < 0 || connect(cfd, (const struct sockaddr *)ss, len)) {
+		ret = -errno;
+		goto out;
+	}
+	while (now_us() < end) {
+		struct pollfd p = { .fd = sfd >= 0 ? sfd : cfd, .events = POLLIN };
+
+		if (send(cfd, "p", 1, 0) < 0 && errno == ECONNREFUSED && sfd < 0) {
+			ret = (int64_t)(now_us() - t0);
+			break;
+		}
+		if (poll(&p, 1, 1) > 0) {
+			ssize_t n = recv(p.fd, b, sizeof(b), MSG_DONTWAIT);
+
+			if (sfd >= 0 ? n > 0 : (n < 0 && errno == ECONNREFUSED)) {
+				ret = (int64_t)(now_us() - t0);
+				break;
+			}
+		}
+	}
+out:
+	if (cfd >= 0)
+		close(cfd);
+	return ret;
+}
+
 /**
  * mode_latency() - detection and removal latency of exposures, TRIALS times
  *
@@ -634,7 +701,8 @@ static int cmp_i64(const void *a, const void *b)
  * Prints per-trial lines and "open_p50_ms ... close_p99_ms ..." at the end.
  * Return: 0 when every trial saw both transitions, 1 otherwise
  */
-static int mode_latency(const char *gns, const char *hns, const char *ext, const char *port, int trials)
+static int mode_latency(const char *gns, const char *hns, const char *ext, const char *port, int trials,
+			bool udp)
 {
 	struct sockaddr_storage lo, ex;
 	socklen_t lolen, exlen;
@@ -652,12 +720,12 @@ static int mode_latency(const char *gns, const char *hns, const char *ext, const
 			fprintf(stderr, "latency: setns %s: %s\n", gns, strerror(errno));
 			goto out;
 		}
-		lfd = listen_on(&lo, lolen, 64);
+		lfd = udp ? udp_bound(&lo, lolen) : listen_on(&lo, lolen, 64);
 		if (enter_netns(hns) || lfd < 0) {
 			fprintf(stderr, "latency: listen/setns failed\n");
 			goto out;
 		}
-		open_us[t] = poll_until(&ex, exlen, true, 3000);
+		open_us[t] = udp ? udp_poll_until(lfd, &ex, exlen, 3000) : poll_until(&ex, exlen, true, 3000);
 		if (open_us[t] < 0) {
 			close(lfd);
 			fprintf(stderr, "latency: trial %d: not exposed within 3 s\n", t);
@@ -667,7 +735,7 @@ static int mode_latency(const char *gns, const char *hns, const char *ext, const
 		 * phase, or every removal would wait a full interval. */
 		usleep((useconds_t)(rand() % 50000));
 		close(lfd);
-		close_us[t] = poll_until(&ex, exlen, false, 3000);
+		close_us[t] = udp ? udp_poll_until(-1, &ex, exlen, 3000) : poll_until(&ex, exlen, false, 3000);
 		if (close_us[t] < 0) {
 			fprintf(stderr, "latency: trial %d: not removed within 3 s\n", t);
 			goto out;
@@ -701,7 +769,7 @@ static int usage(void)
 			"       tcpprobe echo ADDR PORT\n"
 			"       tcpprobe many ADDR PORT N BYTES [MS]\n"
 			"       tcpprobe hold ADDR PORT N SECS\n"
-			"       tcpprobe latency GUESTNS HOSTNS EXTADDR PORT TRIALS\n");
+			"       tcpprobe latency|udplatency GUESTNS HOSTNS EXTADDR PORT TRIALS\n");
 	return 2;
 }
 
@@ -715,7 +783,9 @@ int main(int argc, char **argv)
 		step_timeout_ms = atoi(t);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc >= 7 && !strcmp(argv[1], "latency"))
-		return mode_latency(argv[2], argv[3], argv[4], argv[5], atoi(argv[6]));
+		return mode_latency(argv[2], argv[3], argv[4], argv[5], atoi(argv[6]), false);
+	if (argc >= 7 && !strcmp(argv[1], "udplatency"))
+		return mode_latency(argv[2], argv[3], argv[4], argv[5], atoi(argv[6]), true);
 	if (argc < 4 || parse_addr(argv[2], argv[3], &ss, &len))
 		return usage();
 	if (!strcmp(argv[1], "client") && argc == 5)

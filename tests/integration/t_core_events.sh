@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
-# t_core_events.sh - listen events: detection and removal at event latency, the
-# mechanism named in the log and /metrics, other namespaces ignored, a burst
-# of listeners in a few scans (the daemon's own listeners cause none), the
-# perf tracepoint source, and the fallback to polling (--discovery poll; no
-# CAP_BPF/CAP_PERFMON; no tracefs)
+# t_core_events.sh - listen events: detection and removal at event latency
+# (TCP, and UDP through the cgroup bind/release hooks), the mechanism named in
+# the log and /metrics, other namespaces ignored (TCP and UDP), a burst of
+# listeners in a few scans (the daemon's own listeners cause none), the perf
+# tracepoint source, and the fallbacks (no cgroup v2 for the UDP hooks: TCP
+# events stay; --discovery poll; no CAP_BPF/CAP_PERFMON; no tracefs)
 
 probe=$(helper tcpprobe) || { fail "tcpprobe helper missing"; exit 1; }
 metric() { in_guest curl -s "http://$GUEST_IP:$API_PORT/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
@@ -28,6 +29,28 @@ le "$(val open_p99_ms)" "$(scaled 50)" && ok "events: detection p99 $(val open_p
 	fail "events: detection p99 $(val open_p99_ms) ms <= 50 ms"
 le "$(val close_p99_ms)" "$(scaled 50)" && ok "events: removal p99 $(val close_p99_ms) ms <= 50 ms" ||
 	fail "events: removal p99 $(val close_p99_ms) ms <= 50 ms"
+
+# UDP: a bound socket is reported by the cgroup post-bind hook, its close by
+# the release hook. Removal is the sender's ICMP port unreachable: lift the
+# guest's ICMP rate limit (the namespace is the test's own)
+if [ "$(metric porthole_discovery_udp_events)" = 1 ]; then
+	ok "UDP binds and closes are events too (/metrics)"
+	in_guest sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000
+	out=$("$probe" udplatency "/run/netns/$PH_GUEST_NS" "/run/netns/$PH_HOST_NS" "$GUEST_IP" 7451 30 2>&1) ||
+		fail "UDP events: 30 expose/remove trials completed" "$out"
+	for k in open_p50_ms open_p99_ms close_p50_ms close_p99_ms; do figure "udp_events_$k" "$(val $k)" ms; done
+	# the safety net alone (1 s, stretching to 8 s) would give a median of
+	# hundreds of ms; the 2 ms target is the bench's. The p99 of 30 is their
+	# maximum: one preempted trial on a loaded CI machine must not fail it
+	for k in open close; do
+		what=$([ $k = open ] && echo detection || echo removal)
+		le "$(val ${k}_p50_ms)" "$(scaled 20)" && le "$(val ${k}_p99_ms)" "$(scaled 250)" &&
+			ok "UDP events: $what p50 $(val ${k}_p50_ms) ms <= 20 ms, p99 $(val ${k}_p99_ms) ms <= 250 ms" ||
+			fail "UDP events: $what p50 $(val ${k}_p50_ms) ms <= 20 ms, p99 $(val ${k}_p99_ms) ms <= 250 ms"
+	done
+else
+	fail "UDP binds and closes are events too (/metrics)" "$(grep -m1 'UDP binds have no events' "$DAEMON_LOG")"
+fi
 
 # the restart race: close 127.0.0.1:P, bind 0.0.0.0:P 5 ms later
 wins=$(in_guest "$PH_PYTHON" -c 'import socket, time
@@ -61,13 +84,21 @@ s0=$(metric porthole_scans_total)
 e0=$(metric porthole_listen_events_total)
 ip netns exec "phx-$PH_ID" "$PH_PYTHON" -c 'import socket
 for p in range(7500, 7520):
-    s = socket.socket(); s.bind(("127.0.0.1", p)); s.listen(); s.close()'
+    s = socket.socket(); s.bind(("127.0.0.1", p)); s.listen(); s.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", p)); u.close()'
 sleep 0.3
 s1=$(metric porthole_scans_total)
 e1=$(metric porthole_listen_events_total)
 ip netns del "phx-$PH_ID"
-[ "$e1" = "$e0" ] && [ "$s1" = "$s0" ] && ok "another namespace's listeners: no event, no scan ($s0 -> $s1 scans)" ||
-	fail "another namespace's listeners: no event, no scan" "scans $s0 -> $s1, events $e0 -> $e1"
+[ "$e1" = "$e0" ] && [ "$s1" = "$s0" ] && ok "another namespace's TCP listeners and UDP binds: no event, no scan ($s0 -> $s1 scans)" ||
+	fail "another namespace's TCP listeners and UDP binds: no event, no scan" "scans $s0 -> $s1, events $e0 -> $e1"
+# ... while the same in ours is seen (the check above can fail)
+in_guest "$PH_PYTHON" -c 'import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 7521)); u.close()'
+sleep 0.3
+e2=$(metric porthole_listen_events_total)
+[ "$e2" -ge $((e1 + 2)) ] && ok "a UDP bind and close in our namespace: two events ($e1 -> $e2)" ||
+	fail "a UDP bind and close in our namespace: two events" "$e1 -> $e2"
 
 
 # a burst of listeners: one scan (and perhaps a second look), not one per
@@ -101,10 +132,12 @@ figure burst50_scans "$((s1 - s0))" scans
 daemon_stop
 
 # the perf tracepoint source (where BPF is unavailable): tracefs mounted in a
-# mount namespace of the daemon's own, as systemd mounts it at boot
+# mount namespace of the daemon's own, as systemd mounts it at boot (unless
+# it is mounted already: mounting it twice fails with EBUSY)
 if grep -qw tracefs /proc/filesystems; then
 	DAEMON_PREFIX=(unshare -m --propagation private sh -c \
-		'mount -t tracefs nodev /sys/kernel/tracing && exec "$@"' sh)
+		'{ mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; } &&
+		exec "$@"' sh)
 	daemon_start --discovery perf || exit 1
 	DAEMON_PREFIX=()
 	check "--discovery perf: the start-up log names the perf source" \
@@ -132,6 +165,23 @@ if grep -qw tracefs /proc/filesystems; then
 	daemon_stop
 else
 	skip "no tracefs in this kernel: the perf source is not tested"
+fi
+
+# no cgroup v2 hierarchy to attach the UDP hooks to (an empty tmpfs over its
+# mount point): TCP events stay, UDP falls back to the periodic scan, the log says so
+cg2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+if [ -n "$cg2" ]; then
+	DAEMON_PREFIX=(unshare -m --propagation private sh -c "mount -t tmpfs none '$cg2' && exec \"\$@\"" sh)
+	daemon_start || exit 1
+	DAEMON_PREFIX=()
+	check "no cgroup v2: TCP listen events stay" daemon_log_has '"discovery":"events"|discovery=events'
+	check "no cgroup v2: the log says UDP is found by the periodic scan" \
+		daemon_log_has 'UDP binds have no events'
+	[ "$(metric porthole_discovery_udp_events)" = 0 ] && ok "no cgroup v2: /metrics says no UDP events" ||
+		fail "no cgroup v2: /metrics says no UDP events"
+	daemon_stop
+else
+	skip "no cgroup v2 mount: the UDP hooks are not tested"
 fi
 
 daemon_start --discovery poll || exit 1

@@ -14,8 +14,11 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "discovery.h"
 #include "rules.h"
@@ -260,6 +263,77 @@ static void test_diff_by_proto(void **state)
 	assert_int_equal(ph_decision_cmp(53, 0, 53, IPPROTO_TCP), 0);
 }
 
+
+#define T_HEADER "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+#define T4_LISTEN(port) "   0: 0100007F:" port " 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 9001 1 0000000000000000 100 0 0 10 0\n"
+
+static void put(const char *dir, const char *name, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static size_t count(const struct ph_scan *s, int proto, uint16_t port)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->len; i++)
+		n += s->v[i].proto == proto && s->v[i].port == port;
+	return n;
+}
+
+/* A scan of one protocol keeps the last picture of the other, and fails whole */
+static void test_scan_some(void **state)
+{
+	char root[] = "/tmp/ph-scan-some.XXXXXX", net[300], path[320];
+	struct ph_scanner sc;
+	struct ph_scan s = { 0 };
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	snprintf(net, sizeof(net), "%s/net", root);
+	assert_int_equal(mkdir(net, 0700), 0);
+	put(net, "tcp", T_HEADER T4_LISTEN("1F90"));		/* 8080 */
+	put(net, "udp", T_HEADER U4_SERVICE);			/* 53 */
+	assert_int_equal(ph_scanner_init(&sc, true), 0);
+	sc.proc_root = root;
+	assert_int_equal(ph_scanner_enable_udp(&sc), 0);
+	assert_int_equal(ph_scanner_run(&sc, &s), 0);
+	assert_int_equal(count(&s, IPPROTO_TCP, 8080), 1);
+	assert_int_equal(count(&s, IPPROTO_UDP, 53), 1);
+
+	/* TCP again: 8080 gone, 8081 new; UDP 53 kept although the file changed */
+	put(net, "tcp", T_HEADER T4_LISTEN("1F91"));
+	put(net, "udp", T_HEADER);
+	assert_int_equal(ph_scanner_run_some(&sc, &s, true, false), 0);
+	assert_int_equal(s.len, 2);
+	assert_int_equal(count(&s, IPPROTO_TCP, 8081), 1);
+	assert_int_equal(count(&s, IPPROTO_UDP, 53), 1);
+	/* UDP again: now it is gone, TCP kept */
+	assert_int_equal(ph_scanner_run_some(&sc, &s, false, true), 0);
+	assert_int_equal(s.len, 1);
+	assert_int_equal(count(&s, IPPROTO_TCP, 8081), 1);
+
+	/* a failed part fails the whole: nothing left to mistake for a picture */
+	snprintf(path, sizeof(path), "%s/tcp", net);
+	unlink(path);
+	assert_int_not_equal(ph_scanner_run_some(&sc, &s, true, false), 0);
+	assert_int_equal(s.len, 0);
+
+	ph_scan_free(&s);
+	ph_scanner_fini(&sc);
+	snprintf(path, sizeof(path), "%s/udp", net);
+	unlink(path);
+	rmdir(net);
+	rmdir(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -269,6 +343,7 @@ int main(void)
 		cmocka_unit_test(test_portset_protos),
 		cmocka_unit_test(test_rules_udp),
 		cmocka_unit_test(test_diff_by_proto),
+		cmocka_unit_test(test_scan_some),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
