@@ -27,6 +27,7 @@ const char *ph_port_state_name(enum ph_port_state s);
  * @state:	see enum ph_port_state
  * @connections: relayed connections open now (FORWARDED TCP only)
  * @cap_hits:	times the port reached its connection cap (FORWARDED TCP only)
+ * @flows:	UDP flows (client addresses relayed) open now (FORWARDED UDP only)
  * @since_ms:	wall-clock time (Unix ms) it entered @state
  * @error:	bind error text for CONFLICT, else empty
  * @addrs:	the external addresses it is bound to (FORWARDED, CONFLICT)
@@ -39,6 +40,7 @@ struct ph_port_info {
 	enum ph_port_state state;
 	uint32_t connections;
 	uint64_t cap_hits;
+	uint32_t flows;
 	int64_t since_ms;
 	char error[80];
 	struct ph_addr_set addrs;

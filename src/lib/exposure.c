@@ -60,6 +60,7 @@ void port_entry_info(const struct port_entry *e, struct ph_port_info *info)
 	info->state = e->state;
 	info->connections = atomic_load_explicit(&e->owner.conns, memory_order_relaxed);
 	info->cap_hits = atomic_load_explicit(&e->cap_hits, memory_order_relaxed);
+	info->flows = atomic_load_explicit(&e->udp_flows, memory_order_relaxed);
 	info->since_ms = e->since_ms;
 	memcpy(info->error, e->error, sizeof(info->error));
 	for (unsigned i = 0; i < PH_MAX_EXT_ADDRS; i++)
@@ -158,7 +159,8 @@ static int udp_bind(struct cycle *c, struct port_entry *e, struct ext_listener *
 		return ret;
 	}
 	inode = ph_sock_inode(fd);
-	ret = ph_udp_ext_open(c->udp, fd, (struct sockaddr *)&e->target, e->tlen, &x->ux);
+	ret = ph_udp_ext_open(c->udp, fd, (struct sockaddr *)&e->target, e->tlen, &e->udp_flows,
+			      &x->ux);
 	if (ret)
 		return ret;	/* @fd is closed */
 	x->fd = fd;

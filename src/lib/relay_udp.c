@@ -141,6 +141,7 @@ struct flow {
  * @target:	the service's address; @tlen its length
  * @flows:	its flows (struct flow.xnode); @nflows how many
  * @last:	the flow last used, or NULL (lookup shortcut)
+ * @port_flows:	the owner's count of flows open, or NULL (read by other threads)
  * @defer:	the deferred free
  */
 struct ph_udp_ext {
@@ -153,6 +154,7 @@ struct ph_udp_ext {
 	struct ph_list flows;
 	size_t nflows;
 	struct flow *last;
+	_Atomic uint32_t *port_flows;
 	struct ph_defer defer;
 };
 
@@ -165,6 +167,7 @@ struct ph_udp_ext {
  * @exts:	external sockets
  * @lru:	every flow, most recently active first
  * @nflows:	flows open
+ * @paused:	no socket is watched (ph_udp_relay_pause())
  * @buckets:	hash table of @mask + 1 chains
  * @seed:	hash key
  * @idle:	fires when the LRU tail's idle time is up
@@ -184,6 +187,7 @@ struct ph_udp_relay {
 	struct ph_list exts;
 	struct ph_list lru;
 	size_t nflows;
+	bool paused;
 	struct flow **buckets;
 	size_t mask;
 	uint64_t seed;
@@ -249,7 +253,7 @@ static uint64_t addr_hash(const struct ph_udp_relay *r, const struct ph_udp_ext 
 	return mix64(h ^ ((uint64_t)a->in6.sin6_scope_id << 16 | a->in6.sin6_port));
 }
 
-static bool addr_eq(const union udp_addr *a, const union udp_addr *b)
+static inline bool addr_eq(const union udp_addr *a, const union udp_addr *b)
 {
 	if (a->sa.sa_family != b->sa.sa_family)
 		return false;
@@ -259,6 +263,14 @@ static bool addr_eq(const union udp_addr *a, const union udp_addr *b)
 	return a->in6.sin6_port == b->in6.sin6_port &&
 	       a->in6.sin6_scope_id == b->in6.sin6_scope_id &&
 	       !memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, sizeof(a->in6.sin6_addr));
+}
+
+bool ph_udp_addr_eq(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != AF_INET && a->sa_family != AF_INET6)
+		return false;
+	return addr_eq((const union udp_addr *)(const void *)a,
+		       (const union udp_addr *)(const void *)b);
 }
 
 static struct flow *flow_find(struct ph_udp_ext *x, const union udp_addr *a, uint64_t h)
@@ -308,6 +320,8 @@ static void flow_end(struct flow *f, _Atomic uint64_t *why)
 	ph_list_del(&f->xnode);
 	x->nflows--;
 	r->nflows--;
+	if (x->port_flows)
+		atomic_fetch_sub_explicit(x->port_flows, 1, memory_order_relaxed);
 	if (x->last == f)
 		x->last = NULL;
 	ph_loop_forget(&f->io);
@@ -385,7 +399,9 @@ static struct flow *flow_new(struct ph_udp_ext *x, const union udp_addr *a, sock
 	f->hash = h;
 	f->alen = alen;
 	memcpy(&f->client, a, alen);
-	if (ph_loop_add(r->loop, &f->io, fd, EPOLLIN, flow_io) < 0) {
+	if (r->paused)
+		f->io.fd = -1;	/* registered by ph_udp_relay_pause(r, false) */
+	else if (ph_loop_add(r->loop, &f->io, fd, EPOLLIN, flow_io) < 0) {
 		free(f);
 		goto fail;
 	}
@@ -400,6 +416,8 @@ static struct flow *flow_new(struct ph_udp_ext *x, const union udp_addr *a, sock
 	ph_list_add_tail(&x->flows, &f->xnode);
 	x->nflows++;
 	r->nflows++;
+	if (x->port_flows)
+		atomic_fetch_add_explicit(x->port_flows, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&r->ctr->flows_open, 1, memory_order_relaxed);
 	ctr_add(&r->ctr->flows_created, 1);
 	idle_arm(r);
@@ -667,6 +685,45 @@ void ph_udp_relay_drop_flows(struct ph_udp_relay *r)
 	ph_timer_cancel(r->loop, &r->idle);
 }
 
+int ph_udp_relay_pause(struct ph_udp_relay *r, bool paused)
+{
+	struct ph_list *n, *nt, *m, *mt;
+	int ret = 0, err;
+
+	if (r->paused == paused)
+		return 0;
+	r->paused = paused;
+	/* unregistered, not a mask of 0: epoll reports EPOLLERR regardless */
+	ph_list_for_each_safe(n, nt, &r->exts) {
+		struct ph_udp_ext *x = ph_list_entry(n, struct ph_udp_ext, node);
+
+		if (paused) {
+			ph_loop_del(r->loop, &x->io);
+		} else {
+			err = ph_loop_add(r->loop, &x->io, x->fd, EPOLLIN, ext_io);
+			if (err < 0 && !ret)
+				ret = err;
+		}
+		ph_list_for_each_safe(m, mt, &x->flows) {
+			struct flow *f = ph_list_entry(m, struct flow, xnode);
+
+			if (paused) {
+				ph_loop_del(r->loop, &f->io);
+			} else {
+				err = ph_loop_add(r->loop, &f->io, f->fd, EPOLLIN, flow_io);
+				if (err < 0 && !ret)
+					ret = err;
+			}
+		}
+	}
+	return ret;
+}
+
+bool ph_udp_relay_paused(const struct ph_udp_relay *r)
+{
+	return r->paused;
+}
+
 size_t ph_udp_relay_flows(const struct ph_udp_relay *r)
 {
 	return r->nflows;
@@ -694,7 +751,7 @@ static void ext_free(struct ph_defer *d)
 }
 
 int ph_udp_ext_open(struct ph_udp_relay *r, int fd, const struct sockaddr *target, socklen_t tlen,
-		    struct ph_udp_ext **out)
+		    _Atomic uint32_t *port_flows, struct ph_udp_ext **out)
 {
 	struct ph_udp_ext *x;
 	int err;
@@ -712,6 +769,7 @@ int ph_udp_ext_open(struct ph_udp_relay *r, int fd, const struct sockaddr *targe
 	}
 	x->r = r;
 	x->fd = fd;
+	x->port_flows = port_flows;
 	{
 		int sz = EXT_RCVBUF;
 
@@ -721,7 +779,8 @@ int ph_udp_ext_open(struct ph_udp_relay *r, int fd, const struct sockaddr *targe
 	memcpy(&x->target, target, tlen);
 	x->tlen = tlen;
 	ph_list_init(&x->flows);
-	err = ph_loop_add(r->loop, &x->io, fd, EPOLLIN, ext_io);
+	x->io.fd = -1;
+	err = r->paused ? 0 : ph_loop_add(r->loop, &x->io, fd, EPOLLIN, ext_io);
 	if (err < 0) {
 		close(fd);
 		free(x);
