@@ -70,6 +70,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,13 @@
 #include "list.h"
 #include "relay.h"
 
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103	/* Linux 4.18 */
+#endif
+
 /* Receive slot: larger than the largest UDP payload (65,527 over IPv6) */
 #define SLOT_SIZE 65536
 /* Batches moved per readiness event, at most */
@@ -89,6 +97,9 @@
  * there while the loop is busy or descheduled (SO_RCVBUFFORCE when the
  * daemon may, else SO_RCVBUF up to net.core.rmem_max) */
 #define EXT_RCVBUF (2 << 20)
+/* A GSO train: at most this many payload bytes (a UDP datagram's limit
+ * over IPv4) and PH_UDP_BATCH datagrams (below every kernel's UDP_MAX_SEGMENTS) */
+#define GSO_MAX_BYTES 65507
 #define MIN_BUCKETS 16
 #define MAX_BUCKETS (1u << 16)
 
@@ -109,6 +120,8 @@ union udp_addr {
  * @fd:		socket connected to the target
  * @active_ms:	loop time of the last datagram either way
  * @hash:	hash of (@x, @client)
+ * @gso_in, @gso_out: GSO trains allowed towards the service, towards the
+ *		client (cleared when the kernel refused one on that path)
  * @bgen, @btail: batch grouping: @btail is the last slot of this flow in
  *		the batch numbered @bgen
  * @client:	the client's address; @alen its length
@@ -124,6 +137,7 @@ struct flow {
 	int fd;
 	uint64_t active_ms;
 	uint64_t hash;
+	bool gso_in, gso_out;
 	uint64_t bgen;
 	unsigned btail;
 	socklen_t alen;
@@ -174,7 +188,11 @@ struct ph_udp_ext {
  * @bgen:	current batch number (struct flow.bgen)
  * @slots:	PH_UDP_BATCH receive slots of SLOT_SIZE bytes
  * @rx:		receive headers; @riov their buffers; @names the senders
- * @tx:		send headers; @tiov their buffers
+ * @tx:		send headers (messages); @tiov their buffers (one per datagram)
+ * @tsegs:	datagrams of each message (more than one: a GSO train)
+ * @tbytes:	payload bytes of each message
+ * @tctl:	each message's UDP_SEGMENT control message
+ * @gso:	the kernel takes UDP_SEGMENT (probed once)
  * @bflow:	client -> service: the flow of each received datagram, NULL
  *		when dropped or already sent; @bnext the next slot of the
  *		same flow in the batch (chain)
@@ -199,6 +217,13 @@ struct ph_udp_relay {
 	union udp_addr names[PH_UDP_BATCH];
 	struct mmsghdr tx[PH_UDP_BATCH];
 	struct iovec tiov[PH_UDP_BATCH];
+	unsigned tsegs[PH_UDP_BATCH];
+	size_t tbytes[PH_UDP_BATCH];
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(uint16_t))];
+	} tctl[PH_UDP_BATCH];
+	bool gso;
 	struct flow *bflow[PH_UDP_BATCH];
 	unsigned bnext[PH_UDP_BATCH];
 };
@@ -397,6 +422,7 @@ static struct flow *flow_new(struct ph_udp_ext *x, const union udp_addr *a, sock
 	f->x = x;
 	f->fd = fd;
 	f->hash = h;
+	f->gso_in = f->gso_out = true;
 	f->alen = alen;
 	memcpy(&f->client, a, alen);
 	if (r->paused)
@@ -429,25 +455,70 @@ fail:
 
 /* ---- sending ---------------------------------------------------------- */
 
+/* One message of r->tx: @segs datagrams (a GSO train when more than one) */
+static inline void msg_set(struct ph_udp_relay *r, unsigned k, unsigned first, unsigned segs,
+			   size_t size, size_t total, const union udp_addr *to, socklen_t tolen)
+{
+	struct msghdr *m = &r->tx[k].msg_hdr;
+
+	r->tbytes[k] = total;
+	*m = (struct msghdr){ .msg_name = (void *)to, .msg_namelen = to ? tolen : 0,
+			      .msg_iov = &r->tiov[first], .msg_iovlen = segs };
+	r->tsegs[k] = segs;
+	if (segs > 1) {
+		struct cmsghdr *c = &r->tctl[k].hdr;
+
+		c->cmsg_level = SOL_UDP;
+		c->cmsg_type = UDP_SEGMENT;
+		c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+		*(uint16_t *)(void *)CMSG_DATA(c) = (uint16_t)size;
+		m->msg_control = c;
+		m->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+	}
+}
+
 /**
- * send_batch() - sendmmsg() @n prepared messages of r->tx on @fd
+ * send_dgrams() - send the @n datagrams of r->tiov on @fd, in order
  * @r:		relay
  * @fd:		socket
- * @n:		messages in r->tx
+ * @n:		datagrams, one per r->tiov entry
+ * @to:		destination (unconnected socket), or NULL; @tolen its length
+ * @gso:	in: trains allowed; out: cleared when the kernel refused one
+ *		(the datagrams then go one by one)
  * @bytes:	out: payload bytes sent
- * Buffer full drops the rest; another error drops the failing datagram and
- * goes on with the next.
+ *
+ * Runs of datagrams of one size (the last of a run may be shorter) leave as
+ * one GSO train (UDP_SEGMENT): one trip down the stack, cut back into the
+ * same datagrams by the kernel (at the receiving socket on loopback, in the
+ * device or before it otherwise); every other datagram as one message, all
+ * in one sendmmsg(). Buffer full drops the rest; another error drops the
+ * failing message's datagrams and goes on with the next.
  * Return: datagrams sent, or -ECONNREFUSED (with the datagrams sent before
  * it in *@bytes, and the unsent ones dropped as REFUSED) for a flow socket
  * whose service is gone
  */
-static int send_batch(struct ph_udp_relay *r, int fd, unsigned n, uint64_t *bytes)
+static int send_dgrams(struct ph_udp_relay *r, int fd, unsigned n, const union udp_addr *to,
+		       socklen_t tolen, bool *gso, uint64_t *bytes)
 {
-	unsigned done = 0, sent = 0;
+	unsigned k = 0, done = 0, sent = 0, left = n;
 
 	*bytes = 0;
-	while (done < n) {
-		int m = sendmmsg(fd, r->tx + done, n - done, MSG_DONTWAIT);
+	for (unsigned i = 0, j; i < n; i = j) {
+		size_t size = r->tiov[i].iov_len, total = size;
+
+		j = i + 1;
+		if (*gso && r->gso && size)
+			while (j < n && r->tiov[j].iov_len && r->tiov[j].iov_len <= size &&
+			       total + r->tiov[j].iov_len <= GSO_MAX_BYTES) {
+				total += r->tiov[j++].iov_len;
+				if (r->tiov[j - 1].iov_len < size)
+					break;	/* a shorter one ends the train; an
+						 * empty one cannot be in one */
+			}
+		msg_set(r, k++, i, j - i, size, total, to, tolen);
+	}
+	while (done < k) {
+		int m = sendmmsg(fd, r->tx + done, k - done, MSG_DONTWAIT);
 
 		if (m < 0) {
 			int err = errno;
@@ -455,21 +526,35 @@ static int send_batch(struct ph_udp_relay *r, int fd, unsigned n, uint64_t *byte
 			if (err == EINTR)
 				continue;
 			if (err == EAGAIN || err == ENOBUFS || err == ENOMEM) {
-				drop(r, PH_UDP_DROP_BUFFER_FULL, n - done);
+				drop(r, PH_UDP_DROP_BUFFER_FULL, left);
 				break;
 			}
 			if (err == ECONNREFUSED) {
-				drop(r, PH_UDP_DROP_REFUSED, n - done);
+				drop(r, PH_UDP_DROP_REFUSED, left);
 				return -ECONNREFUSED;
 			}
-			drop(r, PH_UDP_DROP_ERROR, 1);
+			if (r->tsegs[done] > 1 && (err == EINVAL || err == EIO || err == EMSGSIZE)) {
+				/* no train on this path (a datagram above its MTU, no
+				 * checksum offload): this one and later ones one by one */
+				unsigned first = (unsigned)(r->tx[done].msg_hdr.msg_iov - r->tiov);
+
+				*gso = false;
+				k = done;	/* done <= first: the rebuilt ones fit */
+				for (unsigned q = first; q < n; q++, k++)
+					msg_set(r, k, q, 1, 0, r->tiov[q].iov_len, to, tolen);
+				continue;
+			}
+			drop(r, PH_UDP_DROP_ERROR, r->tsegs[done]);
+			left -= r->tsegs[done];
 			done++;
 			continue;
 		}
-		for (int k = 0; k < m; k++)
-			*bytes += r->tx[done + k].msg_hdr.msg_iov->iov_len;
+		for (int q = 0; q < m; q++) {
+			*bytes += r->tbytes[done + q];
+			sent += r->tsegs[done + q];
+			left -= r->tsegs[done + q];
+		}
 		done += (unsigned)m;
-		sent += (unsigned)m;
 	}
 	return (int)sent;
 }
@@ -482,15 +567,13 @@ static void send_group(struct ph_udp_relay *r, struct flow *f, unsigned i)
 	int sent;
 
 	for (;;) {
-		r->tiov[n] = (struct iovec){ r->riov[i].iov_base, r->rx[i].msg_len };
-		r->tx[n].msg_hdr = (struct msghdr){ .msg_iov = &r->tiov[n], .msg_iovlen = 1 };
-		n++;
+		r->tiov[n++] = (struct iovec){ r->riov[i].iov_base, r->rx[i].msg_len };
 		r->bflow[i] = NULL;
 		if (i == f->btail)
 			break;
 		i = r->bnext[i];
 	}
-	sent = send_batch(r, f->fd, n, &bytes);
+	sent = send_dgrams(r, f->fd, n, NULL, 0, &f->gso_in, &bytes);
 	if (sent == -ECONNREFUSED) {
 		flow_end(f, &r->ctr->flows_refused);
 		return;
@@ -618,14 +701,9 @@ static void flow_io(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 				drop(r, PH_UDP_DROP_TRUNCATED, 1);
 				continue;
 			}
-			r->tiov[k] = (struct iovec){ r->riov[i].iov_base, r->rx[i].msg_len };
-			r->tx[k].msg_hdr = (struct msghdr){ .msg_name = &f->client,
-							    .msg_namelen = f->alen,
-							    .msg_iov = &r->tiov[k],
-							    .msg_iovlen = 1 };
-			k++;
+			r->tiov[k++] = (struct iovec){ r->riov[i].iov_base, r->rx[i].msg_len };
 		}
-		sent = send_batch(r, x->fd, k, &bytes);
+		sent = send_dgrams(r, x->fd, k, &f->client, f->alen, &f->gso_out, &bytes);
 		ctr_add(&r->ctr->dgrams_out, (uint64_t)(sent > 0 ? sent : 0));
 		ctr_add(&r->ctr->bytes_out, bytes);
 		if (n < PH_UDP_BATCH)
@@ -634,6 +712,23 @@ static void flow_io(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 }
 
 /* ---- the relay -------------------------------------------------------- */
+
+/*
+ * Does the kernel take UDP_SEGMENT? The option and the control message came
+ * together (Linux 4.18); a kernel without them would ignore the control
+ * message and send a train as one large datagram, so it is asked first.
+ */
+static bool gso_probe(void)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), size = 1000;
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = !setsockopt(fd, SOL_UDP, UDP_SEGMENT, &size, sizeof(size));
+	close(fd);
+	return ok;
+}
 
 int ph_udp_relay_new(struct ph_loop *loop, unsigned max_flows, unsigned idle_timeout_ms,
 		     struct ph_udp_counters *ctr, struct ph_udp_relay **out)
@@ -665,6 +760,7 @@ int ph_udp_relay_new(struct ph_loop *loop, unsigned max_flows, unsigned idle_tim
 	r->fd_ceiling = ph_relay_fd_ceiling();
 	ph_list_init(&r->exts);
 	ph_list_init(&r->lru);
+	r->gso = gso_probe();
 	if (getrandom(&r->seed, sizeof(r->seed), GRND_NONBLOCK) != sizeof(r->seed))
 		r->seed = ph_now_ns() ^ (uint64_t)(uintptr_t)r;
 	for (unsigned i = 0; i < PH_UDP_BATCH; i++) {

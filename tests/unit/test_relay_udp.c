@@ -367,6 +367,85 @@ static void test_order_per_flow(void **state)
 	fx_free(f);
 }
 
+/* Size of datagram @i of a train test: runs of one size, shorter ones, empty ones */
+static size_t train_size(unsigned i)
+{
+	static const size_t sizes[] = { 1400, 1400, 1400, 700, 1400, 0, 0, 1, 1, 1, 2, 1, 1 };
+
+	if (i < 13)
+		return sizes[i];
+	if (i < 60)
+		return 1400 + (i == 59);	/* 47 of 1,400 (more than 65,507 B), then 1,401 */
+	return i < 63 ? 16000 : 9;	/* a train of 16,000 B ended by a short one */
+}
+
+/* Content of datagram @i: its number and size, repeated */
+static void train_fill(unsigned char *b, unsigned i, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		b[k] = (unsigned char)(i * 31 + k + n);
+}
+
+/* Receive the 64 datagrams of a train test on @fd, exact and in order */
+static void train_expect(struct fixture *f, int fd, union addr *from)
+{
+	static unsigned char got[65536], want[65536];
+
+	for (unsigned i = 0; i < 64; i++) {
+		size_t n = train_size(i);
+
+		assert_int_equal(recv_wait(f, fd, got, sizeof(got), from, 2000), (ssize_t)n);
+		train_fill(want, i, n);
+		assert_memory_equal(got, want, n ? n : 1);
+	}
+}
+
+/*
+ * A batch of 64 datagrams of one flow, in runs of one size (sent as GSO
+ * trains where the kernel takes them) and of mixed sizes, each way: every
+ * datagram arrives whole, with its own size (a train is cut back where it
+ * was put together, never merged, never cut elsewhere), in order.
+ */
+static void trains_both_ways(int family)
+{
+	struct fixture *f = fx_new(family, 16, 60000, true);
+	static unsigned char b[65536];
+	int cli = client_new(f);
+	union addr peer;
+
+	big_buffers(f->svc);
+	for (unsigned i = 0; i < 64; i++) {
+		train_fill(b, i, train_size(i));
+		cli_send(f, cli, b, train_size(i));
+	}
+	train_expect(f, f->svc, &peer);
+	/* back: the flow socket has the default receive buffer (208 KiB) */
+	for (unsigned i = 0; i < 64; i++) {
+		train_fill(b, i, train_size(i));
+		assert_int_equal(sendto(f->svc, b, train_size(i), 0, &peer.sa, f->alen),
+				 (ssize_t)train_size(i));
+	}
+	train_expect(f, cli, NULL);
+	assert_int_equal(atomic_load(&f->ctr.dgrams_in), 64);
+	assert_int_equal(atomic_load(&f->ctr.dgrams_out), 64);
+	for (int d = 0; d < PH_UDP_DROP__COUNT; d++)
+		assert_int_equal(atomic_load(&f->ctr.drops[d]), 0);
+	close(cli);
+	fx_free(f);
+}
+
+static void test_trains_ipv4(void **state)
+{
+	(void)state;
+	trains_both_ways(AF_INET);
+}
+
+static void test_trains_ipv6(void **state)
+{
+	(void)state;
+	trains_both_ways(AF_INET6);
+}
+
 /* Each client address is a flow of its own, and answers go back to their client */
 static void test_flow_per_client(void **state)
 {
@@ -781,6 +860,8 @@ int main(void)
 		cmocka_unit_test(test_sizes_ipv6),
 		cmocka_unit_test(test_empty_datagram),
 		cmocka_unit_test(test_order_per_flow),
+		cmocka_unit_test(test_trains_ipv4),
+		cmocka_unit_test(test_trains_ipv6),
 		cmocka_unit_test(test_flow_per_client),
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_lru_eviction),
