@@ -25,6 +25,14 @@
  * each flow's group goes out in one sendmmsg(); order within a flow is the
  * arrival order. Service -> client: a flow's batch goes out in one
  * sendmmsg() on the external socket, each message addressed to the client.
+ * Within a send, a run of datagrams of one size (the last may be shorter,
+ * none empty, GSO_MAX_BYTES in all) is one message with UDP_SEGMENT: a GSO
+ * train, one trip down the stack that the kernel cuts back into exactly
+ * those datagrams (at the receiving socket on loopback, in or before the
+ * device otherwise). The kernel is asked once whether it knows UDP_SEGMENT
+ * (one that does not would send a train as one datagram); a path that
+ * refuses a train gets single datagrams from then on (per flow and
+ * direction: struct flow.gso_in, gso_out).
  * One readiness event moves at most ROUNDS batches, so a busy socket does
  * not starve the others (epoll is level-triggered: it comes back).
  *
