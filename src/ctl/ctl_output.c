@@ -52,7 +52,7 @@ void ph_ctl_error_text(const char *body, char *buf, size_t size)
 	ph_json_free(root);
 }
 
-enum { C_PORT, C_FAMILY, C_ADDR, C_EXT, C_STATE, C_CONNS, C_SINCE, C_ERROR, NCOLS };
+enum { C_PORT, C_FAMILY, C_ADDR, C_EXT, C_STATE, C_CONNS, C_FLOWS, C_SINCE, C_ERROR, NCOLS };
 
 /* One table row, every cell already a string */
 struct row {
@@ -70,7 +70,7 @@ static bool is_udp(const struct ph_jv *obj)
 }
 
 static const char *const headers[NCOLS] = {
-	"PORT", "FAMILY", "ADDRESS", "EXTERNAL", "STATE", "CONNS", "SINCE", "ERROR",
+	"PORT", "FAMILY", "ADDRESS", "EXTERNAL", "STATE", "CONNS", "FLOWS", "SINCE", "ERROR",
 };
 
 /* The port's "addresses" comma-separated, "-" when none; what does not fit
@@ -105,6 +105,17 @@ static void cell_str(char *cell, const struct ph_jv *obj, const char *key)
 
 	if (ph_json_is(v, PH_J_STR) && v->len)
 		clean_copy(cell, 128, v->s, v->len);
+	else
+		strcpy(cell, "-");
+}
+
+/* An integer member as text, "-" when absent */
+static void cell_int(char *cell, const struct ph_jv *obj, const char *key)
+{
+	const struct ph_jv *v = ph_json_get(obj, key);
+
+	if (ph_json_is(v, PH_J_INT))
+		snprintf(cell, 128, "%lld", v->i);
 	else
 		strcpy(cell, "-");
 }
@@ -146,7 +157,7 @@ int ph_ctl_print_ports(FILE *out, const char *body)
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		const struct ph_jv *p = &ports->kids[i], *conns;
+		const struct ph_jv *p = &ports->kids[i];
 		const struct ph_jv *port = ph_json_get(p, "port");
 		struct row *r = &rows[i];
 
@@ -159,11 +170,8 @@ int ph_ctl_print_ports(FILE *out, const char *body)
 		cell_str(r->cell[C_ADDR], p, "address");
 		cell_addrs(r->cell[C_EXT], p);
 		cell_str(r->cell[C_STATE], p, "state");
-		conns = ph_json_get(p, "connections");
-		if (ph_json_is(conns, PH_J_INT))
-			snprintf(r->cell[C_CONNS], 128, "%lld", conns->i);
-		else
-			strcpy(r->cell[C_CONNS], "-");
+		cell_int(r->cell[C_CONNS], p, "connections");
+		cell_int(r->cell[C_FLOWS], p, "flows");
 		cell_str(r->cell[C_SINCE], p, "since");
 		cell_str(r->cell[C_ERROR], p, "error");
 		if (ph_json_is(ph_json_get(p, "steer_error"), PH_J_STR)) {
@@ -220,8 +228,8 @@ out:
 	return ret;
 }
 
-/* "8000 ipv4 127.0.0.1 forwarded 2 conns" (a UDP port: "53/udp ...") plus the
- * error, from one port object */
+/* "8000 ipv4 127.0.0.1 forwarded conns=2" (a UDP port: "53/udp ... flows=1")
+ * plus the error, from one port object */
 static void put_port(FILE *out, const struct ph_jv *p)
 {
 	static const char *const keys[] = { "family", "address", "state" };
@@ -241,6 +249,9 @@ static void put_port(FILE *out, const struct ph_jv *p)
 	v = ph_json_get(p, "connections");
 	if (ph_json_is(v, PH_J_INT))
 		fprintf(out, " conns=%lld", v->i);
+	v = ph_json_get(p, "flows");
+	if (ph_json_is(v, PH_J_INT))
+		fprintf(out, " flows=%lld", v->i);
 	v = ph_json_get(p, "error");
 	if (ph_json_is(v, PH_J_STR)) {
 		fputs(" error=\"", out);

@@ -11,9 +11,10 @@
  * @out:	destination
  * @body:	JSON body
  *
- * Columns PORT FAMILY ADDRESS EXTERNAL STATE CONNS SINCE ERROR, sorted by
- * port and family, "-" for absent values; EXTERNAL is the port's
- * "addresses", comma-separated. Return: 0, or -EPROTO when @body is not the
+ * Columns PORT FAMILY ADDRESS EXTERNAL STATE CONNS FLOWS SINCE ERROR, sorted
+ * by port and family, "-" for absent values (CONNS: forwarded TCP ports;
+ * FLOWS: forwarded UDP ports); EXTERNAL is the port's "addresses",
+ * comma-separated. Return: 0, or -EPROTO when @body is not the
  * expected JSON
  */
 int ph_ctl_print_ports(FILE *out, const char *body);

@@ -334,9 +334,10 @@ void ph_rfc3339_ms(char *buf, size_t size, int64_t unix_ms)
  * @pi:		the port
  *
  * "proto" is "tcp" or "udp". "connections" and "cap_hits" only for forwarded
- * TCP ports (UDP has flows, counted in /metrics) and, counted with sock_diag,
- * steered ones, "error" only for conflicts, "steer_error" for a forwarded
- * port that --steer names (why it is relayed instead), "addresses" (the external addresses it is bound to) whenever it
+ * TCP ports and, counted with sock_diag, steered ones, "flows" (client
+ * addresses relayed now) only for forwarded UDP ports, "error" only for
+ * conflicts, "steer_error" for a forwarded port that --steer names (why it
+ * is relayed instead), "addresses" (the external addresses it is bound to) whenever it
  * is bound to any, "since" whenever the subsystem knows when the state began.
  */
 void ph_json_port(struct ph_json *j, const struct ph_port_info *pi)
@@ -359,6 +360,9 @@ void ph_json_port(struct ph_json *j, const struct ph_port_info *pi)
 		ph_json_uint(j, pi->connections);
 		ph_json_key(j, "cap_hits");
 		ph_json_uint(j, pi->cap_hits);
+	} else if (pi->state == PH_PORT_FORWARDED) {
+		ph_json_key(j, "flows");
+		ph_json_uint(j, pi->flows);
 	}
 	if (pi->state == PH_PORT_STEERED) {
 		ph_json_key(j, "connections");

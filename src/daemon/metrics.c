@@ -129,6 +129,12 @@ static void udp_series(struct ph_buf *b, const struct ph_metrics_input *in)
 			      ph_port_state_name((enum ph_port_state)s), in->udp_ports_by_state[s]);
 	single(b, "porthole_udp_flows", "gauge", "UDP flows (client addresses relayed) open now.",
 	       c->udp_flows_open);
+	family(b, "porthole_udp_port_flows", "gauge",
+	       "UDP flows open now, per forwarded UDP port (their sum is porthole_udp_flows).");
+	for (size_t i = 0; i < in->n_ports; i++)
+		if (in->ports[i].state == PH_PORT_FORWARDED && in->ports[i].proto == IPPROTO_UDP)
+			ph_buf_printf(b, "porthole_udp_port_flows{port=\"%u\"} %u\n",
+				      in->ports[i].port, in->ports[i].flows);
 	single(b, "porthole_udp_flows_created_total", "counter", "UDP flows created.",
 	       c->udp_flows_created);
 	family(b, "porthole_udp_flows_ended_total", "counter",

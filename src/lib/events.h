@@ -32,6 +32,7 @@ const char *ph_port_state_name(enum ph_port_state s);
  *		STEERED, the service's connections on the external addresses
  *		(counted with sock_diag by ph_ports_list())
  * @cap_hits:	times the port reached its connection cap (FORWARDED TCP only)
+ * @flows:	UDP flows (client addresses relayed) open now (FORWARDED UDP only)
  * @since_ms:	wall-clock time (Unix ms) it entered @state
  * @error:	bind error text for CONFLICT; for a FORWARDED port that --steer
  *		names, why it is relayed instead; else empty
@@ -48,6 +49,7 @@ struct ph_port_info {
 	enum ph_port_state state;
 	uint32_t connections;
 	uint64_t cap_hits;
+	uint32_t flows;
 	int64_t since_ms;
 	char error[160];
 	struct ph_addr_set addrs;

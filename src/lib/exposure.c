@@ -60,6 +60,7 @@ void port_entry_info(const struct port_entry *e, struct ph_port_info *info)
 	info->state = e->state;
 	info->connections = atomic_load_explicit(&e->owner.conns, memory_order_relaxed);
 	info->cap_hits = atomic_load_explicit(&e->cap_hits, memory_order_relaxed);
+	info->flows = atomic_load_explicit(&e->udp_flows, memory_order_relaxed);
 	info->since_ms = e->since_ms;
 	_Static_assert(sizeof(info->error) >= sizeof(e->error), "error text fits");
 	_Static_assert(sizeof(info->error) >= sizeof(e->steer_why), "steer text fits");
@@ -295,7 +296,8 @@ static int udp_bind(struct cycle *c, struct port_entry *e, struct ext_listener *
 	events_expect_own(c, ss->ss_family, IPPROTO_UDP, e->d.port, true);
 adopted:
 	inode = ph_sock_inode(fd);
-	ret = ph_udp_ext_open(c->udp, fd, (struct sockaddr *)&e->target, e->tlen, &x->ux);
+	ret = ph_udp_ext_open(c->udp, fd, (struct sockaddr *)&e->target, e->tlen, &e->udp_flows,
+			      &x->ux);
 	if (ret) {	/* @fd is closed */
 		events_expect_own(c, ss->ss_family, IPPROTO_UDP, e->d.port, false);
 		return ret;

@@ -32,11 +32,12 @@
  * running and quiesced are atomics, readable by /health without a lock.
  *
  * Quiesce (before a VM snapshot): reset every relay, on this loop and on
- * every relay thread (waiting for each), end every UDP flow, stop scanning
- * and stop accepting, but keep the external listeners and UDP sockets
- * bound, so that after a restore the kernel queues new clients at once.
- * Resume: reset relays that existed at quiesce time (the epoch tells),
- * rescan now, accept what queued.
+ * every relay thread (waiting for each), stop reading the UDP sockets and
+ * end every UDP flow, stop scanning and stop accepting, but keep the
+ * external listeners and UDP sockets bound, so that after a restore the
+ * kernel queues new clients (and datagrams) at once. Resume: reset relays
+ * that existed at quiesce time (the epoch tells), rescan now, accept what
+ * queued, read the UDP sockets again.
  *
  * UDP: the worker's loop also runs the UDP relay (relay_udp.c): one socket
  * per exposed UDP port and address, a flow per client. It has no accept
@@ -455,8 +456,12 @@ static int do_quiesce(struct cycle *c)
 	n += ph_relay_threads_quiesce(&c->threads);
 	steered = exposure_steer_destroy(c);	/* the service's own connections */
 	flows = c->udp ? ph_udp_relay_flows(c->udp) : 0;
-	if (c->udp)	/* their clients are on the other side of the snapshot */
+	if (c->udp) {
+		/* no datagram moves while frozen, as no byte does over TCP */
+		(void)ph_udp_relay_pause(c->udp, true);	/* unregistering cannot fail */
+		/* their clients are on the other side of the snapshot */
 		ph_udp_relay_drop_flows(c->udp);
+	}
 	atomic_store(&c->p->quiesced, true);
 	ph_info("quiesced for snapshot", PH_FU("connections_reset", n),
 		PH_FU("steered_connections_destroyed", steered), PH_FU("udp_flows_dropped", flows));
@@ -476,6 +481,12 @@ static int do_resume(struct cycle *c)
 	exposure_addresses_recheck(c);	/* a restored clone may have a new address */
 	exposure_scan(c);
 	accept_update(c);
+	if (c->udp) {
+		int err = ph_udp_relay_pause(c->udp, false);
+
+		if (err)
+			ph_warn("UDP socket not watched after resume", PH_FERR(-err));
+	}
 	safety_reset(c);
 	ph_timer_arm(&c->loop, &c->scan_timer, ph_now_ms() + c->safety_ms, on_scan_timer);
 	ph_info("resumed", PH_FU("stale_connections_reset", n));

@@ -110,6 +110,8 @@ struct ext_listener {
  * @target:	connect address of the service
  * @capped:	at the per-port cap: its listener is not watched
  * @cap_hits:	times it reached the cap (read by /ports under table_lock)
+ * @udp_flows:	UDP: flows open on its external sockets (kept by relay_udp.c
+ *		on the worker, read by /ports under table_lock)
  * @since_ms:	wall clock when @state was entered
  * @error:	bind error for CONFLICT
  * @steer_fams:	families (PH_FAM_*) steered now: the SOCKHASH holds the
@@ -129,6 +131,7 @@ struct port_entry {
 	uint32_t ext_gen;
 	bool capped;
 	_Atomic uint64_t cap_hits;
+	_Atomic uint32_t udp_flows;
 	struct sockaddr_storage target;
 	socklen_t tlen;
 	int64_t since_ms;

@@ -25,6 +25,14 @@
  * each flow's group goes out in one sendmmsg(); order within a flow is the
  * arrival order. Service -> client: a flow's batch goes out in one
  * sendmmsg() on the external socket, each message addressed to the client.
+ * Within a send, a run of datagrams of one size (the last may be shorter,
+ * none empty, GSO_MAX_BYTES in all) is one message with UDP_SEGMENT: a GSO
+ * train, one trip down the stack that the kernel cuts back into exactly
+ * those datagrams (at the receiving socket on loopback, in or before the
+ * device otherwise). The kernel is asked once whether it knows UDP_SEGMENT
+ * (one that does not would send a train as one datagram); a path that
+ * refuses a train gets single datagrams from then on (per flow and
+ * direction: struct flow.gso_in, gso_out).
  * One readiness event moves at most ROUNDS batches, so a busy socket does
  * not starve the others (epoll is level-triggered: it comes back).
  *
@@ -70,6 +78,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +90,13 @@
 #include "list.h"
 #include "relay.h"
 
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103	/* Linux 4.18 */
+#endif
+
 /* Receive slot: larger than the largest UDP payload (65,527 over IPv6) */
 #define SLOT_SIZE 65536
 /* Batches moved per readiness event, at most */
@@ -89,6 +105,9 @@
  * there while the loop is busy or descheduled (SO_RCVBUFFORCE when the
  * daemon may, else SO_RCVBUF up to net.core.rmem_max) */
 #define EXT_RCVBUF (2 << 20)
+/* A GSO train: at most this many payload bytes (a UDP datagram's limit
+ * over IPv4) and PH_UDP_BATCH datagrams (below every kernel's UDP_MAX_SEGMENTS) */
+#define GSO_MAX_BYTES 65507
 #define MIN_BUCKETS 16
 #define MAX_BUCKETS (1u << 16)
 
@@ -109,6 +128,8 @@ union udp_addr {
  * @fd:		socket connected to the target
  * @active_ms:	loop time of the last datagram either way
  * @hash:	hash of (@x, @client)
+ * @gso_in, @gso_out: GSO trains allowed towards the service, towards the
+ *		client (cleared when the kernel refused one on that path)
  * @bgen, @btail: batch grouping: @btail is the last slot of this flow in
  *		the batch numbered @bgen
  * @client:	the client's address; @alen its length
@@ -124,6 +145,7 @@ struct flow {
 	int fd;
 	uint64_t active_ms;
 	uint64_t hash;
+	bool gso_in, gso_out;
 	uint64_t bgen;
 	unsigned btail;
 	socklen_t alen;
@@ -141,6 +163,7 @@ struct flow {
  * @target:	the service's address; @tlen its length
  * @flows:	its flows (struct flow.xnode); @nflows how many
  * @last:	the flow last used, or NULL (lookup shortcut)
+ * @port_flows:	the owner's count of flows open, or NULL (read by other threads)
  * @defer:	the deferred free
  */
 struct ph_udp_ext {
@@ -153,6 +176,7 @@ struct ph_udp_ext {
 	struct ph_list flows;
 	size_t nflows;
 	struct flow *last;
+	_Atomic uint32_t *port_flows;
 	struct ph_defer defer;
 };
 
@@ -165,13 +189,18 @@ struct ph_udp_ext {
  * @exts:	external sockets
  * @lru:	every flow, most recently active first
  * @nflows:	flows open
+ * @paused:	no socket is watched (ph_udp_relay_pause())
  * @buckets:	hash table of @mask + 1 chains
  * @seed:	hash key
  * @idle:	fires when the LRU tail's idle time is up
  * @bgen:	current batch number (struct flow.bgen)
  * @slots:	PH_UDP_BATCH receive slots of SLOT_SIZE bytes
  * @rx:		receive headers; @riov their buffers; @names the senders
- * @tx:		send headers; @tiov their buffers
+ * @tx:		send headers (messages); @tiov their buffers (one per datagram)
+ * @tsegs:	datagrams of each message (more than one: a GSO train)
+ * @tbytes:	payload bytes of each message
+ * @tctl:	each message's UDP_SEGMENT control message
+ * @gso:	the kernel takes UDP_SEGMENT (probed once)
  * @bflow:	client -> service: the flow of each received datagram, NULL
  *		when dropped or already sent; @bnext the next slot of the
  *		same flow in the batch (chain)
@@ -184,6 +213,7 @@ struct ph_udp_relay {
 	struct ph_list exts;
 	struct ph_list lru;
 	size_t nflows;
+	bool paused;
 	struct flow **buckets;
 	size_t mask;
 	uint64_t seed;
@@ -195,6 +225,13 @@ struct ph_udp_relay {
 	union udp_addr names[PH_UDP_BATCH];
 	struct mmsghdr tx[PH_UDP_BATCH];
 	struct iovec tiov[PH_UDP_BATCH];
+	unsigned tsegs[PH_UDP_BATCH];
+	size_t tbytes[PH_UDP_BATCH];
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(uint16_t))];
+	} tctl[PH_UDP_BATCH];
+	bool gso;
 	struct flow *bflow[PH_UDP_BATCH];
 	unsigned bnext[PH_UDP_BATCH];
 };
@@ -249,7 +286,7 @@ static uint64_t addr_hash(const struct ph_udp_relay *r, const struct ph_udp_ext 
 	return mix64(h ^ ((uint64_t)a->in6.sin6_scope_id << 16 | a->in6.sin6_port));
 }
 
-static bool addr_eq(const union udp_addr *a, const union udp_addr *b)
+static inline bool addr_eq(const union udp_addr *a, const union udp_addr *b)
 {
 	if (a->sa.sa_family != b->sa.sa_family)
 		return false;
@@ -259,6 +296,14 @@ static bool addr_eq(const union udp_addr *a, const union udp_addr *b)
 	return a->in6.sin6_port == b->in6.sin6_port &&
 	       a->in6.sin6_scope_id == b->in6.sin6_scope_id &&
 	       !memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, sizeof(a->in6.sin6_addr));
+}
+
+bool ph_udp_addr_eq(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != AF_INET && a->sa_family != AF_INET6)
+		return false;
+	return addr_eq((const union udp_addr *)(const void *)a,
+		       (const union udp_addr *)(const void *)b);
 }
 
 static struct flow *flow_find(struct ph_udp_ext *x, const union udp_addr *a, uint64_t h)
@@ -308,6 +353,8 @@ static void flow_end(struct flow *f, _Atomic uint64_t *why)
 	ph_list_del(&f->xnode);
 	x->nflows--;
 	r->nflows--;
+	if (x->port_flows)
+		atomic_fetch_sub_explicit(x->port_flows, 1, memory_order_relaxed);
 	if (x->last == f)
 		x->last = NULL;
 	ph_loop_forget(r->loop, &f->io);
@@ -383,9 +430,12 @@ static struct flow *flow_new(struct ph_udp_ext *x, const union udp_addr *a, sock
 	f->x = x;
 	f->fd = fd;
 	f->hash = h;
+	f->gso_in = f->gso_out = true;
 	f->alen = alen;
 	memcpy(&f->client, a, alen);
-	if (ph_loop_add(r->loop, &f->io, fd, EPOLLIN, flow_io) < 0) {
+	if (r->paused)
+		f->io.fd = -1;	/* registered by ph_udp_relay_pause(r, false) */
+	else if (ph_loop_add(r->loop, &f->io, fd, EPOLLIN, flow_io) < 0) {
 		free(f);
 		goto fail;
 	}
@@ -400,6 +450,8 @@ static struct flow *flow_new(struct ph_udp_ext *x, const union udp_addr *a, sock
 	ph_list_add_tail(&x->flows, &f->xnode);
 	x->nflows++;
 	r->nflows++;
+	if (x->port_flows)
+		atomic_fetch_add_explicit(x->port_flows, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&r->ctr->flows_open, 1, memory_order_relaxed);
 	ctr_add(&r->ctr->flows_created, 1);
 	idle_arm(r);
@@ -411,25 +463,70 @@ fail:
 
 /* ---- sending ---------------------------------------------------------- */
 
+/* One message of r->tx: @segs datagrams (a GSO train when more than one) */
+static inline void msg_set(struct ph_udp_relay *r, unsigned k, unsigned first, unsigned segs,
+			   size_t size, size_t total, const union udp_addr *to, socklen_t tolen)
+{
+	struct msghdr *m = &r->tx[k].msg_hdr;
+
+	r->tbytes[k] = total;
+	*m = (struct msghdr){ .msg_name = (void *)to, .msg_namelen = to ? tolen : 0,
+			      .msg_iov = &r->tiov[first], .msg_iovlen = segs };
+	r->tsegs[k] = segs;
+	if (segs > 1) {
+		struct cmsghdr *c = &r->tctl[k].hdr;
+
+		c->cmsg_level = SOL_UDP;
+		c->cmsg_type = UDP_SEGMENT;
+		c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+		*(uint16_t *)(void *)CMSG_DATA(c) = (uint16_t)size;
+		m->msg_control = c;
+		m->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+	}
+}
+
 /**
- * send_batch() - sendmmsg() @n prepared messages of r->tx on @fd
+ * send_dgrams() - send the @n datagrams of r->tiov on @fd, in order
  * @r:		relay
  * @fd:		socket
- * @n:		messages in r->tx
+ * @n:		datagrams, one per r->tiov entry
+ * @to:		destination (unconnected socket), or NULL; @tolen its length
+ * @gso:	in: trains allowed; out: cleared when the kernel refused one
+ *		(the datagrams then go one by one)
  * @bytes:	out: payload bytes sent
- * Buffer full drops the rest; another error drops the failing datagram and
- * goes on with the next.
+ *
+ * Runs of datagrams of one size (the last of a run may be shorter) leave as
+ * one GSO train (UDP_SEGMENT): one trip down the stack, cut back into the
+ * same datagrams by the kernel (at the receiving socket on loopback, in the
+ * device or before it otherwise); every other datagram as one message, all
+ * in one sendmmsg(). Buffer full drops the rest; another error drops the
+ * failing message's datagrams and goes on with the next.
  * Return: datagrams sent, or -ECONNREFUSED (with the datagrams sent before
  * it in *@bytes, and the unsent ones dropped as REFUSED) for a flow socket
  * whose service is gone
  */
-static int send_batch(struct ph_udp_relay *r, int fd, unsigned n, uint64_t *bytes)
+static int send_dgrams(struct ph_udp_relay *r, int fd, unsigned n, const union udp_addr *to,
+		       socklen_t tolen, bool *gso, uint64_t *bytes)
 {
-	unsigned done = 0, sent = 0;
+	unsigned k = 0, done = 0, sent = 0, left = n;
 
 	*bytes = 0;
-	while (done < n) {
-		int m = sendmmsg(fd, r->tx + done, n - done, MSG_DONTWAIT);
+	for (unsigned i = 0, j; i < n; i = j) {
+		size_t size = r->tiov[i].iov_len, total = size;
+
+		j = i + 1;
+		if (*gso && r->gso && size)
+			while (j < n && r->tiov[j].iov_len && r->tiov[j].iov_len <= size &&
+			       total + r->tiov[j].iov_len <= GSO_MAX_BYTES) {
+				total += r->tiov[j++].iov_len;
+				if (r->tiov[j - 1].iov_len < size)
+					break;	/* a shorter one ends the train; an
+						 * empty one cannot be in one */
+			}
+		msg_set(r, k++, i, j - i, size, total, to, tolen);
+	}
+	while (done < k) {
+		int m = sendmmsg(fd, r->tx + done, k - done, MSG_DONTWAIT);
 
 		if (m < 0) {
 			int err = errno;
@@ -437,21 +534,35 @@ static int send_batch(struct ph_udp_relay *r, int fd, unsigned n, uint64_t *byte
 			if (err == EINTR)
 				continue;
 			if (err == EAGAIN || err == ENOBUFS || err == ENOMEM) {
-				drop(r, PH_UDP_DROP_BUFFER_FULL, n - done);
+				drop(r, PH_UDP_DROP_BUFFER_FULL, left);
 				break;
 			}
 			if (err == ECONNREFUSED) {
-				drop(r, PH_UDP_DROP_REFUSED, n - done);
+				drop(r, PH_UDP_DROP_REFUSED, left);
 				return -ECONNREFUSED;
 			}
-			drop(r, PH_UDP_DROP_ERROR, 1);
+			if (r->tsegs[done] > 1 && (err == EINVAL || err == EIO || err == EMSGSIZE)) {
+				/* no train on this path (a datagram above its MTU, no
+				 * checksum offload): this one and later ones one by one */
+				unsigned first = (unsigned)(r->tx[done].msg_hdr.msg_iov - r->tiov);
+
+				*gso = false;
+				k = done;	/* done <= first: the rebuilt ones fit */
+				for (unsigned q = first; q < n; q++, k++)
+					msg_set(r, k, q, 1, 0, r->tiov[q].iov_len, to, tolen);
+				continue;
+			}
+			drop(r, PH_UDP_DROP_ERROR, r->tsegs[done]);
+			left -= r->tsegs[done];
 			done++;
 			continue;
 		}
-		for (int k = 0; k < m; k++)
-			*bytes += r->tx[done + k].msg_hdr.msg_iov->iov_len;
+		for (int q = 0; q < m; q++) {
+			*bytes += r->tbytes[done + q];
+			sent += r->tsegs[done + q];
+			left -= r->tsegs[done + q];
+		}
 		done += (unsigned)m;
-		sent += (unsigned)m;
 	}
 	return (int)sent;
 }
@@ -464,15 +575,13 @@ static void send_group(struct ph_udp_relay *r, struct flow *f, unsigned i)
 	int sent;
 
 	for (;;) {
-		r->tiov[n] = (struct iovec){ r->riov[i].iov_base, r->rx[i].msg_len };
-		r->tx[n].msg_hdr = (struct msghdr){ .msg_iov = &r->tiov[n], .msg_iovlen = 1 };
-		n++;
+		r->tiov[n++] = (struct iovec){ r->riov[i].iov_base, r->rx[i].msg_len };
 		r->bflow[i] = NULL;
 		if (i == f->btail)
 			break;
 		i = r->bnext[i];
 	}
-	sent = send_batch(r, f->fd, n, &bytes);
+	sent = send_dgrams(r, f->fd, n, NULL, 0, &f->gso_in, &bytes);
 	if (sent == -ECONNREFUSED) {
 		flow_end(f, &r->ctr->flows_refused);
 		return;
@@ -600,14 +709,9 @@ static void flow_io(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 				drop(r, PH_UDP_DROP_TRUNCATED, 1);
 				continue;
 			}
-			r->tiov[k] = (struct iovec){ r->riov[i].iov_base, r->rx[i].msg_len };
-			r->tx[k].msg_hdr = (struct msghdr){ .msg_name = &f->client,
-							    .msg_namelen = f->alen,
-							    .msg_iov = &r->tiov[k],
-							    .msg_iovlen = 1 };
-			k++;
+			r->tiov[k++] = (struct iovec){ r->riov[i].iov_base, r->rx[i].msg_len };
 		}
-		sent = send_batch(r, x->fd, k, &bytes);
+		sent = send_dgrams(r, x->fd, k, &f->client, f->alen, &f->gso_out, &bytes);
 		ctr_add(&r->ctr->dgrams_out, (uint64_t)(sent > 0 ? sent : 0));
 		ctr_add(&r->ctr->bytes_out, bytes);
 		if (n < PH_UDP_BATCH)
@@ -616,6 +720,23 @@ static void flow_io(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 }
 
 /* ---- the relay -------------------------------------------------------- */
+
+/*
+ * Does the kernel take UDP_SEGMENT? The option and the control message came
+ * together (Linux 4.18); a kernel without them would ignore the control
+ * message and send a train as one large datagram, so it is asked first.
+ */
+static bool gso_probe(void)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), size = 1000;
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = !setsockopt(fd, SOL_UDP, UDP_SEGMENT, &size, sizeof(size));
+	close(fd);
+	return ok;
+}
 
 int ph_udp_relay_new(struct ph_loop *loop, unsigned max_flows, unsigned idle_timeout_ms,
 		     struct ph_udp_counters *ctr, struct ph_udp_relay **out)
@@ -647,6 +768,7 @@ int ph_udp_relay_new(struct ph_loop *loop, unsigned max_flows, unsigned idle_tim
 	r->fd_ceiling = ph_relay_fd_ceiling();
 	ph_list_init(&r->exts);
 	ph_list_init(&r->lru);
+	r->gso = gso_probe();
 	if (getrandom(&r->seed, sizeof(r->seed), GRND_NONBLOCK) != sizeof(r->seed))
 		r->seed = ph_now_ns() ^ (uint64_t)(uintptr_t)r;
 	for (unsigned i = 0; i < PH_UDP_BATCH; i++) {
@@ -665,6 +787,45 @@ void ph_udp_relay_drop_flows(struct ph_udp_relay *r)
 	while ((f = lru_tail(r)))
 		flow_end(f, NULL);
 	ph_timer_cancel(r->loop, &r->idle);
+}
+
+int ph_udp_relay_pause(struct ph_udp_relay *r, bool paused)
+{
+	struct ph_list *n, *nt, *m, *mt;
+	int ret = 0, err;
+
+	if (r->paused == paused)
+		return 0;
+	r->paused = paused;
+	/* unregistered, not a mask of 0: epoll reports EPOLLERR regardless */
+	ph_list_for_each_safe(n, nt, &r->exts) {
+		struct ph_udp_ext *x = ph_list_entry(n, struct ph_udp_ext, node);
+
+		if (paused) {
+			ph_loop_del(r->loop, &x->io);
+		} else {
+			err = ph_loop_add(r->loop, &x->io, x->fd, EPOLLIN, ext_io);
+			if (err < 0 && !ret)
+				ret = err;
+		}
+		ph_list_for_each_safe(m, mt, &x->flows) {
+			struct flow *f = ph_list_entry(m, struct flow, xnode);
+
+			if (paused) {
+				ph_loop_del(r->loop, &f->io);
+			} else {
+				err = ph_loop_add(r->loop, &f->io, f->fd, EPOLLIN, flow_io);
+				if (err < 0 && !ret)
+					ret = err;
+			}
+		}
+	}
+	return ret;
+}
+
+bool ph_udp_relay_paused(const struct ph_udp_relay *r)
+{
+	return r->paused;
 }
 
 size_t ph_udp_relay_flows(const struct ph_udp_relay *r)
@@ -694,7 +855,7 @@ static void ext_free(struct ph_defer *d)
 }
 
 int ph_udp_ext_open(struct ph_udp_relay *r, int fd, const struct sockaddr *target, socklen_t tlen,
-		    struct ph_udp_ext **out)
+		    _Atomic uint32_t *port_flows, struct ph_udp_ext **out)
 {
 	struct ph_udp_ext *x;
 	int err;
@@ -712,6 +873,7 @@ int ph_udp_ext_open(struct ph_udp_relay *r, int fd, const struct sockaddr *targe
 	}
 	x->r = r;
 	x->fd = fd;
+	x->port_flows = port_flows;
 	{
 		int sz = EXT_RCVBUF;
 
@@ -721,7 +883,8 @@ int ph_udp_ext_open(struct ph_udp_relay *r, int fd, const struct sockaddr *targe
 	memcpy(&x->target, target, tlen);
 	x->tlen = tlen;
 	ph_list_init(&x->flows);
-	err = ph_loop_add(r->loop, &x->io, fd, EPOLLIN, ext_io);
+	x->io.fd = -1;
+	err = r->paused ? 0 : ph_loop_add(r->loop, &x->io, fd, EPOLLIN, ext_io);
 	if (err < 0) {
 		close(fd);
 		free(x);

@@ -4,6 +4,7 @@
 #define PH_RELAY_UDP_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -117,8 +118,34 @@ void ph_udp_relay_free(struct ph_udp_relay *r);
  */
 void ph_udp_relay_drop_flows(struct ph_udp_relay *r);
 
+/**
+ * ph_udp_relay_pause() - stop or restart moving datagrams (/snapshot/prepare, /snapshot/resume)
+ * @r:		relay
+ * @paused:	true: no external or flow socket is read any more (each is
+ *		taken off the loop), so no datagram moves and no flow is made;
+ *		what arrives waits in the socket buffers, or the kernel drops
+ *		it when they are full, as a network would. false: every socket
+ *		is watched again and what waited is relayed.
+ * External sockets opened while paused start paused. Idempotent.
+ * Return: 0, or the first -errno of re-registering a socket (it stays
+ * unwatched)
+ */
+int ph_udp_relay_pause(struct ph_udp_relay *r, bool paused);
+
+/* True while paused (ph_udp_relay_pause()) */
+bool ph_udp_relay_paused(const struct ph_udp_relay *r);
+
 /* Flows open now */
 size_t ph_udp_relay_flows(const struct ph_udp_relay *r);
+
+/**
+ * ph_udp_addr_eq() - the relay's test for "the same client address"
+ * @a, @b:	AF_INET or AF_INET6 socket addresses (struct sockaddr_in or
+ *		sockaddr_in6 in full)
+ * Return: true when family, address, port (and for IPv6 the scope) are
+ * equal; false for any other family
+ */
+bool ph_udp_addr_eq(const struct sockaddr *a, const struct sockaddr *b);
 
 /**
  * ph_udp_ext_open() - relay datagrams arriving on an external socket
@@ -129,12 +156,14 @@ size_t ph_udp_relay_flows(const struct ph_udp_relay *r);
  *		new client address gets a flow socket of its family connected
  *		to it, so the service sees one distinct peer per client
  * @tlen:	its length
+ * @port_flows:	counter of flows open kept for the owner (its port's, read
+ *		by other threads), or NULL; several external sockets may share one
  * @out:	the external socket's handle
  * Return: 0 or -errno (EINVAL: @target not AF_INET/AF_INET6; ENOMEM; an
  * epoll_ctl() error)
  */
 int ph_udp_ext_open(struct ph_udp_relay *r, int fd, const struct sockaddr *target, socklen_t tlen,
-		    struct ph_udp_ext **out);
+		    _Atomic uint32_t *port_flows, struct ph_udp_ext **out);
 
 /**
  * ph_udp_ext_close() - end @x's flows, close its socket, free it

@@ -13,6 +13,13 @@ metric()
 
 metric_is() { [ "$(metric "$1")" = "$2" ]; }
 
+# The "flows" of PORT's UDP row in /ports ("null" when absent)
+ports_flows()
+{
+	in_host curl -s -m 2 "http://$GUEST_IP:$API_PORT/ports" |
+		jq -r --argjson p "$1" '.ports[] | select(.port == $p and .proto == "udp") | .flows'
+}
+
 daemon_start --scan-interval 50 --udp-idle-timeout 1s --max-udp-flows 8 || exit 1
 
 # --- every size from 1 to 65,507 bytes, both ways --------------------------
@@ -75,13 +82,33 @@ check "4 flows evicted, least recently used first ($ev)" [ "$ev" -eq 4 ]
 wait_for "$(scaled 3000)" metric_is porthole_udp_flows 0
 udp_peer host peers "$GUEST_IP" 5301 3 >/dev/null
 check "3 flows before prepare" metric_is porthole_udp_flows 3
+check "/ports: the UDP row of 5301 has 3 flows ($(ports_flows 5301))" [ "$(ports_flows 5301)" = 3 ]
+check "porthole_udp_port_flows{port=\"5301\"} is 3" metric_is 'porthole_udp_port_flows{port="5301"}' 3
+in_host curl -s -m 2 -D "$PH_TMP/hdr" -o "$PH_TMP/out" "http://$GUEST_IP:$API_PORT/ports"
+api_conforms GET /ports 200 "$PH_TMP/hdr" "$PH_TMP/out"
 code=$(in_host curl -s -m 5 -o /dev/null -w '%{http_code}' -X POST "http://$GUEST_IP:$API_PORT/snapshot/prepare")
 check "POST /snapshot/prepare: 204" [ "$code" = 204 ]
 check "prepare dropped every flow" metric_is porthole_udp_flows 0
+check "/ports: 0 flows on 5301 after prepare" [ "$(ports_flows 5301)" = 0 ]
 check "the external UDP socket stays bound while quiesced" udp_exposed 5301
 check "prepare is logged with the flows dropped" daemon_log_has '"quiesced for snapshot".*"udp_flows_dropped":3'
+# quiesced: a client's datagram is not relayed (no flow, nothing sent on),
+# it waits in the external socket's buffer and is relayed after the resume
+sent0=$(metric 'porthole_udp_datagrams_total{direction="to_service"}')
+bg_host "$PH_PYTHON" "$PH_UDP_PEER" ask "$GUEST_IP" 5301 41005 "$(scaled 5000 | awk '{ print $1 / 1000 }')" \
+	>"$PH_TMP/ask_quiesced" 2>&1
+ask_pid=$PH_LAST_PID
+sleep 0.5
+check "quiesced: no flow made for a new client" metric_is porthole_udp_flows 0
+check "quiesced: no datagram relayed" \
+	metric_is 'porthole_udp_datagrams_total{direction="to_service"}' "$sent0"
+check "quiesced: the client has no answer yet" [ ! -s "$PH_TMP/ask_quiesced" ]
 code=$(in_host curl -s -m 5 -o /dev/null -w '%{http_code}' -X POST "http://$GUEST_IP:$API_PORT/snapshot/resume")
 check "POST /snapshot/resume: 204" [ "$code" = 204 ]
+wait "$ask_pid"
+out=$(cat "$PH_TMP/ask_quiesced")
+check "the datagram that waited while quiesced is relayed after resume ($out)" \
+	[ "${out%:*}" = 127.0.0.1 ]
 out=$(udp_peer host ask "$GUEST_IP" 5301 41002 2>&1)
 check "after resume a client is relayed again ($out)" [ "${out%:*}" = 127.0.0.1 ]
 

@@ -16,7 +16,9 @@
                               server checks what it got)
   order ADDR PORT N WINDOW    client: N numbered datagrams, WINDOW in flight at a
                               time; exit 0 when all come back, in order
-  ask ADDR PORT [SRCPORT]     client: one datagram, print the answer ("timeout")
+  ask ADDR PORT [SRCPORT [SECONDS]]
+                              client: one datagram, print the answer ("timeout"
+                              after SECONDS, default 1)
   peers ADDR PORT N [seq]     client: N sockets (N client ports) each ask once,
                               all at once (seq: each answered before the next
                               asks; the sockets stay open); prints how many
@@ -137,9 +139,9 @@ def order(addr, port, n, window):
     return 0
 
 
-def ask(addr, port, srcport=0):
+def ask(addr, port, srcport=0, seconds=1.0):
     s, fam = sock_for(addr)
-    s.settimeout(1.0)
+    s.settimeout(seconds)
     if srcport:
         s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", srcport))
     s.connect((addr, port))
@@ -192,7 +194,8 @@ def main(argv):
     if cmd == "order":
         return order(args[0], int(args[1]), int(args[2]), int(args[3]))
     if cmd == "ask":
-        return ask(args[0], int(args[1]), int(args[2]) if len(args) > 2 else 0)
+        return ask(args[0], int(args[1]), int(args[2]) if len(args) > 2 else 0,
+                   float(args[3]) if len(args) > 3 else 1.0)
     if cmd == "peers":
         return peers(args[0], int(args[1]), int(args[2]), len(args) > 3 and args[3] == "seq")
     print(__doc__, file=sys.stderr)

@@ -256,12 +256,15 @@ static void test_ports_table(void **state)
 		"{\"port\":5432,\"family\":\"ipv6\",\"address\":\"::1\",\"state\":\"conflict\","
 		"\"error\":\"Address already in use\"},"
 		"{\"port\":22,\"family\":\"ipv4\",\"address\":\"127.0.0.1\",\"state\":\"excluded\","
-		"\"error\":\"bad\\u001b[31m\"}]}";
+		"\"error\":\"bad\\u001b[31m\"},"
+		"{\"port\":8000,\"proto\":\"udp\",\"family\":\"ipv4\",\"address\":\"127.0.0.1\","
+		"\"state\":\"forwarded\",\"flows\":17,\"addresses\":[\"169.254.0.21\"]}]}";
 	const char *want =
-		"PORT  FAMILY  ADDRESS    EXTERNAL                   STATE      CONNS  SINCE                 ERROR\n"
-		"22    ipv4    127.0.0.1  -                          excluded   -      -                     bad?[31m\n"
-		"5432  ipv6    ::1        -                          conflict   -      -                     Address already in use\n"
-		"8000  ipv4    127.0.0.1  169.254.0.21,fe80::1%eth0  forwarded  2      2024-05-01T12:00:00Z  -\n";
+		"PORT      FAMILY  ADDRESS    EXTERNAL                   STATE      CONNS  FLOWS  SINCE                 ERROR\n"
+		"22        ipv4    127.0.0.1  -                          excluded   -      -      -                     bad?[31m\n"
+		"5432      ipv6    ::1        -                          conflict   -      -      -                     Address already in use\n"
+		"8000      ipv4    127.0.0.1  169.254.0.21,fe80::1%eth0  forwarded  2      -      2024-05-01T12:00:00Z  -\n"
+		"8000/udp  ipv4    127.0.0.1  169.254.0.21               forwarded  -      17     -                     -\n";
 	char *t;
 	int ret;
 
@@ -273,7 +276,7 @@ static void test_ports_table(void **state)
 
 	t = capture_ports("{\"ports\":[]}", &ret);
 	assert_int_equal(ret, 0);
-	assert_string_equal(t, "PORT  FAMILY  ADDRESS  EXTERNAL  STATE  CONNS  SINCE  ERROR\n");
+	assert_string_equal(t, "PORT  FAMILY  ADDRESS  EXTERNAL  STATE  CONNS  FLOWS  SINCE  ERROR\n");
 	free(t);
 
 	/* eight long addresses do not fit a cell: the rest are counted */
@@ -285,7 +288,7 @@ static void test_ports_table(void **state)
 	assert_int_equal(ret, 0);
 	assert_non_null(strstr(t, "\n1     -       -        fe80::1111:2222:3333:4441%eth0,"
 				  "fe80::1111:2222:3333:4442%eth0,fe80::1111:2222:3333:4443%eth0,"
-				  "fe80::1111:2222:3333:4444%eth0,+4  -      -      -      -\n"));
+				  "fe80::1111:2222:3333:4444%eth0,+4  -      -      -      -      -\n"));
 	free(t);
 
 	t = capture_ports("not json", &ret);
@@ -331,6 +334,9 @@ static void test_event_lines(void **state)
 		{ "open", "{\"port\":8000,\"family\":\"ipv4\",\"address\":\"127.0.0.1\",\"state\":\"forwarded\","
 			  "\"connections\":0}",
 		  "open 8000 ipv4 127.0.0.1 forwarded conns=0\n" },
+		{ "open", "{\"port\":53,\"proto\":\"udp\",\"family\":\"ipv4\",\"address\":\"127.0.0.1\","
+			  "\"state\":\"forwarded\",\"flows\":0}",
+		  "open 53/udp ipv4 127.0.0.1 forwarded flows=0\n" },
 		{ "conflict", "{\"port\":5432,\"family\":\"ipv6\",\"address\":\"::1\",\"state\":\"conflict\","
 			      "\"error\":\"Address already in use\"}",
 		  "conflict 5432 ipv6 ::1 conflict error=\"Address already in use\"\n" },

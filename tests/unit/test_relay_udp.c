@@ -130,7 +130,7 @@ static struct fixture *fx_new(int family, unsigned max_flows, unsigned idle_ms, 
 	}
 	xfd = udp_bound(family, &f->ext, true);
 	big_buffers(xfd);
-	assert_int_equal(ph_udp_ext_open(f->r, xfd, &f->svc_addr.sa, f->alen, &f->x), 0);
+	assert_int_equal(ph_udp_ext_open(f->r, xfd, &f->svc_addr.sa, f->alen, NULL, &f->x), 0);
 	return f;
 }
 
@@ -208,15 +208,10 @@ static bool wait_flows(struct fixture *f, size_t n, int ms)
 	return ph_udp_relay_flows(f->r) == n;
 }
 
+/* The same client address, by the relay's own test (relay_udp.h) */
 static bool addr_same(const union addr *a, const union addr *b)
 {
-	if (a->sa.sa_family != b->sa.sa_family)
-		return false;
-	if (a->sa.sa_family == AF_INET)
-		return a->in.sin_port == b->in.sin_port &&
-		       a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
-	return a->in6.sin6_port == b->in6.sin6_port &&
-	       !memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, sizeof(a->in6.sin6_addr));
+	return ph_udp_addr_eq(&a->sa, &b->sa);
 }
 
 /* ---- tests ------------------------------------------------------------ */
@@ -370,6 +365,85 @@ static void test_order_per_flow(void **state)
 	for (int c = 0; c < NCLI; c++)
 		close(cli[c]);
 	fx_free(f);
+}
+
+/* Size of datagram @i of a train test: runs of one size, shorter ones, empty ones */
+static size_t train_size(unsigned i)
+{
+	static const size_t sizes[] = { 1400, 1400, 1400, 700, 1400, 0, 0, 1, 1, 1, 2, 1, 1 };
+
+	if (i < 13)
+		return sizes[i];
+	if (i < 60)
+		return 1400 + (i == 59);	/* 47 of 1,400 (more than 65,507 B), then 1,401 */
+	return i < 63 ? 16000 : 9;	/* a train of 16,000 B ended by a short one */
+}
+
+/* Content of datagram @i: its number and size, repeated */
+static void train_fill(unsigned char *b, unsigned i, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		b[k] = (unsigned char)(i * 31 + k + n);
+}
+
+/* Receive the 64 datagrams of a train test on @fd, exact and in order */
+static void train_expect(struct fixture *f, int fd, union addr *from)
+{
+	static unsigned char got[65536], want[65536];
+
+	for (unsigned i = 0; i < 64; i++) {
+		size_t n = train_size(i);
+
+		assert_int_equal(recv_wait(f, fd, got, sizeof(got), from, 2000), (ssize_t)n);
+		train_fill(want, i, n);
+		assert_memory_equal(got, want, n ? n : 1);
+	}
+}
+
+/*
+ * A batch of 64 datagrams of one flow, in runs of one size (sent as GSO
+ * trains where the kernel takes them) and of mixed sizes, each way: every
+ * datagram arrives whole, with its own size (a train is cut back where it
+ * was put together, never merged, never cut elsewhere), in order.
+ */
+static void trains_both_ways(int family)
+{
+	struct fixture *f = fx_new(family, 16, 60000, true);
+	static unsigned char b[65536];
+	int cli = client_new(f);
+	union addr peer;
+
+	big_buffers(f->svc);
+	for (unsigned i = 0; i < 64; i++) {
+		train_fill(b, i, train_size(i));
+		cli_send(f, cli, b, train_size(i));
+	}
+	train_expect(f, f->svc, &peer);
+	/* back: the flow socket has the default receive buffer (208 KiB) */
+	for (unsigned i = 0; i < 64; i++) {
+		train_fill(b, i, train_size(i));
+		assert_int_equal(sendto(f->svc, b, train_size(i), 0, &peer.sa, f->alen),
+				 (ssize_t)train_size(i));
+	}
+	train_expect(f, cli, NULL);
+	assert_int_equal(atomic_load(&f->ctr.dgrams_in), 64);
+	assert_int_equal(atomic_load(&f->ctr.dgrams_out), 64);
+	for (int d = 0; d < PH_UDP_DROP__COUNT; d++)
+		assert_int_equal(atomic_load(&f->ctr.drops[d]), 0);
+	close(cli);
+	fx_free(f);
+}
+
+static void test_trains_ipv4(void **state)
+{
+	(void)state;
+	trains_both_ways(AF_INET);
+}
+
+static void test_trains_ipv6(void **state)
+{
+	(void)state;
+	trains_both_ways(AF_INET6);
 }
 
 /* Each client address is a flow of its own, and answers go back to their client */
@@ -608,6 +682,78 @@ static void test_drop_flows(void **state)
 	fx_free(f);
 }
 
+/*
+ * Paused (a snapshot prepare): nothing is read, no datagram moves either way
+ * and no flow is made; what arrived meanwhile is relayed after the pause.
+ * An external socket opened while paused starts paused. The owner's flow
+ * count follows flows made, timed out and dropped.
+ */
+static void test_pause(void **state)
+{
+	struct fixture *f = fx_new(AF_INET, 16, 60000, true);
+	_Atomic uint32_t port_flows = 0;
+	struct ph_udp_ext *x2;
+	union addr ext2, p0, from;
+	int xfd2 = udp_bound(AF_INET, &ext2, true);
+	int c0 = client_new(f), c1 = client_new(f);
+	char buf[8];
+
+	(void)state;
+	assert_int_equal(ph_udp_ext_open(f->r, xfd2, &f->svc_addr.sa, f->alen, &port_flows, &x2), 0);
+	assert_int_equal(sendto(c0, "a", 1, 0, &ext2.sa, f->alen), 1);
+	assert_int_equal(recv_wait(f, f->svc, buf, sizeof(buf), &p0, 2000), 1);
+	assert_int_equal(atomic_load(&port_flows), 1);
+
+	assert_false(ph_udp_relay_paused(f->r));
+	assert_int_equal(ph_udp_relay_pause(f->r, true), 0);
+	assert_int_equal(ph_udp_relay_pause(f->r, true), 0);	/* idempotent */
+	assert_true(ph_udp_relay_paused(f->r));
+	/* an existing flow's answer waits, a new client's datagram waits */
+	assert_int_equal(sendto(f->svc, "b", 1, 0, &p0.sa, f->alen), 1);
+	assert_int_equal(sendto(c1, "c", 1, 0, &ext2.sa, f->alen), 1);
+	cli_send(f, c0, "d", 1);	/* to the first external socket */
+	run_for(f, 50);
+	assert_int_equal(recv(c0, buf, sizeof(buf), MSG_DONTWAIT), -1);
+	assert_int_equal(recv(f->svc, buf, sizeof(buf), MSG_DONTWAIT), -1);
+	assert_int_equal(ph_udp_relay_flows(f->r), 1);
+	assert_int_equal(atomic_load(&f->ctr.dgrams_in), 1);
+	assert_int_equal(atomic_load(&f->ctr.dgrams_out), 0);
+
+	/* resumed: everything that waited moves */
+	assert_int_equal(ph_udp_relay_pause(f->r, false), 0);
+	assert_false(ph_udp_relay_paused(f->r));
+	assert_int_equal(recv_wait(f, c0, buf, sizeof(buf), NULL, 2000), 1);
+	assert_int_equal(buf[0], 'b');
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(recv_wait(f, f->svc, buf, sizeof(buf), &from, 2000), 1);
+		assert_true(buf[0] == 'c' || buf[0] == 'd');
+	}
+	assert_int_equal(ph_udp_relay_flows(f->r), 3);
+	assert_int_equal(atomic_load(&port_flows), 2);	/* c0 and c1 on x2 */
+
+	/* paused with an external socket opened meanwhile: it waits too */
+	{
+		struct ph_udp_ext *x3;
+		union addr ext3;
+		int xfd3 = udp_bound(AF_INET, &ext3, true);
+
+		assert_int_equal(ph_udp_relay_pause(f->r, true), 0);
+		assert_int_equal(ph_udp_ext_open(f->r, xfd3, &f->svc_addr.sa, f->alen, NULL, &x3), 0);
+		assert_int_equal(sendto(c1, "e", 1, 0, &ext3.sa, f->alen), 1);
+		run_for(f, 50);
+		assert_int_equal(recv(f->svc, buf, sizeof(buf), MSG_DONTWAIT), -1);
+		ph_udp_relay_drop_flows(f->r);	/* what a prepare does next */
+		assert_int_equal(atomic_load(&port_flows), 0);
+		assert_int_equal(ph_udp_relay_pause(f->r, false), 0);
+		assert_int_equal(recv_wait(f, f->svc, buf, sizeof(buf), NULL, 2000), 1);
+		assert_int_equal(buf[0], 'e');
+		assert_int_equal(ph_udp_ext_flows(x3), 1);
+	}
+	close(c0);
+	close(c1);
+	fx_free(f);
+}
+
 /* Closing an external socket ends its flows only; freeing the relay ends the rest */
 static void test_ext_close_and_free(void **state)
 {
@@ -617,9 +763,10 @@ static void test_ext_close_and_free(void **state)
 	int xfd2 = udp_bound(AF_INET, &ext2, true);
 	int c[10];
 	char buf[8];
+	_Atomic uint32_t port_flows = 0;
 
 	(void)state;
-	assert_int_equal(ph_udp_ext_open(f->r, xfd2, &f->svc_addr.sa, f->alen, &x2), 0);
+	assert_int_equal(ph_udp_ext_open(f->r, xfd2, &f->svc_addr.sa, f->alen, &port_flows, &x2), 0);
 	for (int i = 0; i < 10; i++) {
 		c[i] = client_new(f);
 		if (i % 2)
@@ -630,7 +777,9 @@ static void test_ext_close_and_free(void **state)
 	}
 	assert_int_equal(ph_udp_ext_flows(f->x), 5);
 	assert_int_equal(ph_udp_ext_flows(x2), 5);
+	assert_int_equal(atomic_load(&port_flows), 5);	/* the owner's count: x2's only */
 	ph_udp_ext_close(x2);
+	assert_int_equal(atomic_load(&port_flows), 0);
 	assert_int_equal(ph_udp_relay_flows(f->r), 5);
 	assert_int_equal(ph_udp_ext_flows(f->x), 5);
 	/* the closed socket's port is free again */
@@ -695,9 +844,10 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(ph_udp_relay_new(&loop, 10, 1000, &ctr, &r), 0);
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	/* consumed even on error */
-	assert_int_equal(ph_udp_ext_open(r, fd, (struct sockaddr *)&bad, sizeof(bad), &x), -EINVAL);
+	assert_int_equal(ph_udp_ext_open(r, fd, (struct sockaddr *)&bad, sizeof(bad), NULL, &x), -EINVAL);
 	assert_string_equal(ph_udp_drop_name(PH_UDP_DROP_BUFFER_FULL), "buffer_full");
 	assert_string_equal(ph_udp_drop_name(PH_UDP_DROP__COUNT), "?");
+	assert_false(ph_udp_addr_eq((struct sockaddr *)&bad, (struct sockaddr *)&bad));
 	ph_udp_relay_free(r);
 	ph_loop_fini(&loop);
 	assert_int_equal(count_fds(), fds);
@@ -710,12 +860,15 @@ int main(void)
 		cmocka_unit_test(test_sizes_ipv6),
 		cmocka_unit_test(test_empty_datagram),
 		cmocka_unit_test(test_order_per_flow),
+		cmocka_unit_test(test_trains_ipv4),
+		cmocka_unit_test(test_trains_ipv6),
 		cmocka_unit_test(test_flow_per_client),
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_lru_eviction),
 		cmocka_unit_test(test_eviction_inside_batch),
 		cmocka_unit_test(test_refused_ends_flow),
 		cmocka_unit_test(test_drop_flows),
+		cmocka_unit_test(test_pause),
 		cmocka_unit_test(test_ext_close_and_free),
 		cmocka_unit_test(test_no_descriptor),
 		cmocka_unit_test(test_bad_arguments),
