@@ -288,7 +288,7 @@ static void test_health(void **state)
 static void test_prepare_then_health_resumes_once(void **state)
 {
 	struct fx *f = *state;
-	char buf[8192];
+	char buf[32768];	/* the whole /metrics answer */
 	int fds[50];
 
 	assert_int_equal(POST(f, "/snapshot/prepare", buf), 204);
@@ -461,7 +461,7 @@ static void test_ports(void **state)
 static void test_errors(void **state)
 {
 	struct fx *f = *state;
-	char buf[8192];	/* the whole /metrics answer */
+	char buf[32768];	/* the whole /metrics answer */
 
 	assert_int_equal(GET(f, "/nope", buf), 404);
 	assert_non_null(strstr(buf, "{\"error\":"));
