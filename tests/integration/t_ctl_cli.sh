@@ -69,9 +69,9 @@ is "ports without the token -> exit 1 with the server's error text" 1 "" \
 ctl --token-file "$PH_TMP/wrong" ports
 is "ports with a wrong token -> exit 1" 1 "" "401"
 ctl --token-file "$PH_TMP/token" ports
-is "ports with the token: table header" 0 "^PORT +FAMILY +ADDRESS +EXTERNAL +STATE +CONNS +SINCE +ERROR$"
-check "ports table: conflict row with its error" grep -qE "^5432 +ipv6 +::1 +- +conflict +- +- +Address already in use$" "$PH_TMP/out"
-check "ports table: forwarded row with conns and since" grep -qE "^8000 +ipv4 +127\.0\.0\.1 +169\.254\.0\.21 +forwarded +2 +2024-05-01T12:00:00Z +-$" "$PH_TMP/out"
+is "ports with the token: table header" 0 "^PORT +FAMILY +ADDRESS +EXTERNAL +STATE +CONNS +FLOWS +SINCE +ERROR$"
+check "ports table: conflict row with its error" grep -qE "^5432 +ipv6 +::1 +- +conflict +- +- +- +Address already in use$" "$PH_TMP/out"
+check "ports table: forwarded row with conns and since" grep -qE "^8000 +ipv4 +127\.0\.0\.1 +169\.254\.0\.21 +forwarded +2 +- +2024-05-01T12:00:00Z +-$" "$PH_TMP/out"
 in_host env PORTHOLE_ADDR="$ADDR" PORTHOLE_TOKEN_FILE="$PH_TMP/token" "$CTL" ports --json >"$PH_TMP/json" 2>&1
 check "ports --json (token via PORTHOLE_TOKEN_FILE): the raw body, valid JSON" \
 	jq -e '.external_address == "169.254.0.21" and (.ports | length) == 2' "$PH_TMP/json"
@@ -151,7 +151,7 @@ COMP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/dist/bash-completio
 complete_words() { bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1));
 	_portholectl; echo "${COMPREPLY[*]}"' sh "$COMP_SRC" "$@"; }
 check "completion: every command" \
-	test "$(complete_words portholectl '')" = "health ports watch prepare resume wait-ready restore"
+	test "$(complete_words portholectl '')" = "health ports watch prepare resume wait-ready restore upgrade"
 check "completion: a command after a global option" \
 	test "$(complete_words portholectl --addr 1.2.3.4:5 re)" = "resume restore"
 check "completion: restore's own options" \

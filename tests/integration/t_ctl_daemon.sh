@@ -44,7 +44,7 @@ else
 fi
 ctl ports
 is "ports: table with the forwarded port and its external address" 0 "^8000 +ipv4 +127\.0\.0\.1 +${GUEST_IP//./\\.} +forwarded "
-head -n 1 "$PH_TMP/out" | grep -qE "^PORT +FAMILY +ADDRESS +EXTERNAL +STATE +CONNS +SINCE +ERROR$" &&
+head -n 1 "$PH_TMP/out" | grep -qE "^PORT +FAMILY +ADDRESS +EXTERNAL +STATE +CONNS +FLOWS +SINCE +ERROR$" &&
 	ok "ports: table header" || fail "ports: table header" "$OUT"
 
 in_host "$CTL" --addr "$ADDR" --token-file "$PH_TMP/wrong" ports >/dev/null 2>"$PH_TMP/err"
