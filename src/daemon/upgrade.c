@@ -10,7 +10,7 @@
  * then does the old one freeze its port worker and relay threads (nothing is
  * accepted or relayed from here on), export the state (handover_ports.c),
  * encode it (handover_state.c) and send the descriptors in batches of at
- * most 253, then the state in chunks. The new process parses it, takes its
+ * most 252, then the state in chunks. The new process parses it, takes its
  * configuration from the old command line, adopts the listeners through the
  * fd store's pool (the API and the first scan take them instead of binding),
  * imports every relay, and answers "taken". The old one then exits 0 without

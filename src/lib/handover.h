@@ -8,7 +8,7 @@
  *   old -> new  'H' u32 version        the state version it will send
  *   new -> old  'A'                    accepted: send it
  *               'R' reason             refused (another version)
- *   old -> new  'F' u32 n  + n fds     descriptors (SCM_RIGHTS, at most 253)
+ *   old -> new  'F' u32 n  + n fds     descriptors (SCM_RIGHTS, at most 252)
  *               'S' bytes              a chunk of the encoded state
  *               'E'                    end of the state
  *   new -> old  'T' u32 pid            taken: the old closes its copies, exits
@@ -27,7 +27,9 @@
 #include "handover_state.h"
 
 #define PH_HO_ENV		"PORTHOLE_HANDOVER_FD"
-#define PH_HO_FDS_PER_MSG	253	/* SCM_MAX_FD */
+/* The kernel takes 253 a message (SCM_MAX_FD), but musl's sendmsg() refuses
+ * (ENOMEM) control data over 1,024 bytes: CMSG_SPACE(252 * 4) is exactly that */
+#define PH_HO_FDS_PER_MSG	252
 #define PH_HO_CHUNK		32768	/* state bytes per message */
 #define PH_HO_REASON_MAX	256
 
