@@ -252,12 +252,20 @@ static void entry_close_listeners(struct cycle *c, struct port_entry *e, bool fo
 		listener_close(c, &e->ls[i], for_good);
 }
 
+static void entry_put_table_ref(struct ph_defer *d)
+{
+	ph_relay_owner_put(&ph_container_of(d, struct port_entry, put)->owner);
+}
+
 /* Remove from service; relays still counted against it, on any thread,
- * keep it alive: the table's reference is dropped here. */
+ * keep it alive. The table's reference is dropped after the current event
+ * batch: a listener closed here may still have an event later in the batch,
+ * and reading its ph_io must not meet freed memory when a relay closed in
+ * the same batch (here or on a relay thread) held the last other reference. */
 void port_entry_destroy(struct cycle *c, struct port_entry *e, bool for_good)
 {
 	entry_close_listeners(c, e, for_good);
-	ph_relay_owner_put(&e->owner);
+	ph_loop_defer(&c->loop, &e->put, entry_put_table_ref);
 }
 
 /**

@@ -121,6 +121,7 @@ struct ext_listener {
  * @steer_tried: the listener last tried (steered or failed): tried again
  *		only when the service restarts
  * @steer_why:	why a port --steer names is relayed instead ("" otherwise)
+ * @put:	drops the table's reference after the event batch (exposure.c)
  * @cycle:	back pointer
  */
 struct port_entry {
@@ -140,6 +141,7 @@ struct port_entry {
 	uint64_t steer_inode;
 	uint64_t steer_tried;
 	char steer_why[160];
+	struct ph_defer put;
 	struct cycle *cycle;
 };
 
