@@ -98,13 +98,7 @@ void handover_worker_freeze(struct cycle *c)
 
 int ph_ports_freeze(struct ph_ports *p)
 {
-	int ret = -ESRCH;
-
-	pthread_mutex_lock(&p->life_lock);
-	if (p->cycle)
-		ret = ports_send_cmd(p, CMD_FREEZE, NULL);
-	pthread_mutex_unlock(&p->life_lock);
-	return ret;
+	return ports_cmd_if_started(p, CMD_FREEZE, NULL);
 }
 
 void ph_ports_thaw(struct ph_ports *p)
@@ -369,11 +363,6 @@ int handover_worker_import(struct cycle *c, void *arg)
 int ph_ports_import(struct ph_ports *p, const struct ph_ho_state *s, const int *fds)
 {
 	struct import_arg a = { .s = s, .fds = fds };
-	int ret = -ESRCH;
 
-	pthread_mutex_lock(&p->life_lock);
-	if (p->cycle)
-		ret = ports_send_cmd(p, CMD_IMPORT, &a);
-	pthread_mutex_unlock(&p->life_lock);
-	return ret;
+	return ports_cmd_if_started(p, CMD_IMPORT, &a);
 }

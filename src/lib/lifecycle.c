@@ -856,26 +856,27 @@ bool ph_ports_running(struct ph_ports *p)
 	return atomic_load(&p->running);
 }
 
-int ph_ports_quiesce(struct ph_ports *p)
+int ports_cmd_if_started(struct ph_ports *p, enum cmd cmd, void *arg)
 {
 	int ret = -ESRCH;
 
 	pthread_mutex_lock(&p->life_lock);
 	if (p->cycle)
-		ret = ports_send_cmd(p, CMD_QUIESCE, NULL);
+		ret = ports_send_cmd(p, cmd, arg);
 	pthread_mutex_unlock(&p->life_lock);
 	return ret;
 }
 
+int ph_ports_quiesce(struct ph_ports *p)
+{
+	return ports_cmd_if_started(p, CMD_QUIESCE, NULL);
+}
+
 int ph_ports_resume(struct ph_ports *p)
 {
-	int ret = 0;
+	int ret = ports_cmd_if_started(p, CMD_RESUME, NULL);
 
-	pthread_mutex_lock(&p->life_lock);
-	if (p->cycle)
-		ret = ports_send_cmd(p, CMD_RESUME, NULL);
-	pthread_mutex_unlock(&p->life_lock);
-	return ret;
+	return ret == -ESRCH ? 0 : ret;	/* nothing runs: nothing to resume */
 }
 
 bool ph_ports_quiesced(struct ph_ports *p)

@@ -269,6 +269,10 @@ void events_expect_own(struct cycle *c, int family, int proto, uint16_t port, bo
  */
 int ports_send_cmd(struct ph_ports *p, enum cmd cmd, void *arg);
 
+/* ports_send_cmd() under life_lock when a cycle runs. Return: its result, or
+ * -ESRCH when the port subsystem is not started */
+int ports_cmd_if_started(struct ph_ports *p, enum cmd cmd, void *arg);
+
 /* ---- handover_ports.c ---------------------------------------------------- */
 
 /* CMD_FREEZE on the worker: freeze the relay threads, answer, wait for the thaw */
