@@ -789,6 +789,20 @@ void ph_udp_relay_drop_flows(struct ph_udp_relay *r)
 	ph_timer_cancel(r->loop, &r->idle);
 }
 
+/* Watch @io (@fd, for @fn) again, or stop watching it: unregistered, not a
+ * mask of 0, as epoll reports EPOLLERR regardless. Return: 0 or -errno */
+static int watch_set(struct ph_udp_relay *r, struct ph_io *io, int fd, ph_io_fn fn, bool paused)
+{
+	int err;
+
+	if (paused) {
+		ph_loop_del(r->loop, io);
+		return 0;
+	}
+	err = ph_loop_add(r->loop, io, fd, EPOLLIN, fn);
+	return err < 0 ? err : 0;
+}
+
 int ph_udp_relay_pause(struct ph_udp_relay *r, bool paused)
 {
 	struct ph_list *n, *nt, *m, *mt;
@@ -797,27 +811,18 @@ int ph_udp_relay_pause(struct ph_udp_relay *r, bool paused)
 	if (r->paused == paused)
 		return 0;
 	r->paused = paused;
-	/* unregistered, not a mask of 0: epoll reports EPOLLERR regardless */
 	ph_list_for_each_safe(n, nt, &r->exts) {
 		struct ph_udp_ext *x = ph_list_entry(n, struct ph_udp_ext, node);
 
-		if (paused) {
-			ph_loop_del(r->loop, &x->io);
-		} else {
-			err = ph_loop_add(r->loop, &x->io, x->fd, EPOLLIN, ext_io);
-			if (err < 0 && !ret)
-				ret = err;
-		}
+		err = watch_set(r, &x->io, x->fd, ext_io, paused);
+		if (err && !ret)
+			ret = err;
 		ph_list_for_each_safe(m, mt, &x->flows) {
 			struct flow *f = ph_list_entry(m, struct flow, xnode);
 
-			if (paused) {
-				ph_loop_del(r->loop, &f->io);
-			} else {
-				err = ph_loop_add(r->loop, &f->io, f->fd, EPOLLIN, flow_io);
-				if (err < 0 && !ret)
-					ret = err;
-			}
+			err = watch_set(r, &f->io, f->fd, flow_io, paused);
+			if (err && !ret)
+				ret = err;
 		}
 	}
 	return ret;
