@@ -240,6 +240,19 @@ struct diag_req {
 	struct inet_diag_req_v2 r;
 };
 
+/* A request about @family's TCP sockets in @states */
+static void diag_req_init(struct diag_req *q, uint16_t type, uint16_t flags, int family,
+			  uint32_t states)
+{
+	memset(q, 0, sizeof(*q));
+	q->h.nlmsg_len = sizeof(*q);
+	q->h.nlmsg_type = type;
+	q->h.nlmsg_flags = flags;
+	q->r.sdiag_family = (uint8_t)family;
+	q->r.sdiag_protocol = IPPROTO_TCP;
+	q->r.idiag_states = states;
+}
+
 /* SOCK_DESTROY the socket @id of @family. Return: 0 or -errno */
 static int diag_destroy(int nl, int family, const struct inet_diag_sockid *id)
 {
@@ -248,13 +261,7 @@ static int diag_destroy(int nl, int family, const struct inet_diag_sockid *id)
 	ssize_t n;
 	int ret;
 
-	memset(&q, 0, sizeof(q));
-	q.h.nlmsg_len = sizeof(q);
-	q.h.nlmsg_type = SOCK_DESTROY;
-	q.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-	q.r.sdiag_family = (uint8_t)family;
-	q.r.sdiag_protocol = IPPROTO_TCP;
-	q.r.idiag_states = ~0u;
+	diag_req_init(&q, SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, family, ~0u);
 	q.r.id = *id;
 	if (send(nl, &q, sizeof(q), 0) < 0)
 		return -errno;
@@ -553,13 +560,7 @@ static int dump_family(int nl, int family, struct conns_walk *w, uint8_t *buf)
 	struct diag_req q;
 	int ret = 0;
 
-	memset(&q, 0, sizeof(q));
-	q.h.nlmsg_len = sizeof(q);
-	q.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	q.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	q.r.sdiag_family = (uint8_t)family;
-	q.r.sdiag_protocol = IPPROTO_TCP;
-	q.r.idiag_states = TCPF_NOT_LISTEN;
+	diag_req_init(&q, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, family, TCPF_NOT_LISTEN);
 	if (send(nl, &q, sizeof(q), 0) < 0)
 		return -errno;
 	while (!ret) {
