@@ -127,11 +127,15 @@ static void on_scan_timer(struct ph_loop *loop, struct ph_timer *t)
  * safety net covers the rest */
 #define SETTLE_MS	1
 #define SETTLE_TRIES	9
-/* Events within BURST_NS of the end of the last scan are a burst: they
+/* Events within BURST_NS of the end of the last scan, after QUICK_SCANS
+ * scans that each came that close behind the one before, are a burst: they
  * wait for one scan BURST_FIRST_MS later, then twice as long each time the
  * burst goes on, up to BURST_MAX_MS. A burst of 1,000 listeners is then a
- * handful of scans instead of one per drain; a lone listen scans at once. */
+ * handful of scans instead of one per drain. A lone listen scans at once,
+ * and so does a close right after it (a service that fails at start-up, a
+ * dev server restarting): the second scan in a row is not a burst yet. */
 #define BURST_NS	1000000
+#define QUICK_SCANS	2
 #define BURST_FIRST_MS	2
 #define BURST_MAX_MS	16
 
@@ -297,8 +301,10 @@ static void on_events(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 	if (c->quiesced || (!d.foreign && !lost))
 		return;
 	t0 = ph_now_ns();
-	if (c->event_scan_end_ns && t0 - c->event_scan_end_ns < BURST_NS +
-	    (uint64_t)c->burst_gap_ms * 1000000u) {
+	if (!c->event_scan_end_ns || t0 - c->event_scan_end_ns >= BURST_NS +
+	    (uint64_t)c->burst_gap_ms * 1000000u)
+		c->quick_scans = 0;	/* quiet long enough: not a burst */
+	else if (c->quick_scans >= QUICK_SCANS) {
 		/* a burst: one scan at the end of the gap takes these too */
 		c->burst_gap_ms = c->burst_gap_ms ? c->burst_gap_ms * 2 : BURST_FIRST_MS;
 		if (c->burst_gap_ms > BURST_MAX_MS)
@@ -310,6 +316,7 @@ static void on_events(struct ph_loop *loop, struct ph_io *io, uint32_t events)
 		}
 		return;
 	}
+	c->quick_scans++;
 	c->burst_gap_ms = 0;
 	/* with both protocols reported, only the one reported changed: a TCP
 	 * listen does not walk the UDP table (half the kernel's work with

@@ -178,6 +178,7 @@ struct cycle {
 	unsigned settle_tries;
 	uint64_t event_scan_end_ns;	/* when the last scan on events ended */
 	unsigned burst_gap_ms;	/* in a burst: events wait this long for their scan */
+	unsigned quick_scans;	/* event scans in a row, each close behind the last */
 	struct ph_accept_backoff accept_backoff;	/* out of descriptors */
 	struct ph_steer steer;		/* --steer: off (link_fd -1) when not asked or refused */
 	char steer_off[160];		/* why steering is off although --steer asked */
