@@ -149,6 +149,8 @@ struct relay_dir {
  *		may still hold copies of its sockets: close() would then not
  *		unregister them from epoll, so relay_close() does
  * @client_spoke: a byte came from the client
+ * @service_took: the service's kernel acknowledged our FIN, so it holds the
+ *		connection: a silent client's relay stops looking (service_unaccepted())
  * @closed:	relay_close() ran; the memory waits for the deferred free
  * @defer:	the deferred free
  */
@@ -167,6 +169,7 @@ struct ph_relay {
 	bool connecting;
 	bool imported;
 	bool client_spoke;
+	bool service_took;
 	bool closed;
 	struct ph_defer defer;
 };
@@ -755,18 +758,32 @@ static int sock_error(int fd)
  * on our side, but the service's kernel dropped its last ACK (queue full
  * then too) and holds it as a half-open request; on loopback a FIN to a
  * connection that exists, even one not accepted yet, is acknowledged at once.
+ * Once it has been (FIN_WAIT2 and later, or the service's own FIN came), the
+ * answer cannot change: @r->service_took is set and the relay stops asking.
+ * Without that, every silent half-closed relay cost a TCP_INFO a second
+ * until its half-close timeout: 1,000 of them, left by a port scan, kept an
+ * otherwise idle daemon at 0.5% of a core.
  * Return: true when the service has not taken the connection
  */
-static bool service_unaccepted(const struct ph_relay *r, bool settled)
+static bool service_unaccepted(struct ph_relay *r, bool settled)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
 
 	if (getsockopt(r->fd[PH_LEG_SERVICE], IPPROTO_TCP, TCP_INFO, &ti, &len))
 		return false;
-	if (ti.tcpi_state == TCP_SYN_SENT)
+	switch (ti.tcpi_state) {
+	case TCP_SYN_SENT:
 		return true;
-	return settled && ti.tcpi_state == TCP_FIN_WAIT1 && ti.tcpi_unacked;
+	case TCP_FIN_WAIT1:
+		return settled && ti.tcpi_unacked;
+	case TCP_FIN_WAIT2: case TCP_TIME_WAIT: case TCP_CLOSE_WAIT: case TCP_LAST_ACK:
+	case TCP_CLOSING:
+		r->service_took = true;
+		return false;
+	default:
+		return false;
+	}
 }
 
 static void on_half_close(struct ph_loop *loop, struct ph_timer *t)
@@ -774,7 +791,7 @@ static void on_half_close(struct ph_loop *loop, struct ph_timer *t)
 	struct ph_relay *r = ph_container_of(t, struct ph_relay, half_close);
 	uint64_t deadline = r->active_ms + r->ctx->cfg->half_close_timeout_ms;
 
-	if (!r->client_spoke && service_unaccepted(r, true)) {
+	if (!r->client_spoke && !r->service_took && service_unaccepted(r, true)) {
 		relay_close(r, PH_RELAY_END_ABANDONED, 0);
 		return;
 	}
@@ -783,7 +800,7 @@ static void on_half_close(struct ph_loop *loop, struct ph_timer *t)
 		return;
 	}
 	/* bytes moved since, or a silent client's relay looks again */
-	if (!r->client_spoke && loop->now_ms + ABANDON_CHECK_MS < deadline)
+	if (!r->client_spoke && !r->service_took && loop->now_ms + ABANDON_CHECK_MS < deadline)
 		deadline = loop->now_ms + ABANDON_CHECK_MS;
 	ph_timer_arm(loop, t, deadline, on_half_close);
 }
