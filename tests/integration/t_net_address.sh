@@ -21,6 +21,13 @@ ip -n "$H" link set eth1 up
 ip -n "$H" addr add 10.79.0.2/24 dev eth1
 
 move_ms=$(scaled 100)	# issue #15's target, from the change to the first relayed byte
+# A packet of a move lost in the machine's shared input backlog (another
+# test's flood; see addr_move.py) is retried by the client after 50 ms, not
+# after the kernel's 1 s: addr_move.py resends a SYN itself, and the host
+# resolves a new neighbour with 50 ms between solicitations.
+for dev in eth0 eth1; do
+	in_host sysctl -qw net.ipv4.neigh.$dev.retrans_time_ms=50 net.ipv6.neigh.$dev.retrans_time_ms=50
+done
 ADDR_MOVE=$(dirname "${BASH_SOURCE[0]}")/addr_move.py
 daemon_listening() { in_guest ss -Hltnp "sport = :$2" | grep -F "$(is_v6 "$1" && echo "[$1]" || echo "$1"):$2" | grep -q portholed; }
 no_listener() { ! guest_listening "$1" "$2"; }
@@ -34,10 +41,11 @@ timed_move()
 	local desc=$1 addr=$2 port=$3 out ms
 	shift 3
 	if out=$(in_host "$PH_PYTHON" "$ADDR_MOVE" "$G" "$addr" "$port" "$(scaled 3000)" "$@" 2>&1); then
-		read -r ms exit_ms nmsg refused try_ms conn_ms <<<"$out"
+		read -r ms exit_ms nmsg refused try_ms conn_ms unanswered drops <<<"$out"
 		figure "move_ms_${desc// /_}" "$ms" ms
 		note "$desc: $ms ms from the change ($exit_ms ms after ip exited, $nmsg notifications;" \
-			"$refused connects refused, the last began at $try_ms ms and its connect took $conn_ms ms)"
+			"$refused connects refused, $unanswered unanswered; the last began at $try_ms ms" \
+			"and its connect took $conn_ms ms; $drops packets dropped in the machine's backlogs)"
 		awk -v m="$ms" -v max="$move_ms" 'BEGIN { exit !(m <= max) }' &&
 			ok "$desc: relayed on $addr:$port $ms ms after the change" ||
 			fail "$desc: relayed on $addr:$port within $move_ms ms of the change (took $ms ms)"
