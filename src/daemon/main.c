@@ -211,6 +211,47 @@ static void api_priority(void)
 		ph_info("control API thread keeps its priority", PH_FI("nice", cur), PH_FERR(errno));
 }
 
+/* Serving: say so in the log, then to the old process after an upgrade
+ * (which exits once it hears), or else to the service manager */
+static void announce_started(struct daemon *d, struct ph_upgrade_in *up)
+{
+	int ret;
+
+	ph_info("portholed started", PH_FS("version", PH_VERSION), PH_FS("listen", d->cfg->listen_str),
+		PH_FU("scan_interval_ms", d->cfg->ports.scan_interval_ms),
+		PH_FU("adopted", d->fdstore->adopted), PH_FS("upgrade", up->sock >= 0 ? "yes" : "no"));
+	if (up->sock < 0) {
+		ph_fdstore_notify(d->fdstore, "READY=1\nSTATUS=serving\n");
+		return;
+	}
+	ret = ph_upgrade_finish(up, d->ports, d->fdstore);
+	if (ret) {	/* the old process carries on: touch nothing */
+		ph_error("upgrade: cannot take over", PH_FERR(ret));
+		_exit(1);
+	}
+}
+
+/* Signals (see the top): SIGTERM, SIGINT, SIGHUP and SIGUSR2 arrive on a
+ * signalfd, blocked here before any thread starts, so that every thread
+ * inherits the mask; SIGPIPE and SIGUSR1 are ignored.
+ * Return: the signalfd, or -errno */
+static int signals_setup(void)
+{
+	sigset_t mask;
+	int fd;
+
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
 /* Length: the process's start-up in order (flags, log, limits, port subsystem,
  * API listener, signals, loop) and the reverse teardown on every exit path. */
 int main(int argc, char **argv)
@@ -222,7 +263,6 @@ int main(int argc, char **argv)
 	struct ph_upgrade_in up;
 	struct ph_fdstore fdstore;
 	char why[PH_UPGRADE_WHY_MAX];
-	sigset_t mask;
 	int ret, status = 1;
 
 	/* started by an upgrade: the old process's state, its command line first */
@@ -265,19 +305,9 @@ int main(int argc, char **argv)
 	}
 	raise_nofile();
 
-	/* Signals (see the top): SIGTERM/SIGINT/SIGHUP arrive on a signalfd,
-	 * blocked before any thread starts, so all threads inherit the mask. */
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGUSR1, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGUSR2);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	d.sigfd = signals_setup();
 	if (d.sigfd < 0) {
-		ph_error("signalfd failed", PH_FERR(errno));
+		ph_error("signalfd failed", PH_FERR(-d.sigfd));
 		goto out_fdstore;
 	}
 
@@ -311,18 +341,7 @@ int main(int argc, char **argv)
 		goto out_api;
 	}
 	api_priority();
-	ph_info("portholed started", PH_FS("version", PH_VERSION), PH_FS("listen", cfg.listen_str),
-		PH_FU("scan_interval_ms", cfg.ports.scan_interval_ms),
-		PH_FU("adopted", fdstore.adopted), PH_FS("upgrade", up.sock >= 0 ? "yes" : "no"));
-	if (up.sock >= 0) {
-		ret = ph_upgrade_finish(&up, ports, &fdstore);
-		if (ret) {	/* the old process carries on: touch nothing */
-			ph_error("upgrade: cannot take over", PH_FERR(ret));
-			_exit(1);
-		}
-	} else {
-		ph_fdstore_notify(&fdstore, "READY=1\nSTATUS=serving\n");
-	}
+	announce_started(&d, &up);
 
 	ret = ph_loop_run(&d.loop);
 	if (ret)

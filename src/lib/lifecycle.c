@@ -681,6 +681,25 @@ static void cycle_specs(struct cycle *c)
 	}
 }
 
+/* The start-up line: which mechanisms this cycle runs with, and its limits */
+static void cycle_log_start(const struct cycle *c)
+{
+	const struct ph_ports *p = c->p;
+
+	ph_info("port subsystem starting",
+		PH_FS("discovery", c->events.source != PH_EVENTS_NONE ? "events" : "poll"),
+		PH_FS("events_source", ph_events_source_name(c->events.source)),
+		PH_FS("udp_events", ph_events_udp(&c->events) ? "yes" : "no"),
+		PH_FS("scanner", ph_scanner_method(&c->scanner)),
+		PH_FU("scan_interval_ms", c->scan_interval_ms),
+		PH_FS("relay", p->cfg.force_copy ? "copy" : "copy+splice"),
+		PH_FU("relay_threads", c->threads.n + 1), PH_FU("max_conns_per_port", c->per_port_cap),
+		PH_FI("relay_fd_ceiling", c->relays.fd_ceiling), PH_FS("udp", c->udp ? "on" : "off"),
+		PH_FS("udp_scanner", !c->udp ? "-" : c->scanner.udp_proc ? "proc" : "sock_diag"),
+		PH_FU("max_udp_flows", c->udp ? p->cfg.max_udp_flows : 0),
+		PH_FU("udp_idle_timeout_ms", c->udp ? p->cfg.udp_idle_timeout_ms : 0));
+}
+
 static int cycle_start(struct ph_ports *p)
 {
 	struct cycle *c;
@@ -725,18 +744,7 @@ static int cycle_start(struct ph_ports *p)
 	ret = ph_relay_threads_start(&c->threads, ph_relay_thread_count(&p->cfg) - 1, &p->cfg, &p->stats);
 	if (ret)
 		goto fail_relays;
-	ph_info("port subsystem starting",
-		PH_FS("discovery", c->events.source != PH_EVENTS_NONE ? "events" : "poll"),
-		PH_FS("events_source", ph_events_source_name(c->events.source)),
-		PH_FS("udp_events", ph_events_udp(&c->events) ? "yes" : "no"),
-		PH_FS("scanner", ph_scanner_method(&c->scanner)),
-		PH_FU("scan_interval_ms", c->scan_interval_ms),
-		PH_FS("relay", p->cfg.force_copy ? "copy" : "copy+splice"),
-		PH_FU("relay_threads", c->threads.n + 1), PH_FU("max_conns_per_port", c->per_port_cap),
-		PH_FI("relay_fd_ceiling", c->relays.fd_ceiling), PH_FS("udp", c->udp ? "on" : "off"),
-		PH_FS("udp_scanner", !c->udp ? "-" : c->scanner.udp_proc ? "proc" : "sock_diag"),
-		PH_FU("max_udp_flows", c->udp ? p->cfg.max_udp_flows : 0),
-		PH_FU("udp_idle_timeout_ms", c->udp ? p->cfg.udp_idle_timeout_ms : 0));
+	cycle_log_start(c);
 
 	ret = ph_loop_thread_start(&c->thread, worker, c);
 	if (ret)
