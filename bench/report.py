@@ -36,6 +36,7 @@ T_SCAN_US, T_DETECT_MS, T_MEM_KB, T_IDLE_PCT = 100.0, 100.0, 2048, 0.5
 # Targets of issue 17 (listen events), tighter than issue 4's detection and idle CPU
 T_EV_DETECT_MS, T_EV_REMOVE_MS, T_EV_IDLE10, T_EV_IDLE1000 = 2.0, 2.0, 0.05, 0.1
 T_BURST_MS, T_BURST_SCANS = 100.0, 5
+T_UPGRADE_PAUSE_MS = 50.0    # issue 18: no byte moves for longer, p99 over the upgrades
 # Targets of issue 19, part 1 (--steer): both request rates and bulk vs direct
 T_STEER_REQ, T_STEER_BULK = 0.9, 0.95
 
@@ -522,6 +523,28 @@ class Report:
         self.table(["contender", "listeners", "listen() calls took ms", "all exposed after ms",
                     "scans", "reachable", "mechanism", "error"], rows)
 
+    def upgrade(self):
+        u = self.r.get("upgrade")
+        if not u:
+            return
+        self.w("## 8. Upgrade (`portholectl upgrade` with relayed connections)", "")
+        if u.get("error"):
+            self.w("failed: %s" % u["error"], "")
+            return
+        self.w("%s upgrades of portholed (the same binary), each while %s relayed connections "
+               "stay open and %s of them ping-pong one byte at a time: the longest time no "
+               "echo came back on any of them while the upgrade ran (the pause), against "
+               "windows of the same length without an upgrade in the same run (the machine's "
+               "own stalls)." % (u.get("upgrades", "?"), u.get("connections", "?"),
+                                  u.get("probes", "?")), "")
+        self.table(["upgrades taken over", "pause p50 ms", "pause p99 ms", "baseline p50 ms",
+                    "baseline p99 ms", "request p50 ms", "echoes", "connection errors"],
+                   [["%s of %s" % (u.get("succeeded", "—"), u.get("upgrades", "—")),
+                     f(u.get("pause_p50_ms"), "%.1f"), f(u.get("pause_p99_ms"), "%.1f"),
+                     f(u.get("baseline_p50_ms"), "%.1f"), f(u.get("baseline_p99_ms"), "%.1f"),
+                     f(u.get("upgrade_ms_p50"), "%.0f"), u.get("echoes", "—"),
+                     u.get("errors", "—")]])
+
     def target_table(self):
         """Target rows, computed from what the sections gathered."""
         rows = []
@@ -667,6 +690,20 @@ class Report:
                                                         y.get("scans", "—")),
                          "%s ms in %s scans" % (f(ms, "%.1f"), ns if ns is not None else "—"),
                          "≤ %.0f ms, ≤ %d scans" % (T_BURST_MS, T_BURST_SCANS), pf(ok)])
+        up = self.r.get("upgrade", {})
+        if up and not up.get("error"):
+            p99 = up.get("pause_p99_ms")
+            ok = None
+            if p99 is not None:
+                ok = p99 <= T_UPGRADE_PAUSE_MS and up.get("errors") == 0 and \
+                    up.get("succeeded") == up.get("upgrades")
+            rows.append(["upgrade pause p99, %s relayed connections" % up.get("connections", "?"),
+                         "—",
+                         "%s ms (p50 %s), %s of %s taken over, %s errors" % (
+                             f(p99, "%.1f"), f(up.get("pause_p50_ms"), "%.1f"),
+                             up.get("succeeded", "—"), up.get("upgrades", "—"),
+                             up.get("errors", "—")),
+                         "≤ %.0f ms, 0 errors" % T_UPGRADE_PAUSE_MS, pf(ok)])
         return rows
 
     def plots(self):
@@ -761,11 +798,12 @@ class Report:
         self.memory()
         self.scale()
         self.burst()
+        self.upgrade()
         body = self.md[body_start:]
         self.md = self.md[:body_start]
         trows = self.target_table()
         if trows:
-            self.w("## Targets (issues 4 and 16)", "")
+            self.w("## Targets (issues 4, 16, 17, 18 and 19)", "")
             if not self.has_ph:
                 self.w("porthole was not part of this run (%s): its cells are empty and every "
                        "target reads n/a." % self.r.get("skip", {}).get("porthole", "skipped"),

@@ -46,6 +46,14 @@ def results(ka, close, iperf=None, contenders=("direct", "dnat", "socat", "porth
                 wrk=dict(keepalive=ka, close=close), iperf=iperf or {})
 
 
+def self_ka():
+    return {"direct": [wrk_run(100000)] * 3, "porthole": [wrk_run(60000)] * 3}
+
+
+def self_close():
+    return {"direct": [wrk_run(20000)] * 3, "porthole": [wrk_run(14000)] * 3}
+
+
 class ReportTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ph-report-test.")
@@ -172,6 +180,24 @@ class ReportTest(unittest.TestCase):
         # the relay's own verdicts stay the relay's
         self.assertEqual(rows["keep-alive requests/s vs direct"][-1], "**pass**")
         self.assertIn("| keep-alive | steered | 90000 (90000–90000) | 0.90x |", self.md)
+
+    def test_upgrade_pause_verdicts(self):
+        res = results(self_ka(), self_close())
+        res["upgrade"] = dict(upgrades=20, succeeded=20, connections=1000, probes=8,
+                              pause_p50_ms=18.3, pause_p99_ms=50.0, baseline_p50_ms=1.6,
+                              baseline_p99_ms=11.2, upgrade_ms_p50=102.0, echoes=5, errors=0)
+        row = self.build(res)["upgrade pause p99, 1000 relayed connections"]
+        self.assertEqual(row[-1], "**pass**")
+        self.assertIn("| 20 of 20 | 18.3 | 50.0 |", self.md)
+        res["upgrade"]["pause_p99_ms"] = 50.1
+        self.assertEqual(self.build(res)["upgrade pause p99, 1000 relayed connections"][-1],
+                         "**FAIL**")
+        res["upgrade"].update(pause_p99_ms=20.0, errors=1)
+        self.assertEqual(self.build(res)["upgrade pause p99, 1000 relayed connections"][-1],
+                         "**FAIL**")
+        res["upgrade"].update(errors=0, succeeded=19)
+        self.assertEqual(self.build(res)["upgrade pause p99, 1000 relayed connections"][-1],
+                         "**FAIL**")
 
     def test_floor_rows_are_not_verdicts(self):
         ka = {"direct": [wrk_run(100000, busy_s=9.0)] * 3,
