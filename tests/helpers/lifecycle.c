@@ -114,7 +114,9 @@ static int count_netns_links(void)
 
 	if (stat("/proc/self/ns/net", &st))
 		return -1;
-	snprintf(cmd, sizeof(cmd), "bpftool link show 2>/dev/null | grep -c 'netns_ino %lu '",
+	/* no bpftool: no count (-1), never a count of 0 */
+	snprintf(cmd, sizeof(cmd), "command -v bpftool >/dev/null && "
+		 "bpftool link show 2>/dev/null | grep -c 'netns_ino %lu '",
 		 (unsigned long)st.st_ino);
 	f = popen(cmd, "r");
 	if (!f)

@@ -161,6 +161,9 @@ fail()
 	for l in "$@"; do
 		printf '%s\n' "$l" | sed 's/^/       | /' | head -n 40
 	done
+	# with the first lines of what it saw, so the summary alone tells why
+	[ -n "${PH_FAILS_FILE:-}" ] && [ $# -gt 0 ] &&
+		printf '%s\n' "$@" | head -n 6 | cut -c1-300 | sed 's/^/    | /' >>"$PH_FAILS_FILE"
 	return 1
 }
 
