@@ -3,9 +3,10 @@
 #
 # A client in the host connects in a loop (1 ms apart, a line echoed each
 # time) while the daemon is killed with SIGKILL and restarted 20 times:
-#   a) under fdstore_manager.py, a stand-in for systemd's fd store written
-#      from systemd's documentation (sd_notify(3) FDSTORE, sd_listen_fds(3));
-#      systemd itself cannot run here (PID 1 is not systemd);
+#   a) under fdstore_manager.py, a stand-in for systemd v252 (its fd store,
+#      sd_notify(3) FDSTORE, sd_listen_fds(3), Restart=always, as systemd's
+#      source decides them); systemd itself cannot run here (PID 1 is not
+#      systemd);
 #   b) under portholed --supervise.
 # Not one connection may be refused or time out (clients wait in the kernel
 # backlog of the stored listener), the listener and the API listener keep
