@@ -1,0 +1,199 @@
+# SPDX-License-Identifier: MIT
+# t_core_upgrade_systemd.sh - an upgrade under systemd (v252, emulated): the main pid moves, the old one's exit restarts nothing
+#
+# portholed runs under fdstore_manager.py, a stand-in for systemd v252 with
+# the settings of dist/portholed.service (Type=notify, Restart=always,
+# RestartSec=200ms, FileDescriptorStoreMax=, KillMode=control-group) that
+# decides on MAINPID=, NotifyAccess= and process exits as systemd's source
+# does (systemd itself cannot run as PID 1 here). A client in the host
+# connects every millisecond throughout (connect_loop.py).
+#   a) NotifyAccess=all, as the unit ships: PH_SD_UPGRADES (3) x
+#      `portholectl upgrade`: each time the manager's main pid becomes the
+#      new daemon's pid, the old pid's exit restarts nothing, the new daemon
+#      becomes the manager's child (it is the subreaper, as PID 1 is);
+#      then kill -9 of the (upgraded) main pid: exactly one restart, which
+#      takes the stored listeners (same inodes); 0 refused, 0 timed out.
+#   b) NotifyAccess=main: the same upgrade. systemd takes MAINPID= from the
+#      main pid, and the old daemon (still the main pid) names the new one
+#      before it exits, so the main pid moves here too; what the new process
+#      said before that is refused (counted, shown). Then a stop after the
+#      upgrade: systemd v252 does not wait for a main pid that was not its
+#      child when it was named, and sends SIGKILL right after SIGTERM
+#      (documented in docs/design.md, Upgrades).
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+UPGRADES=${PH_SD_UPGRADES:-3}
+PORT=7611
+CTL=$PH_BUILD/portholectl
+
+health() { in_host curl -sf -m 2 -o /dev/null "http://$GUEST_IP:$API_PORT/health"; }
+alive() { kill -0 "$1" 2>/dev/null && ! proc_zombie "$1"; }
+gone() { ! alive "$1"; }
+ppid_of() { awk '{ sub(/.*\) /, ""); print $2 }' "/proc/$1/stat" 2>/dev/null; }
+# mgr_get NAME KEY: a field of the manager's state file
+mgr_get() { awk -v k="$2" '$1 == k { print $2 }' "$PH_TMP/$1.state" 2>/dev/null; }
+main_pid() { cat "$PH_TMP/$1.pid" 2>/dev/null; }
+stored() { grep -q "^$2 " "$PH_TMP/$1.store" 2>/dev/null; }
+# mgr_running NAME: a main pid, ready (state running), and the API answers
+mgr_running() { [ "$(mgr_get "$1" state)" = running ] && [ "$(main_pid "$1")" -gt 0 ] 2>/dev/null && health; }
+mgr_log_count() { grep -c -- "$2" "$PH_TMP/$1.log" 2>/dev/null; }
+
+# start_mgr NAME ACCESS: portholed under the stand-in; sets MGR
+start_mgr()
+{
+	local name=$1
+	DAEMON_LOG=$PH_TMP/$name.log
+	bg_guest "$PH_PYTHON" "$here/fdstore_manager.py" --notify-access "$2" --restart-ms 200 \
+		--pidfile "$PH_TMP/$name.pid" --store-file "$PH_TMP/$name.store" \
+		--state-file "$PH_TMP/$name.state" -- \
+		"$PH_BUILD/portholed" --log-format text 2>>"$DAEMON_LOG"
+	MGR=$PH_LAST_PID
+	if ! wait_for "$(scaled 5000)" mgr_running "$name" || ! wait_for "$(scaled 3000)" exposed $PORT ||
+		! wait_for "$(scaled 3000)" stored "$name" "tcp/$GUEST_IP/$PORT" ||
+		! stored "$name" api; then
+		fail "$name: daemon up under the stand-in, port exposed, listeners stored" \
+			"$(cat "$PH_TMP/$name.state" "$PH_TMP/$name.store")" "$(tail -n 20 "$DAEMON_LOG")"
+		return 1
+	fi
+}
+
+# upgrade NAME: portholectl upgrade; prints the new pid once the old one is gone
+upgrade()
+{
+	local old new
+	old=$(main_pid "$1")
+	new=$(in_host "$CTL" --addr "$GUEST_IP:$API_PORT" upgrade | sed -n 's/^upgraded: pid //p')
+	[ -n "$new" ] && [ "$new" != "$old" ] && wait_for "$(scaled 5000)" gone "$old" && echo "$new"
+}
+
+# the upgrade's verdict: main pid, restarts, parent; $1 name, $2 old pid, $3 new pid, $4 which
+upgrade_verdict()
+{
+	local name=$1 old=$2 new=$3 n=$4
+	# RestartSec=200ms: a restart the old pid's exit caused would have started by now
+	wait_for "$(scaled 2000)" bash -c "[ \"\$(cat $PH_TMP/$name.pid)\" = $new ]"
+	sleep 0.5
+	if [ "$(main_pid "$name")" = "$new" ] && [ "$(mgr_get "$name" n_restarts)" = 0 ] &&
+		[ "$(mgr_get "$name" starts)" = 1 ] && [ "$(mgr_get "$name" state)" = running ] &&
+		alive "$new" && health; then
+		ok "$name: upgrade $n: the main pid is the new daemon's ($old -> $new), nothing restarted"
+	else
+		fail "$name: upgrade $n: the main pid becomes the new daemon's, nothing restarts" \
+			"old $old new $new; manager: $(tr '\n' ' ' <"$PH_TMP/$name.state")" \
+			"$(grep 'fdstore_manager' "$DAEMON_LOG" | tail -n 15)"
+		return 1
+	fi
+	grep -q "Child $old belongs to the unit, not the main pid $new" "$DAEMON_LOG" &&
+		ok "$name: upgrade $n: the old pid's exit was seen and ignored (not the main pid)" ||
+		fail "$name: upgrade $n: the old pid's exit is no main process exit" \
+			"$(grep 'fdstore_manager' "$DAEMON_LOG" | tail -n 15)"
+	[ "$(ppid_of "$new")" = "$MGR" ] &&
+		ok "$name: upgrade $n: the new daemon is the manager's child now (subreaper)" ||
+		fail "$name: upgrade $n: the new daemon is reparented to the manager" "ppid $(ppid_of "$new"), manager $MGR"
+}
+
+serve_echo 127.0.0.1 $PORT || exit 1
+
+# --- a) NotifyAccess=all -------------------------------------------------------------
+start_mgr a all || exit 1
+ino0=$(listener_inode "$GUEST_IP" $PORT)
+api0=$(listener_inode 0.0.0.0 $API_PORT)
+bg_host "$PH_PYTHON" "$here/connect_loop.py" "$GUEST_IP" $PORT "$PH_TMP/a.json"
+LOOP=$PH_LAST_PID
+sleep 0.5
+pid=$(main_pid a)
+for ((i = 1; i <= UPGRADES; i++)); do
+	new=$(upgrade a)
+	if [ -z "$new" ]; then
+		fail "a: portholectl upgrade $i under the stand-in" "$(tail -n 20 "$DAEMON_LOG")"
+		break
+	fi
+	track "$new"
+	upgrade_verdict a "$pid" "$new" "$i" || break
+	pid=$new
+	sleep 0.3
+done
+n=$(mgr_log_count a "Supervising process")
+note "a: systemd logged \"Supervising process N which is not our child\" $n times (once per upgrade)"
+[ "$(mgr_get a refused)" = 0 ] && ok "a: NotifyAccess=all: no notify message refused" ||
+	fail "a: NotifyAccess=all: no notify message refused" "$(grep 'reception only' "$DAEMON_LOG")"
+
+# kill -9 of the upgraded main pid: exactly one restart, with the stored sockets
+sleep 0.3
+kill -KILL "$pid"
+wait_for "$(scaled 5000)" bash -c "p=\$(cat $PH_TMP/a.pid); [ \"\$p\" -gt 0 ] && [ \"\$p\" != $pid ]" &&
+	wait_for "$(scaled 5000)" mgr_running a
+restarted=$(main_pid a)
+track "$restarted"
+sleep 1.5	# several RestartSec: a second restart would show
+if [ "$(mgr_get a n_restarts)" = 1 ] && [ "$(mgr_get a starts)" = 2 ] && [ "$restarted" != "$pid" ] &&
+	[ "$(main_pid a)" = "$restarted" ] && alive "$restarted" &&
+	[ "$(mgr_log_count a "Scheduled restart job")" = 1 ] &&
+	[ "$(mgr_log_count a "Main process exited, code=killed, status=9/KILL")" = 1 ]; then
+	ok "a: kill -9 of the upgraded main pid $pid: exactly one restart (pid $restarted)"
+else
+	fail "a: kill -9 of the upgraded main pid: exactly one restart" \
+		"manager: $(tr '\n' ' ' <"$PH_TMP/a.state")" "$(grep 'fdstore_manager' "$DAEMON_LOG" | tail -n 20)"
+fi
+check "a: the restarted daemon took the stored sockets" \
+	grep -q "adopted sockets from the fd store sockets=2" "$DAEMON_LOG"
+[ "$(listener_inode "$GUEST_IP" $PORT)" = "$ino0" ] && [ "$(listener_inode 0.0.0.0 $API_PORT)" = "$api0" ] &&
+	[ -n "$ino0" ] && ok "a: the external and API listeners were never rebound" ||
+	fail "a: the listeners were never rebound" "$ino0/$api0 -> $(listener_inode "$GUEST_IP" $PORT)/$(listener_inode 0.0.0.0 $API_PORT)"
+sleep 0.3
+kill -TERM "$LOOP"
+wait "$LOOP"
+read -r lok refused lost timeout maxms < <("$PH_PYTHON" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["ok"], r["refused"], r["lost"], r["timeout"], r["max_ok_ms"])' "$PH_TMP/a.json")
+note "a: client: $lok ok, $refused refused, $lost lost, $timeout timed out, slowest $maxms ms"
+[ "$refused" = 0 ] && [ "$timeout" = 0 ] && [ "${lok:-0}" -gt 500 ] &&
+	ok "a: a client connecting every ms through $UPGRADES upgrades and a kill -9: $lok ok, 0 refused, 0 timed out" ||
+	fail "a: 0 refused, 0 timed out through the upgrades and the kill" "$(cat "$PH_TMP/a.json")"
+# a sequential client: the kill can cost the one connection in flight
+[ "$lost" -le 1 ] && ok "a: at most the connection in flight lost to the kill ($lost)" ||
+	fail "a: at most one connection lost" "lost $lost"
+figure sd_upgrade_slowest_connection_ms "$maxms" ms
+kill -TERM "$MGR"
+wait "$MGR"
+st=$?
+[ "$st" = 0 ] && ! alive "$restarted" && grep -q "portholed stopping" "$DAEMON_LOG" &&
+	ok "a: stop (SIGTERM to the manager): the restarted daemon stops cleanly, status 0" ||
+	fail "a: stop: the daemon stops cleanly" "status $st" "$(tail -n 10 "$DAEMON_LOG")"
+
+# --- b) NotifyAccess=main --------------------------------------------------------------
+wait_until_not "$(scaled 3000)" exposed $PORT
+start_mgr b main || exit 1
+pid=$(main_pid b)
+new=$(upgrade b)
+if [ -n "$new" ]; then
+	track "$new"
+	upgrade_verdict b "$pid" "$new" 1
+else
+	fail "b: portholectl upgrade under NotifyAccess=main" "$(tail -n 20 "$DAEMON_LOG")"
+fi
+grep -q "New main PID $new belongs to service" "$DAEMON_LOG" &&
+	ok "b: NotifyAccess=main: the old daemon's MAINPID=$new (the main pid's own message) was taken" ||
+	fail "b: NotifyAccess=main: the old daemon's MAINPID= is taken" "$(grep 'fdstore_manager' "$DAEMON_LOG" | tail -n 15)"
+note "b: NotifyAccess=main refused $(mgr_get b refused) messages:" \
+	"$(grep -o 'Got notification message from PID [0-9]*, but.*' "$DAEMON_LOG" | sort | uniq -c | tr '\n' ';')"
+grep -q "Supervising process $new which is not our child" "$DAEMON_LOG" &&
+	ok "b: as systemd does, the new main pid is marked as not the manager's child" ||
+	fail "b: the new main pid is marked as not the manager's child" "$(grep 'fdstore_manager' "$DAEMON_LOG" | tail -n 10)"
+# stop after an upgrade: v252 does not wait for that main pid (unit.c:4588)
+kill -TERM "$MGR"
+wait "$MGR"
+wait_for "$(scaled 3000)" gone "$new"
+if gone "$new" && grep -q "Killing process $new (portholed) with signal SIGKILL" "$DAEMON_LOG"; then
+	ok "b: stop after an upgrade: SIGTERM then at once SIGKILL to the upgraded daemon (systemd v252)"
+else
+	fail "b: stop after an upgrade: the daemon is gone (SIGKILL right after SIGTERM)" \
+		"$(grep 'fdstore_manager' "$DAEMON_LOG" | tail -n 10)"
+fi
+
+if grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error:' "$PH_TMP/a.log" "$PH_TMP/b.log"; then
+	fail "no sanitizer report" "$(grep -h -E -A12 'Sanitizer|runtime error' "$PH_TMP/a.log" "$PH_TMP/b.log" | head -n 40)"
+else
+	ok "no sanitizer report in the daemons' logs"
+fi
