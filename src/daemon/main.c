@@ -97,7 +97,8 @@ static int do_upgrade(void *arg, const char *binary, pid_t *pid, char *why, size
 	if (ret)
 		return ret;
 	d->upgraded = true;
-	/* --supervise takes the new main pid from its child (this one) */
+	/* the service manager (systemd, --supervise) takes the new main pid
+	 * from its main pid (this one) and before this one's exit */
 	snprintf(msg, sizeof(msg), "MAINPID=%d\n", (int)*pid);
 	ph_fdstore_notify(d->fdstore, msg);
 	ph_api_upgraded(d->api, *pid);

@@ -20,12 +20,16 @@
  * process, waits for it, and thaws the old one, which carries on where it
  * stopped: the two never relay the same connection at once.
  *
- * Service managers: the new process waits (bounded) until the old one exited,
- * then sends MAINPID=<its pid> and READY=1 to NOTIFY_SOCKET (systemd needs
- * NotifyAccess=all to take it from a process that is not yet the main one).
- * The old process sends MAINPID=<new pid> itself before exiting, which
- * --supervise (NotifyAccess=main semantics) takes from its child; it is a
- * child subreaper, so the new process becomes its child when the old exits.
+ * Service managers: the old process, still the main one, sends
+ * MAINPID=<new pid> after "taken" and before it exits (main.c). systemd takes
+ * it from its main pid (NotifyAccess=main or all; the new pid is in the
+ * unit's cgroup) and reads it before the old pid's exit, which then restarts
+ * nothing; --supervise (NotifyAccess=main semantics) takes it from its child.
+ * The new process then waits (bounded) until the old one exited and sends
+ * MAINPID=<its pid> and READY=1 too: a no-op when the old one's arrived. The
+ * new process becomes the child of PID 1, or of the supervisor (a child
+ * subreaper), when the old exits. See docs/design.md, Upgrades, for systemd
+ * 252's handling of a main pid named this way.
  */
 #include "upgrade.h"
 
