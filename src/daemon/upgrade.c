@@ -25,11 +25,14 @@
  * it from its main pid (NotifyAccess=main or all; the new pid is in the
  * unit's cgroup) and reads it before the old pid's exit, which then restarts
  * nothing; --supervise (NotifyAccess=main semantics) takes it from its child.
- * The new process then waits (bounded) until the old one exited and sends
- * MAINPID=<its pid> and READY=1 too: a no-op when the old one's arrived. The
- * new process becomes the child of PID 1, or of the supervisor (a child
- * subreaper), when the old exits. See docs/design.md, Upgrades, for systemd
- * 252's handling of a main pid named this way.
+ * The new process sends MAINPID=<its pid> and READY=1 too once the handover
+ * socket reaches EOF (bounded): the old one closes it right after "taken", so
+ * this races the old one's MAINPID=; systemd with NotifyAccess=all takes
+ * whichever comes first (the new pid is in the unit's cgroup), with =main it
+ * refuses the new one's when it is first. The new process becomes the child
+ * of PID 1, or of the supervisor (a child subreaper), when the old exits. See
+ * docs/design.md, Upgrades, for systemd 252's handling of a main pid named
+ * this way.
  */
 #include "upgrade.h"
 
@@ -424,7 +427,8 @@ void ph_upgrade_fail(struct ph_upgrade_in *in, const char *why)
 	in_release(in);
 }
 
-/* Wait until the old process closed its end (it exited), at most @ms */
+/* Wait until the old process closed its end (right after "taken", or at its
+ * exit), at most @ms */
 static void wait_old(int sock, unsigned ms)
 {
 	uint8_t b[16];

@@ -76,8 +76,8 @@ void ph_upgrade_adopt_listeners(struct ph_upgrade_in *in, struct ph_fdstore *fs)
 
 /**
  * ph_upgrade_finish() - import the relays, tell the old process "taken",
- * wait (bounded) until it exited, then tell the service manager the new
- * main pid (MAINPID=, READY=1)
+ * wait (bounded) until it closed the handover socket, then tell the service
+ * manager the new main pid (MAINPID=, READY=1)
  * @in:		state; released
  * @ports:	the started port subsystem
  * @fs:		the fd store (the notify socket)

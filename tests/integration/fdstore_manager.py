@@ -205,10 +205,28 @@ class Manager:
         return False
 
     def members(self):
-        out = []
-        for d in os.listdir("/proc"):
-            if d.isdigit() and int(d) != self.me and self.in_unit(int(d)) and pid_is_alive(int(d)):
-                out.append(int(d))     # a zombie has left its cgroup already
+        """the unit's live processes: the manager's descendants, read from
+        /proc/PID/task/TID/children (fast: systemd signals the main pid and the
+        rest of the cgroup within microseconds, and so must this)"""
+        out, seen, todo = [], {self.me}, [self.me]
+        while todo:
+            p = todo.pop()
+            try:
+                tasks = os.listdir("/proc/%d/task" % p)
+            except OSError:
+                continue
+            for t in tasks:
+                try:
+                    with open("/proc/%d/task/%s/children" % (p, t)) as f:
+                        kids = [int(k) for k in f.read().split()]
+                except OSError:
+                    continue
+                for k in kids:
+                    if k not in seen:
+                        seen.add(k)
+                        todo.append(k)
+                        if pid_is_alive(k):   # a zombie has left its cgroup already
+                            out.append(k)
         return out
 
     def unit_by_pid(self, pid):
@@ -345,12 +363,13 @@ class Manager:
 
     def notify_message(self, pid, uid, text, fds):
         """service.c:4089-4280; stored fds are taken out of fds. Return: the store changed"""
-        if not self.authorized(pid):
-            self.refused += 1
-            return True
         tags = text.split("\n")                     # strv_split_newlines()
         if tags and tags[-1] == "":
             tags.pop()
+        if not self.authorized(pid):
+            self.refused += 1
+            log("(stand-in) the refused message: %s" % ", ".join(tags)[:200])
+            return True
 
         def first(prefix):                          # strv_find_startswith()
             for t in tags:

@@ -16,7 +16,10 @@
 #   b) NotifyAccess=main: the same upgrade. systemd takes MAINPID= from the
 #      main pid, and the old daemon (still the main pid) names the new one
 #      before it exits, so the main pid moves here too; what the new process
-#      said before that is refused (counted, shown). Then a stop after the
+#      said before that is refused (counted, shown: its own MAINPID= when it
+#      comes first, a race). Without the old daemon's MAINPID= this part
+#      fails (systemd stops and restarts the unit); without both MAINPID=
+#      sends part a fails too. Then a stop after the
 #      upgrade: systemd v252 does not wait for a main pid that was not its
 #      child when it was named, and sends SIGKILL right after SIGTERM
 #      (documented in docs/design.md, Upgrades).
