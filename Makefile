@@ -191,7 +191,7 @@ bench-quick: all bench-tools
 	@PH_BUILD=$(O) bench/run quick
 
 vmtest:
-	$(MAKE) VARIANT=static build/static/portholed build/static/portholectl
+	$(MAKE) VARIANT=static build/static/portholed build/static/portholectl build/static/helpers/tcpprobe
 	@PH_BUILD=build/static tests/vm/run
 
 install: all
