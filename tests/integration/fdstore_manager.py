@@ -40,17 +40,38 @@ What is modelled
                   manager. (A process that moves itself to another cgroup
                   would still count here; portholed --cgroup is not for
                   systemd and is not used under this stand-in.)
+  ExecStop=       (--exec-stop) service.c:2029-2061 service_enter_stop(): a
+                  stop of a running unit (service_stop(), service.c:2580-2617;
+                  in start it signals at once) and a running unit whose main
+                  process is gone (service_enter_running(), 2083-2109) run it
+                  as a control process with $MAINPID in its environment when
+                  there is a main pid (service_spawn(), 1556-1558) and arm
+                  TimeoutStopSec= (1541); state stop. The main pid's exit
+                  there changes nothing (3573-3575, "wait until the operation
+                  is done"); the control process's exit, whatever its status
+                  (it sets the result unless "-"), goes on to stop-sigterm
+                  (3772-3774), where KillMode= signals what is left (nothing
+                  once the daemon is gone: no SIGKILL); TimeoutStopSec= in
+                  stop: "Stopping timed out. Terminating." (3878-3884). The
+                  control pid is signalled first in stop-sigterm and later
+                  (unit.c:4596-4613) and its exit there ends the phase when
+                  the main pid is gone (service.c:3776-3781). Word expansion
+                  (env-util.c:694-760 replace_env_argv()): a word "$VAR" is
+                  replaced, "${VAR}" anywhere; a "$VAR" inside a longer word
+                  (as in sh -c '... "$MAINPID"') is left to the shell.
   ordering        queued notify messages are handled before a child's exit
                   (manager.c:1045-1047, priority NORMAL-8 against SIGCHLD's
                   NORMAL-7 at manager.c:766), the exit is peeked with WNOWAIT
                   and reaped after its handling (manager.c:2612-2704).
-Not modelled: ExecStartPre/Post/Stop/StopPost and ExecReload (no control
-process), TimeoutStartSec=, watchdogs, RELOADING=1, socket units, the
+Not modelled: ExecStartPre/Post/StopPost and ExecReload, the ExecStop=
+control process's own sandbox (User=, capabilities: it runs as the stand-in's
+user), NotifyAccess=exec for it, TimeoutStartSec=, watchdogs, RELOADING=1, socket units, the
 start rate limit (the unit sets StartLimitIntervalSec=0), BARRIER=1.
 
 usage: fdstore_manager.py --pidfile F --store-file F [--state-file F]
            [--notify-access all|main|exec|none] [--restart-ms MS]
-           [--timeout-stop-ms MS] [--store-max N] [--argv-file F] -- CMD ARGS...
+           [--timeout-stop-ms MS] [--store-max N] [--argv-file F]
+           [--exec-stop 'CMD ARGS'] -- CMD ARGS...
 
 --pidfile      the main pid (systemctl show -p MainPID), rewritten when it
                changes (a start, an accepted MAINPID=); it keeps the last one
@@ -63,6 +84,7 @@ usage: fdstore_manager.py --pidfile F --store-file F [--state-file F]
 --restart-ms   RestartSec= (default 0); --timeout-stop-ms TimeoutStopSec=
                (default 10000, the unit's 10s)
 --argv-file    if it exists at a (re)start, its lines replace CMD ARGS
+--exec-stop    ExecStop=, as written in the unit (split with shell quoting)
 SIGTERM: "systemctl stop": no restart, the unit's processes get SIGTERM, the
 manager exits with the main process's exit status (1 if a signal killed it).
 Log lines (systemd's own wording, prefixed "fdstore_manager: ") go to stderr.
@@ -72,6 +94,7 @@ import ctypes
 import fcntl
 import os
 import re
+import shlex
 import select
 import signal
 import socket
@@ -153,6 +176,7 @@ class Manager:
         self.main_pid_known = False
         self.main_pid_alien = False
         self.watch = set()         # pids watched besides the cgroup (unit_watch_pid)
+        self.control_pid = 0       # the ExecStop= process
         self.result = SUCCESS
         self.forbid_restart = False
         self.exit_status = 0       # of the last main process, for our own exit
@@ -491,7 +515,46 @@ class Manager:
         self.set_state("start")
         log("started pid %d with %d stored descriptors (start %d)" % (pid, n, self.starts))
 
-    # ---- stopping: service_enter_signal() and what follows ------------------------
+    # ---- stopping: service_enter_stop(), service_enter_signal() and what follows ----
+    def expand(self, argv, env):
+        """env-util.c:694-760 replace_env_argv(): a word "$VAR" becomes the variable's
+        words (none if unset); "${VAR}" is replaced anywhere, "$$" is "$" (536-692)"""
+        out = []
+        for w in argv:
+            if w.startswith("$") and w[1:2] not in ("{", "$"):
+                out += env.get(w[1:], "").split()
+                continue
+            out.append(re.sub(r"\$\$|\$\{([^}]*)\}",
+                              lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), ""), w))
+        return out
+
+    def enter_stop(self, f):
+        """service.c:2029-2061; without ExecStop= straight to stop-sigterm"""
+        if self.result == SUCCESS:
+            self.result = f
+        if not self.args.exec_stop:
+            self.enter_signal("stop-sigterm", SUCCESS)
+            return
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "MAINPID")}
+        if self.main_pid > 0:                               # service.c:1556-1558
+            env["MAINPID"] = str(self.main_pid)
+        argv = self.expand(shlex.split(self.args.exec_stop), env)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, [])
+                for s in (signal.SIGCHLD, signal.SIGTERM):
+                    signal.signal(s, signal.SIG_DFL)
+                os.closerange(3, 65536)
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        self.control_pid = pid
+        self.timer = time.monotonic() + self.args.timeout_stop_ms / 1000   # service.c:1541
+        self.set_state("stop")
+        log("ExecStop= started: pid %d, MAINPID=%s" % (pid, env.get("MAINPID", "(unset)")))
+
     def kill_context(self, sig):
         """unit.c:4545-4662, KillMode=control-group: the main pid, then the rest of the
         cgroup but the main pid (with SIGCONT); SIGKILL is logged (log_kill(), unit.c:4499-4516,
@@ -512,10 +575,13 @@ class Manager:
             except ProcessLookupError:
                 pass
         wait = False
+        if self.control_pid > 0:                    # unit.c:4596-4613
+            one(self.control_pid)
+            wait = True
         if self.main_pid > 0:
             one(self.main_pid)
             wait = not self.main_pid_alien
-        others = [p for p in self.members() if p != self.main_pid]
+        others = [p for p in self.members() if p not in (self.main_pid, self.control_pid)]
         for p in others:
             one(p)
         return wait or bool(others)
@@ -552,7 +618,7 @@ class Manager:
         elif self.service_good():
             self.set_state("running")
         else:
-            self.enter_signal("stop-sigterm", SUCCESS)   # service.c:2029-2061, no ExecStop=
+            self.enter_stop(SUCCESS)
 
     def service_good(self):
         """service.c:2063-2081"""
@@ -588,6 +654,9 @@ class Manager:
             self.n_restarts += 1                 # service_enter_restart(), service.c:2348-2393
             log("Scheduled restart job, restart counter is at %d." % self.n_restarts)
             self.spawn()
+        elif st == "stop":               # service.c:3878-3884
+            log("Stopping timed out. Terminating.")
+            self.enter_signal("stop-sigterm", TIMEOUT)
         elif st == "stop-sigterm":
             log("State 'stop-sigterm' timed out. Killing.")
             self.enter_signal("stop-sigkill", TIMEOUT)
@@ -611,6 +680,9 @@ class Manager:
                                       signal.SIGPIPE) else SIGNAL
         else:
             f = CORE_DUMP
+        if pid == self.control_pid and pid != self.main_pid:
+            self.on_control(pid, code, status, f)
+            return
         if pid != self.main_pid:
             # service.c:3810-3811: neither control nor main pid: nothing happens
             log("Child %d belongs to the unit, not the main pid %d: exit %s %s ignored" % (
@@ -634,10 +706,38 @@ class Manager:
             self.enter_signal("stop-sigterm", f if f != SUCCESS else PROTOCOL)
         elif st == "running":
             self.enter_running(f)
+        elif st == "stop":              # service.c:3573-3575: wait for ExecStop=
+            pass
         elif st in ("stop-sigterm", "stop-sigkill"):
-            self.enter_stop_post(f)
+            if self.control_pid_good() <= 0:     # service.c:3602-3610
+                self.enter_stop_post(f)
         elif st in ("final-sigterm", "final-sigkill"):
             self.enter_dead(f, True)
+
+    def control_pid_good(self):
+        return 1 if self.control_pid > 0 else 0
+
+    def on_control(self, pid, code, status, f):
+        """service.c:3633-3800 for ExecStop= (a command, service.c:3481: a clean exit is
+        status 0 only, no signal, shared/exit-status.c:140-155 EXIT_CLEAN_COMMAND)"""
+        self.control_pid = 0
+        if code == os.CLD_KILLED:
+            f = SIGNAL
+        elif code == os.CLD_DUMPED:
+            f = CORE_DUMP
+        log("Control process exited, code=%s, status=%d" % (
+            "exited" if code == os.CLD_EXITED else "killed", status))
+        if self.result == SUCCESS:
+            self.result = f
+        st = self.state
+        if st == "stop":                         # service.c:3772-3774
+            self.enter_signal("stop-sigterm", f)
+        elif st in ("stop-sigterm", "stop-sigkill"):   # 3776-3781
+            if self.main_pid_good() <= 0:
+                self.enter_stop_post(f)
+        elif st in ("final-sigterm", "final-sigkill"):
+            if self.main_pid_good() <= 0:
+                self.enter_dead(f, True)
 
     def on_cgroup_empty(self):
         """service.c:3336-3413 service_notify_cgroup_empty_event()"""
@@ -648,10 +748,10 @@ class Manager:
         elif st == "running":
             self.enter_running(SUCCESS)
         elif st in ("stop-sigterm", "stop-sigkill"):
-            if self.main_pid_good() <= 0:
+            if self.main_pid_good() <= 0 and self.control_pid_good() <= 0:
                 self.enter_stop_post(SUCCESS)
         elif st in ("final-sigterm", "final-sigkill"):
-            if self.main_pid_good() <= 0:
+            if self.main_pid_good() <= 0 and self.control_pid_good() <= 0:
                 self.enter_dead(SUCCESS, True)
 
     def reap_one(self):
@@ -708,8 +808,10 @@ class Manager:
                 self.forbid_restart = True
                 if self.state == "auto-restart":
                     self.enter_dead(SUCCESS, False)
-                elif self.state in ("start", "running"):
+                elif self.state == "start":     # service.c:2580-2617 service_stop()
                     self.enter_signal("stop-sigterm", SUCCESS)
+                elif self.state == "running":
+                    self.enter_stop(SUCCESS)
             if self.timer is not None and time.monotonic() >= self.timer:
                 self.on_timer()
             self.write_files()
@@ -754,6 +856,7 @@ def main():
     ap.add_argument("--restart-ms", type=int, default=0)
     ap.add_argument("--timeout-stop-ms", type=int, default=10000)
     ap.add_argument("--store-max", type=int, default=4096)
+    ap.add_argument("--exec-stop")
     ap.add_argument("cmd", nargs="+")
     args = ap.parse_args()
     m = Manager(args)

@@ -19,15 +19,21 @@
 #      said before that is refused (counted, shown: its own MAINPID= when it
 #      comes first, a race). Without the old daemon's MAINPID= this part
 #      fails (systemd stops and restarts the unit); without both MAINPID=
-#      sends part a fails too. Then a stop after the
-#      upgrade: systemd v252 does not wait for a main pid that was not its
-#      child when it was named, and sends SIGKILL right after SIGTERM
-#      (documented in docs/design.md, Upgrades).
+#      sends part a fails too. Then a stop after the upgrade without
+#      ExecStop=: systemd v252 does not wait for a main pid that was not its
+#      child when it was named, and sends SIGKILL right after SIGTERM (the
+#      contrast to part c, which shows that c can fail).
+#   c) the unit's ExecStop= (read from dist/portholed.service; parts a and c
+#      run with it): an upgrade, then a stop: ExecStop= gets the new pid in
+#      $MAINPID, sends it SIGTERM and waits; the daemon shuts down cleanly
+#      ("portholed stopping", exit 0), no SIGKILL is sent, the manager exits 0.
+#      The stand-in runs ExecStop= as the test's user, not DynamicUser's.
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 UPGRADES=${PH_SD_UPGRADES:-3}
 PORT=7611
 CTL=$PH_BUILD/portholectl
+EXEC_STOP=$(sed -n 's/^ExecStop=//p' "$here/../../dist/portholed.service")
 
 health() { in_host curl -sf -m 2 -o /dev/null "http://$GUEST_IP:$API_PORT/health"; }
 alive() { kill -0 "$1" 2>/dev/null && ! proc_zombie "$1"; }
@@ -41,12 +47,13 @@ stored() { grep -q "^$2 " "$PH_TMP/$1.store" 2>/dev/null; }
 mgr_running() { [ "$(mgr_get "$1" state)" = running ] && [ "$(main_pid "$1")" -gt 0 ] 2>/dev/null && health; }
 mgr_log_count() { grep -c -- "$2" "$PH_TMP/$1.log" 2>/dev/null; }
 
-# start_mgr NAME ACCESS: portholed under the stand-in; sets MGR
+# start_mgr NAME ACCESS [EXECSTOP]: portholed under the stand-in; sets MGR
 start_mgr()
 {
 	local name=$1
 	DAEMON_LOG=$PH_TMP/$name.log
 	bg_guest "$PH_PYTHON" "$here/fdstore_manager.py" --notify-access "$2" --restart-ms 200 \
+		${3:+--exec-stop "$3"} \
 		--pidfile "$PH_TMP/$name.pid" --store-file "$PH_TMP/$name.store" \
 		--state-file "$PH_TMP/$name.state" -- \
 		"$PH_BUILD/portholed" --log-format text 2>>"$DAEMON_LOG"
@@ -95,10 +102,14 @@ upgrade_verdict()
 		fail "$name: upgrade $n: the new daemon is reparented to the manager" "ppid $(ppid_of "$new"), manager $MGR"
 }
 
+if [ -z "$EXEC_STOP" ]; then
+	fail "dist/portholed.service has an ExecStop= line"
+	exit 1
+fi
 serve_echo 127.0.0.1 $PORT || exit 1
 
 # --- a) NotifyAccess=all -------------------------------------------------------------
-start_mgr a all || exit 1
+start_mgr a all "$EXEC_STOP" || exit 1
 ino0=$(listener_inode "$GUEST_IP" $PORT)
 api0=$(listener_inode 0.0.0.0 $API_PORT)
 bg_host "$PH_PYTHON" "$here/connect_loop.py" "$GUEST_IP" $PORT "$PH_TMP/a.json"
@@ -162,6 +173,7 @@ kill -TERM "$MGR"
 wait "$MGR"
 st=$?
 [ "$st" = 0 ] && ! alive "$restarted" && grep -q "portholed stopping" "$DAEMON_LOG" &&
+	! grep -q "with signal SIGKILL" "$DAEMON_LOG" &&
 	ok "a: stop (SIGTERM to the manager): the restarted daemon stops cleanly, status 0" ||
 	fail "a: stop: the daemon stops cleanly" "status $st" "$(tail -n 10 "$DAEMON_LOG")"
 
@@ -195,8 +207,40 @@ else
 		"$(grep 'fdstore_manager' "$DAEMON_LOG" | tail -n 10)"
 fi
 
-if grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error:' "$PH_TMP/a.log" "$PH_TMP/b.log"; then
-	fail "no sanitizer report" "$(grep -h -E -A12 'Sanitizer|runtime error' "$PH_TMP/a.log" "$PH_TMP/b.log" | head -n 40)"
+# --- c) the unit's ExecStop=: a stop after an upgrade is a clean one ------------------------
+wait_until_not "$(scaled 3000)" exposed $PORT
+start_mgr c all "$EXEC_STOP" || exit 1
+pid=$(main_pid c)
+new=$(upgrade c)
+if [ -n "$new" ]; then
+	track "$new"
+	upgrade_verdict c "$pid" "$new" 1
+else
+	fail "c: portholectl upgrade under the stand-in with ExecStop=" "$(tail -n 20 "$DAEMON_LOG")"
+fi
+grep -q "Supervising process $new which is not our child" "$DAEMON_LOG" &&
+	ok "c: the upgraded main pid is marked \"not our child\" (the case v252 would SIGKILL)" ||
+	fail "c: the upgraded main pid is marked as not the manager's child" "$(grep 'fdstore_manager' "$DAEMON_LOG" | tail -n 10)"
+t0=$(date +%s%N)
+kill -TERM "$MGR"
+wait "$MGR"
+st=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+wait_for "$(scaled 3000)" gone "$new"
+if [ "$st" = 0 ] && gone "$new" && grep -q "ExecStop= started: pid [0-9]*, MAINPID=$new\$" "$DAEMON_LOG" &&
+	[ "$(grep -c "portholed stopping" "$DAEMON_LOG")" = 1 ] &&
+	grep -q "Main process exited, code=exited, status=0/SUCCESS" "$DAEMON_LOG" &&
+	grep -q "Control process exited, code=exited, status=0" "$DAEMON_LOG" &&
+	! grep -q "with signal SIGKILL" "$DAEMON_LOG" && grep -q "Deactivated successfully" "$DAEMON_LOG"; then
+	ok "c: stop after an upgrade with the unit's ExecStop=: clean shutdown of pid $new, exit 0, no SIGKILL ($ms ms)"
+else
+	fail "c: stop after an upgrade with ExecStop=: the daemon's clean shutdown, exit 0, no SIGKILL" \
+		"status $st, $ms ms" "$(tail -n 25 "$DAEMON_LOG")"
+fi
+figure sd_stop_after_upgrade_ms "$ms" ms
+
+if grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error:' "$PH_TMP/a.log" "$PH_TMP/b.log" "$PH_TMP/c.log"; then
+	fail "no sanitizer report" "$(grep -h -E -A12 'Sanitizer|runtime error' "$PH_TMP/a.log" "$PH_TMP/b.log" "$PH_TMP/c.log" | head -n 40)"
 else
 	ok "no sanitizer report in the daemons' logs"
 fi
