@@ -29,7 +29,8 @@
 #      ("portholed stopping", exit 0), no SIGKILL is sent, the manager exits 0;
 #      the main process's exit comes before ExecStop='s (it waits until the pid
 #      is reaped). An ExecStop= that only signals fails here when the daemon's
-#      shutdown is slower than the manager (1 of 2 runs tried); none fails b.
+#      shutdown is slower than the manager (2 of 5 runs tried); none fails
+#      this part every time.
 #      The stand-in runs ExecStop= as the test's user, not DynamicUser's.
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
