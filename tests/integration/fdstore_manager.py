@@ -85,8 +85,9 @@ usage: fdstore_manager.py --pidfile F --store-file F [--state-file F]
                (default 10000, the unit's 10s)
 --argv-file    if it exists at a (re)start, its lines replace CMD ARGS
 --exec-stop    ExecStop=, as written in the unit (split with shell quoting)
-SIGTERM: "systemctl stop": no restart, the unit's processes get SIGTERM, the
-manager exits with the main process's exit status (1 if a signal killed it).
+SIGTERM: "systemctl stop": no restart; ExecStop= runs if given (the unit is
+running), then the unit's processes get SIGTERM; the manager exits with the
+main process's exit status (1 if a signal killed it).
 Log lines (systemd's own wording, prefixed "fdstore_manager: ") go to stderr.
 """
 import argparse
