@@ -43,17 +43,18 @@ What is modelled
   ExecStop=       (--exec-stop) service.c:2029-2061 service_enter_stop(): a
                   stop of a running unit (service_stop(), service.c:2580-2617;
                   in start it signals at once) and a running unit whose main
-                  process is gone (service_enter_running(), 2083-2109) run it
+                  process exited cleanly (service_enter_running(), 2083-2109;
+                  after a failed one it signals at once, 2090-2091) run it
                   as a control process with $MAINPID in its environment when
                   there is a main pid (service_spawn(), 1556-1558) and arm
                   TimeoutStopSec= (1541); state stop. The main pid's exit
                   there changes nothing (3573-3575, "wait until the operation
                   is done"); the control process's exit, whatever its status
-                  (it sets the result unless "-"), goes on to stop-sigterm
+                  (it sets the result; a "-" prefix is not modelled), goes on to stop-sigterm
                   (3772-3774), where KillMode= signals what is left (nothing
                   once the daemon is gone: no SIGKILL); TimeoutStopSec= in
                   stop: "Stopping timed out. Terminating." (3878-3884). The
-                  control pid is signalled first in stop-sigterm and later
+                  control pid is signalled after the main pid in stop-sigterm and later
                   (unit.c:4596-4613) and its exit there ends the phase when
                   the main pid is gone (service.c:3776-3781). Word expansion
                   (env-util.c:694-760 replace_env_argv()): a word "$VAR" is
@@ -576,12 +577,12 @@ class Manager:
             except ProcessLookupError:
                 pass
         wait = False
-        if self.control_pid > 0:                    # unit.c:4596-4613
-            one(self.control_pid)
-            wait = True
         if self.main_pid > 0:
             one(self.main_pid)
             wait = not self.main_pid_alien
+        if self.control_pid > 0:                    # unit.c:4596-4613
+            one(self.control_pid)
+            wait = True
         others = [p for p in self.members() if p not in (self.main_pid, self.control_pid)]
         for p in others:
             one(p)
