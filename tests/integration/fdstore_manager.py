@@ -492,23 +492,17 @@ class Manager:
         env["NOTIFY_SOCKET"] = "@" + self.name
         fds = [e[1] for e in self.store]
         names = ":".join(e[0] for e in self.store)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                signal.pthread_sigmask(signal.SIG_SETMASK, [])
-                for s in (signal.SIGCHLD, signal.SIGTERM):
-                    signal.signal(s, signal.SIG_DFL)
-                hi = [fcntl_dupfd(os.dup(fd), 3 + n) for fd in fds]   # out of the way first
-                for i, fd in enumerate(hi):
-                    os.dup2(fd, 3 + i, inheritable=True)
-                if n:
-                    env["LISTEN_PID"] = str(os.getpid())
-                    env["LISTEN_FDS"] = str(n)
-                    env["LISTEN_FDNAMES"] = names
-                os.closerange(3 + n, 65536)
-                os.execve(argv[0], argv, env)
-            finally:
-                os._exit(127)
+        def pass_store():
+            hi = [fcntl_dupfd(os.dup(fd), 3 + n) for fd in fds]   # out of the way first
+            for i, fd in enumerate(hi):
+                os.dup2(fd, 3 + i, inheritable=True)
+            if n:
+                env["LISTEN_PID"] = str(os.getpid())
+                env["LISTEN_FDS"] = str(n)
+                env["LISTEN_FDNAMES"] = names
+            os.closerange(3 + n, 65536)
+
+        pid = fork_exec(argv, env, pass_store)
         self.starts += 1
         self.result = SUCCESS
         self.main_pid, self.main_pid_known, self.main_pid_alien = pid, True, False
@@ -542,16 +536,7 @@ class Manager:
         if self.main_pid > 0:                               # service.c:1556-1558
             env["MAINPID"] = str(self.main_pid)
         argv = self.expand(shlex.split(self.args.exec_stop), env)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                signal.pthread_sigmask(signal.SIG_SETMASK, [])
-                for s in (signal.SIGCHLD, signal.SIGTERM):
-                    signal.signal(s, signal.SIG_DFL)
-                os.closerange(3, 65536)
-                os.execve(argv[0], argv, env)
-            finally:
-                os._exit(127)
+        pid = fork_exec(argv, env, lambda: os.closerange(3, 65536))
         self.control_pid = pid
         self.timer = time.monotonic() + self.args.timeout_stop_ms / 1000   # service.c:1541
         self.set_state("stop")
@@ -840,6 +825,23 @@ class Manager:
                 log("(stand-in) pid %d, the main pid when the unit stopped, exited afterwards: %s" % (
                     si.si_pid, "status=%d" % si.si_status if si.si_code == os.CLD_EXITED
                     else "signal=%s" % sig_name(si.si_status)))
+
+
+def fork_exec(argv, env, prepare):
+    """Fork a process of the unit: in the child, the signal mask and handlers
+    back to their defaults, prepare() (its descriptors), then exec argv.
+    Return: the child's pid"""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            for s in (signal.SIGCHLD, signal.SIGTERM):
+                signal.signal(s, signal.SIG_DFL)
+            prepare()
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    return pid
 
 
 def fcntl_dupfd(fd, low):

@@ -143,6 +143,14 @@ PH_TMP=$(mktemp -d "/tmp/ph-it.$PH_ID.XXXXXX")
 
 note() { printf '# %s\n' "$*"; }
 
+# connect_loop_counts FILE: "OK REFUSED LOST TIMEOUT MAX_OK_MS" from connect_loop.py's summary
+connect_loop_counts()
+{
+	"$PH_PYTHON" -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["ok"], r["refused"], r["lost"], r["timeout"], r["max_ok_ms"])' "$1"
+}
+
 ok()
 {
 	PH_PASS=$((PH_PASS + 1))

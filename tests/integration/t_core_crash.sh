@@ -80,10 +80,7 @@ crash_loop()
 	sleep 0.3
 	kill -TERM "$loop"
 	wait "$loop"
-	read -r ok refused lost timeout maxms < <("$PH_PYTHON" -c '
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(r["ok"], r["refused"], r["lost"], r["timeout"], r["max_ok_ms"])' "$PH_TMP/$name.json")
+	read -r ok refused lost timeout maxms < <(connect_loop_counts "$PH_TMP/$name.json")
 	note "$name: $ok ok, $refused refused, $lost lost, $timeout timed out; events: $("$PH_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"][:10])' "$PH_TMP/$name.json")"
 	# the floor only shows the client kept connecting through every cycle
 	# (about 1.3 s each): 50 a cycle, a tenth of what a quiet run makes (5,237

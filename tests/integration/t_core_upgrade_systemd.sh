@@ -161,10 +161,7 @@ check "a: the restarted daemon took the stored sockets" \
 sleep 0.3
 kill -TERM "$LOOP"
 wait "$LOOP"
-read -r lok refused lost timeout maxms < <("$PH_PYTHON" -c '
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(r["ok"], r["refused"], r["lost"], r["timeout"], r["max_ok_ms"])' "$PH_TMP/a.json")
+read -r lok refused lost timeout maxms < <(connect_loop_counts "$PH_TMP/a.json")
 note "a: client: $lok ok, $refused refused, $lost lost, $timeout timed out, slowest $maxms ms"
 [ "$refused" = 0 ] && [ "$timeout" = 0 ] && [ "${lok:-0}" -gt 200 ] &&
 	ok "a: a client connecting every ms through $UPGRADES upgrades and a kill -9: $lok ok, 0 refused, 0 timed out" ||
@@ -181,17 +178,24 @@ st=$?
 	ok "a: stop (SIGTERM to the manager): the restarted daemon stops cleanly, status 0" ||
 	fail "a: stop: the daemon stops cleanly" "status $st" "$(tail -n 10 "$DAEMON_LOG")"
 
+# upgrade_under PART ACCESS [EXEC_STOP]: a new manager, one upgrade under it;
+# sets pid (the first daemon) and new (the upgraded one)
+upgrade_under()
+{
+	wait_until_not "$(scaled 3000)" exposed $PORT
+	start_mgr "$1" "$2" ${3:+"$3"} || exit 1
+	pid=$(main_pid "$1")
+	new=$(upgrade "$1")
+	if [ -n "$new" ]; then
+		track "$new"
+		upgrade_verdict "$1" "$pid" "$new" 1
+	else
+		fail "$1: portholectl upgrade under NotifyAccess=$2${3:+ with ExecStop=}" "$(tail -n 20 "$DAEMON_LOG")"
+	fi
+}
+
 # --- b) NotifyAccess=main --------------------------------------------------------------
-wait_until_not "$(scaled 3000)" exposed $PORT
-start_mgr b main || exit 1
-pid=$(main_pid b)
-new=$(upgrade b)
-if [ -n "$new" ]; then
-	track "$new"
-	upgrade_verdict b "$pid" "$new" 1
-else
-	fail "b: portholectl upgrade under NotifyAccess=main" "$(tail -n 20 "$DAEMON_LOG")"
-fi
+upgrade_under b main
 grep -q "New main PID $new belongs to service" "$DAEMON_LOG" &&
 	ok "b: NotifyAccess=main: the old daemon's MAINPID=$new (the main pid's own message) was taken" ||
 	fail "b: NotifyAccess=main: the old daemon's MAINPID= is taken" "$(grep 'fdstore_manager' "$DAEMON_LOG" | tail -n 15)"
@@ -221,16 +225,7 @@ else
 fi
 
 # --- c) the unit's ExecStop=: a stop after an upgrade is a clean one ------------------------
-wait_until_not "$(scaled 3000)" exposed $PORT
-start_mgr c all "$EXEC_STOP" || exit 1
-pid=$(main_pid c)
-new=$(upgrade c)
-if [ -n "$new" ]; then
-	track "$new"
-	upgrade_verdict c "$pid" "$new" 1
-else
-	fail "c: portholectl upgrade under the stand-in with ExecStop=" "$(tail -n 20 "$DAEMON_LOG")"
-fi
+upgrade_under c all "$EXEC_STOP"
 # (the race of part b: either way the stop must be a clean one)
 grep -q "Supervising process $new which is not our child" "$DAEMON_LOG" &&
 	note "c: the upgraded main pid is marked \"not our child\" (the case v252 would SIGKILL)" ||
