@@ -8,9 +8,14 @@
  *   probe ADDR PORT SECS          a new connection every 50 ms sends
  *                                 "GET /health" (Connection: close) and times
  *                                 the whole answer; at the end prints
- *                                 "sent N ok N non200 N p50 X p99 X p100 X"
- *                                 (milliseconds; a probe that fails or takes
- *                                 over 1 s counts as non-200)
+ *                                 "sent N ok N non200 N p50 X p99 X p100 X
+ *                                 retransmitted N p100_clean X
+ *                                 p100_retransmitted X" (milliseconds; a
+ *                                 probe that fails or takes over 1 s counts
+ *                                 as non-200; "retransmitted" ones had to send
+ *                                 a segment again, TCP_INFO says: the network
+ *                                 lost one, and the split keeps apart what the
+ *                                 daemon took from what the loss took)
  *   streams ADDR PORT N SECS read|noread
  *                                 N clients of GET /ports/events, all at once;
  *                                 "read" ones read and discard, "noread" ones
@@ -76,8 +81,9 @@ static int dial(int flags)
 	return fd;
 }
 
-/* One probe. Return: HTTP status, or -1; *us: its duration */
-static int probe_once(uint64_t *us)
+/* One probe. Return: HTTP status, or -1; *us: its duration; *retrans: the
+ * segments its connection sent again (a SYN or request the network lost) */
+static int probe_once(uint64_t *us, unsigned *retrans)
 {
 	static const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 	uint64_t t0 = now_us(), deadline = t0 + PROBE_MAX_MS * 1000u;
@@ -108,8 +114,15 @@ static int probe_once(uint64_t *us)
 		st = -1;
 out:
 	*us = now_us() - t0;
-	if (fd >= 0)
+	*retrans = 0;
+	if (fd >= 0) {
+		struct tcp_info ti;
+		socklen_t len = sizeof(ti);
+
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
+			*retrans = ti.tcpi_total_retrans;
 		close(fd);
+	}
 	return st;
 }
 
@@ -122,18 +135,25 @@ static int cmp_u64(const void *a, const void *b)
 
 static int probe(int secs)
 {
-	size_t cap = (size_t)secs * (1000 / PROBE_EVERY_MS) + 16, n = 0, bad = 0;
+	size_t cap = (size_t)secs * (1000 / PROBE_EVERY_MS) + 16, n = 0, bad = 0, lost = 0;
 	uint64_t *lat = calloc(cap, sizeof(*lat)), end = now_us() + (uint64_t)secs * 1000000u;
-	uint64_t next = now_us();
+	uint64_t next = now_us(), max_clean = 0, max_lost = 0;
 
 	if (!lat)
 		return 1;
 	while (now_us() < end && n < cap) {
 		uint64_t us, now;
+		unsigned retrans;
 
-		if (probe_once(&us) != 200)
+		if (probe_once(&us, &retrans) != 200)
 			bad++;
 		lat[n++] = us;
+		if (retrans) {
+			lost++;
+			max_lost = us > max_lost ? us : max_lost;
+		} else {
+			max_clean = us > max_clean ? us : max_clean;
+		}
 		next += PROBE_EVERY_MS * 1000u;
 		now = now_us();
 		if (next > now)
@@ -142,9 +162,10 @@ static int probe(int secs)
 			next = now;
 	}
 	qsort(lat, n, sizeof(*lat), cmp_u64);
-	printf("sent %zu ok %zu non200 %zu p50 %.1f p99 %.1f p100 %.1f\n", n, n - bad, bad,
+	printf("sent %zu ok %zu non200 %zu p50 %.1f p99 %.1f p100 %.1f"
+	       " retransmitted %zu p100_clean %.1f p100_retransmitted %.1f\n", n, n - bad, bad,
 	       n ? lat[n / 2] / 1000.0 : 0, n ? lat[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] / 1000.0 : 0,
-	       n ? lat[n - 1] / 1000.0 : 0);
+	       n ? lat[n - 1] / 1000.0 : 0, lost, max_clean / 1000.0, max_lost / 1000.0);
 	free(lat);
 	return 0;
 }
@@ -325,7 +346,10 @@ static int slowsvc(int backlog, int rate, int secs)
 {
 	struct sockaddr_in a = target;
 	uint64_t end = now_us() + (uint64_t)secs * 1000000u, next = now_us();
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ep, one = 1;
+	/* non-blocking: blocked in accept() on an empty queue it would read
+	 * no EOF of the connections it holds, and the relays waiting for it
+	 * (the port's whole cap) would let no new connection come */
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), ep, one = 1;
 	unsigned accepted = 0;
 
 	raise_nofile();

@@ -63,6 +63,13 @@
 #   check_not DESC CMD...     ok if CMD fails
 #   figure NAME VALUE [UNIT]  print a measured figure ("# figure: ...")
 #   note TEXT                 print a comment line
+#   health_probes NAME OUT MIN DROPS OVERFLOWS
+#                             the verdict on apiload's /health probe line OUT
+#                             (its figures, then "every probe 200 within
+#                             100 ms"); DROPS, OVERFLOWS: the kernel's backlog
+#                             drops and the guest's listen overflows meanwhile
+#                             ("-": not the API's alone); see its comment
+#   softnet_drops, listen_overflows NS   the counters for it
 #
 # Peers (all started in the guest unless noted; pids tracked and killed)
 #   serve_echo ADDR PORT      socat echo server bound to ADDR:PORT (ADDR may
@@ -142,6 +149,56 @@ PH_TMP=$(mktemp -d "/tmp/ph-it.$PH_ID.XXXXXX")
 # output and assertions
 
 note() { printf '# %s\n' "$*"; }
+
+# Packets the kernel dropped, since boot, because a CPU's input backlog
+# (net.core.netdev_max_backlog) was full: how veth hands packets across
+# namespaces, so a test's own burst can lose a probe's packet there
+softnet_drops()
+{
+	local n=0 _p d _r
+	while read -r _p d _r; do n=$((n + 16#$d)); done </proc/net/softnet_stat
+	echo "$n"
+}
+
+# health_probes NAME OUT MIN DROPS OVERFLOWS - see the header. Every probe
+# must answer 200, at least MIN were sent, and every one whose connection
+# sent nothing again (TCP_INFO) answered within 100 ms. A probe that had to
+# retransmit lost a packet: to the daemon only if an accept queue overflowed
+# (its handshake's ACK dropped), and then it counts; to the test's veth
+# topology if the kernel's input backlog dropped packets meanwhile and no
+# listener overflowed, which a guest's virtio path does not do: then it is
+# reported with its time, and need only be answered (200 within 1 s).
+health_probes()
+{
+	local name=$1 out=$2 min=$3 drops=$4 over=$5
+	local sent okn bad p50 p99 p100 lost clean plost
+	read -r _ sent _ okn _ bad _ p50 _ p99 _ p100 _ lost _ clean _ plost <<<"$out"
+	figure "${name}_probes" "$sent"
+	figure "${name}_health_p50" "$p50" ms
+	figure "${name}_health_p99" "$p99" ms
+	figure "${name}_health_p100" "$p100" ms
+	local within=$p100 why=
+	if [ "${lost:-0}" -gt 0 ] && [ "${drops:-0}" -gt 0 ] && [ "$over" = 0 ]; then
+		within=$clean
+		why="; $lost retransmitted (p100 $plost ms) while the kernel's input backlog dropped $drops packets and no listener overflowed"
+	fi
+	if [ "${bad:-1}" = 0 ] && [ "${sent:-0}" -ge "$min" ] &&
+		awk -v m="${within:-9999}" 'BEGIN { exit !(m <= 100) }'; then
+		ok "$name: every /health probe 200 within 100 ms ($sent probes, p50 $p50 p99 $p99 p100 $within ms$why)"
+	else
+		fail "$name: every /health probe 200 within 100 ms" \
+			"$out; kernel backlog drops $drops, guest listen overflows $over"
+	fi
+}
+
+# listen_overflows NS: connections NS's listeners had no room for
+# (TcpExt ListenOverflows: a full accept queue dropped the handshake's ACK)
+listen_overflows()
+{
+	in_ns "$1" cat /proc/net/netstat |
+		awk '$1 == "TcpExt:" { if (!h) { for (i = 2; i <= NF; i++) k[i] = $i; h = 1 }
+			else for (i = 2; i <= NF; i++) if (k[i] == "ListenOverflows") print $i }'
+}
 
 # connect_loop_counts FILE: "OK REFUSED LOST TIMEOUT MAX_OK_MS" from connect_loop.py's summary
 connect_loop_counts()

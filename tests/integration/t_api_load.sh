@@ -52,6 +52,7 @@ scenario()
 	local name=$1 load rss0 rss1 out pre res t0
 	shift
 	rss0=$(rss_kb)
+	local drops0=$(softnet_drops) over0=$(listen_overflows guest)
 	bg_host "$LOADER" "$@" >"$PH_TMP/$name.load"
 	load=$PH_LAST_PID
 	sleep 1
@@ -66,17 +67,8 @@ scenario()
 	wait "$load"
 	out=$(cat "$PH_TMP/$name.probe")
 	note "$name: load: $(cat "$PH_TMP/$name.load"); probe: $out"
-	read -r _ sent _ okn _ bad _ p50 _ p99 _ p100 <<<"$out"
-	figure "${name}_probes" "$sent"
-	figure "${name}_health_p50" "$p50" ms
-	figure "${name}_health_p99" "$p99" ms
-	figure "${name}_health_p100" "$p100" ms
-	if [ "${bad:-1}" = 0 ] && [ "${sent:-0}" -ge $((PROBE_S * 15)) ] &&
-		awk -v m="$p100" 'BEGIN { exit !(m <= 100) }'; then
-		ok "$name: every /health probe 200 within 100 ms ($sent probes, p50 $p50 p99 $p99 p100 $p100 ms)"
-	else
-		fail "$name: every /health probe 200 within 100 ms" "$out"
-	fi
+	health_probes "$name" "$out" $((PROBE_S * 15)) "$(($(softnet_drops) - drops0))" \
+		"$(($(listen_overflows guest) - over0))"
 	[ "$pre $res" = "204 204" ] && ok "$name: prepare and resume during the load (204 204)" ||
 		fail "$name: prepare and resume during the load" "prepare $pre, resume $res"
 	# the loader is gone: what it held must be given back
