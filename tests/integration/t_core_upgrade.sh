@@ -121,6 +121,7 @@ for ((i = 0; i < CYCLES; i++)); do
 	fi
 	PID=$new
 	track "$PID"
+	echo "$(date +%s.%N | cut -c1-14) upgrade $((i + 1)) pid $new" >>"$PH_TMP/upgrades.txt"
 	done_n=$((done_n + 1))
 	sleep 0.3
 done
@@ -161,7 +162,10 @@ figure upgrade_stream_max_gap_ms "$gap" ms
 read -r lok refused lost timeout _ < <(connect_loop_counts "$PH_TMP/loop.json")
 [ "$refused" = 0 ] && [ "$timeout" = 0 ] && [ "$lost" = 0 ] && [ "$lok" -gt 100 ] &&
 	ok "a client connecting every ms: $lok ok, 0 refused, 0 lost, 0 timed out" ||
-	fail "a client connecting every ms: 0 refused, 0 lost, 0 timed out" "$(cat "$PH_TMP/loop.json")"
+	fail "a client connecting every ms: 0 refused, 0 lost, 0 timed out" "$(cat "$PH_TMP/loop.json")" \
+		"upgrades at: $(cut -d' ' -f1,3 "$PH_TMP/upgrades.txt" | tr '\n' ' ')" \
+		"daemon warnings: $(grep -E ' (warn|error) ' "$DAEMON_LOG" | tail -n 8 | cut -c12-200 | tr '\n' ';')" \
+		"echo service: $(tail -n 3 "$PH_TMP/servers.log" | tr '\n' ';') listener: $(in_guest ss -Htln "sport = :$PORT" | tr -s ' ')"
 [ "$(listener_inode "$GUEST_IP" $PORT)" = "$ino0" ] && [ "$(listener_inode 0.0.0.0 $API_PORT)" = "$api0" ] &&
 	ok "the external and API listeners were never rebound" ||
 	fail "the listeners were never rebound" "$ino0/$api0 -> $(listener_inode "$GUEST_IP" $PORT)/$(listener_inode 0.0.0.0 $API_PORT)"
