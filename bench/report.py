@@ -67,13 +67,22 @@ def pf(ok):
 
 
 def rep_ratios(runs, base, key):
-    """Per-round ratios contender/direct (rounds are interleaved)."""
+    """Per-round ratios contender/base (rounds are interleaved)."""
     out = []
     for a, b in zip(runs or [], base or []):
         if "error" in a or "error" in b or not b.get(key) or a.get(key) is None:
             continue
         out.append(a[key] / b[key])
     return out
+
+
+def paired(ratio, per_round):
+    """A ratio of medians with the range of its per-round ratios: "0.80x (0.70–0.90)"."""
+    if ratio is None:
+        return "—"
+    if not per_round:
+        return "%.2fx" % ratio
+    return "%.2fx (%.2f–%.2f)" % (ratio, min(per_round), max(per_round))
 
 
 class Report:
@@ -210,11 +219,13 @@ class Report:
                     fc = med(ok_runs(r[FLOOR], "cpu_us_per_dgram"))
                     pc = med(ok_runs(r.get("porthole"), "cpu_us_per_dgram"))
                     fl.append([label, f(dn, "%.0f"), f(fd, "%.0f"), f(pd, "%.0f"),
-                               f(fd / dn if fd and dn else None, "%.2fx"),
-                               f(pd / dn if pd and dn else None, "%.2fx"),
-                               f(pd / fd if pd and fd else None, "%.2fx"),
-                               f(med(ok_runs(r[FLOOR], "loss_pct")), "%.3f"),
-                               f(med(ok_runs(r.get("porthole"), "loss_pct")), "%.3f"),
+                               paired(fd / dn if fd and dn else None,
+                                      rep_ratios(r[FLOOR], r.get("dnat"), "dgrams_s")),
+                               paired(pd / dn if pd and dn else None,
+                                      rep_ratios(r.get("porthole"), r.get("dnat"),
+                                                 "dgrams_s")),
+                               paired(pd / fd if pd and fd else None,
+                                      rep_ratios(r.get("porthole"), r[FLOOR], "dgrams_s")),
                                f(fc, "%.2f"), f(pc, "%.2f")])
         self.table(["test", "contender", "datagrams/s", "ratio vs dnat", "loss %",
                     "relay CPU-µs per datagram", "failed runs"], rows)
@@ -226,11 +237,13 @@ class Report:
                    "sends them, one thread, no limits, timers or accounting "
                    "(`bench/floor_relay` carries iperf3's TCP control connection). "
                    "floor/DNAT is what relaying itself allows here; porthole/floor is "
-                   "porthole's own cost. No target applies to the floor. Medians.", "")
+                   "porthole's own cost. No target applies to the floor. Datagrams/s are "
+                   "medians; a ratio is of the medians, with the range of the per-round "
+                   "ratios (each repetition against the same round's run) in brackets.", "")
             self.table(["test", "dnat datagrams/s", "floor datagrams/s",
                         "porthole datagrams/s", "floor / dnat", "porthole / dnat",
-                        "porthole / floor", "floor loss %", "porthole loss %",
-                        "floor CPU-µs per datagram", "porthole CPU-µs per datagram"], fl)
+                        "porthole / floor", "floor CPU-µs per datagram",
+                        "porthole CPU-µs per datagram"], fl)
         self.udp_worst = worst
         self.udp_loss = loss
 

@@ -190,10 +190,20 @@ class ReportTest(unittest.TestCase):
                       "(9.000–9.000) | 3.00 (3.00–3.00) |  |", self.md)
         # DNAT, floor, porthole; floor/DNAT, porthole/DNAT, porthole/floor; loss; CPU
         self.assertIn("### UDP: DNAT, the floor and porthole", self.md)
-        self.assertIn("| 1400 B, 8 clients, max | 100000 | 75000 | 60000 | 0.75x | 0.60x | "
-                      "0.80x | 1.000 | 0.500 | 4.00 | 5.00 |", self.md)
-        self.assertIn("| 64 B, 1 client, paced | 100000 | 90000 | 60000 | 0.90x | 0.60x | "
-                      "0.67x | 9.000 | 0.500 | 3.00 | 5.00 |", self.md)
+        self.assertIn("| 1400 B, 8 clients, max | 100000 | 75000 | 60000 | 0.75x (0.75–0.75) | "
+                      "0.60x (0.60–0.60) | 0.80x (0.80–0.80) | 4.00 | 5.00 |", self.md)
+        self.assertIn("| 64 B, 1 client, paced | 100000 | 90000 | 60000 | 0.90x (0.90–0.90) | "
+                      "0.60x (0.60–0.60) | 0.67x (0.67–0.67) | 3.00 | 5.00 |", self.md)
+        # per-round ratios pair each repetition with the same round's run
+        runs["max-64-8"]["floor"] = [dict(dgrams_s=x, cpu_us_per_dgram=1.0)
+                                     for x in (50000.0, 100000.0, 80000.0)]
+        runs["max-64-8"]["porthole"] = [dict(dgrams_s=x) for x in (50000.0, 50000.0, 60000.0)]
+        runs["max-64-8"]["dnat"] = [dict(dgrams_s=x) for x in (100000.0, 200000.0, 100000.0)]
+        self.build(res)
+        # medians: dnat 100k, floor 80k, porthole 50k; rounds 0.50/0.50/0.80,
+        # 0.50/0.25/0.60, 1.00/0.50/0.75
+        self.assertIn("| 64 B, 8 clients, max | 100000 | 80000 | 50000 | 0.80x (0.50–0.80) | "
+                      "0.50x (0.25–0.60) | 0.62x (0.50–1.00) | 1.00 | — |", self.md)
         # without floor runs, no floor table and the reference is DNAT alone
         for r in runs.values():
             del r["floor"]
