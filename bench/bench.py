@@ -18,8 +18,9 @@ and runs the contenders one at a time against servers inside G:
     dnat      nftables DNAT 169.254.0.21:P -> 127.0.0.1:P, route_localnet=1
     socat     socat -d -d -d TCP4-LISTEN:P,bind=169.254.0.21,reuseaddr,fork TCP4:localhost:P
     porthole  $PH_BUILD/portholed, default settings
-    floor     (request runs only) $PH_BUILD/bench/floor_relay: the least a
-              userspace relay can do, to tell porthole's cost from relaying's
+    floor     (request and UDP runs) $PH_BUILD/bench/floor_relay (TCP) and
+              bench/floor_udp (UDP): the least a userspace relay can do, to
+              tell porthole's cost from relaying's
     steered   (bulk and request runs) portholed --steer P: no relay, a BPF
               sk_lookup program hands each connection to the server's own
               127.0.0.1 listener (issue 19)
@@ -262,6 +263,7 @@ class Bench:
         self.scan_cost = os.path.join(self.build, "bench", "scan_cost")
         self.portholed = os.path.join(self.build, "portholed")
         self.floor_relay = os.path.join(self.build, "bench", "floor_relay")
+        self.floor_udp = os.path.join(self.build, "bench", "floor_udp")
         self.groups = {}
         self.procs = []
         self.anchor = None
@@ -622,8 +624,20 @@ class Bench:
         than that datagram, which would be refused: so a placeholder socket (SO_REUSEADDR, unconnected, 127.0.0.1:P_UDP_FWD)
         is bound for the whole step, which gets the port exposed; iperf3's
         own sockets, bound later, sit before it in the kernel's lookup chain
-        and take every datagram. It is there for every contender alike."""
-        contenders = [c for c in ("direct", "dnat", "porthole") if c in self.contenders]
+        and take every datagram. It is there for every contender alike.
+
+        floor: bench/floor_udp, the least a userspace UDP relay can do (with
+        bench/floor_relay for iperf3's TCP control connection); a yardstick
+        telling porthole's cost from relaying's, run before porthole in each
+        round."""
+        contenders = [c for c in ("direct", "dnat") if c in self.contenders]
+        if all(os.access(x, os.X_OK) for x in (self.floor_relay, self.floor_udp)):
+            contenders.append("floor")
+        else:
+            self.res["notes"].append("UDP floor relay: %s not built (make bench-tools); its "
+                                     "rows are missing" % self.floor_udp)
+        if "porthole" in self.contenders:
+            contenders.append("porthole")
         hold = self.spawn(["python3", "-c",
                            "import socket,time\n"
                            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
@@ -662,6 +676,13 @@ class Bench:
             p = self.porthole_start()
             self.wait_listen(EXT_HEX, port, 5)
             self.wait_for(lambda: self.udp_bound(EXT_HEX, port), 5, "porthole UDP " + str(port))
+            return p
+        if c == "floor":
+            # the TCP relay for the control connection; fwd_stop's group
+            # kill ends the UDP one with it
+            p = self.fwd_start(c, port)
+            self.spawn([self.floor_udp, EXT, str(port)], self.ns_g, "fwd-floor")
+            self.wait_for(lambda: self.udp_bound(EXT_HEX, port), 5, "floor UDP " + str(port))
             return p
         return self.fwd_start(c, port)
 

@@ -162,6 +162,56 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(rows["UDP loss, paced (worst configuration)"][-1], "**FAIL**")
         self.assertIn("## 1b. UDP datagrams", self.md)
 
+    def test_udp_floor_rows_are_not_verdicts(self):
+        runs = {}
+        for size, clients in report.UDP_CFG:
+            for kind in ("max", "paced"):
+                runs["%s-%d-%d" % (kind, size, clients)] = {
+                    "direct": [dict(dgrams_s=100000.0, loss_pct=0.5)] * 3,
+                    "dnat": [dict(dgrams_s=100000.0, loss_pct=0.5)] * 3,
+                    "floor": [dict(dgrams_s=90000.0, loss_pct=9.0, cpu_us_per_dgram=3.0)] * 3,
+                    "porthole": [dict(dgrams_s=60000.0, loss_pct=0.5,
+                                      cpu_us_per_dgram=5.0)] * 3}
+        # the floor's worst at 1,400 B: 0.75x (8 clients), porthole's: 0.60x
+        runs["max-1400-8"]["floor"] = [dict(dgrams_s=75000.0, loss_pct=1.0,
+                                            cpu_us_per_dgram=4.0)] * 3
+        res = results({"direct": [wrk_run(1)]}, {"direct": [wrk_run(1)]})
+        res["udp"] = dict(runs=runs, paced_dgrams_s=20000, seconds=3)
+        res["config"]["udp_reps"] = 3
+        rows = self.build(res)
+        # a floor at 0.90x must not turn porthole's 0.60x into a pass, nor its
+        # 9% loss turn porthole's paced loss (direct's) into a FAIL
+        r64 = rows["UDP datagrams/s vs DNAT, 64 B (worst of 1 and 8 clients)"]
+        self.assertEqual(r64[1:], ["dnat 1.00x, floor 0.90x", "0.60x", "≥ 0.7x", "**FAIL**"])
+        r1400 = rows["UDP datagrams/s vs DNAT, 1400 B (worst of 1 and 8 clients)"]
+        self.assertEqual(r1400[1:3], ["dnat 1.00x, floor 0.75x", "0.60x"])
+        self.assertEqual(rows["UDP loss, paced (worst configuration)"][-1], "**pass**")
+        self.assertIn("| 64 B, 1 client, max | floor | 90000 (90000–90000) | 0.90x | 9.000 "
+                      "(9.000–9.000) | 3.00 (3.00–3.00) |  |", self.md)
+        # DNAT, floor, porthole; floor/DNAT, porthole/DNAT, porthole/floor; loss; CPU
+        self.assertIn("### UDP: DNAT, the floor and porthole", self.md)
+        self.assertIn("| 1400 B, 8 clients, max | 100000 | 75000 | 60000 | 0.75x (0.75–0.75) | "
+                      "0.60x (0.60–0.60) | 0.80x (0.80–0.80) | 4.00 | 5.00 |", self.md)
+        self.assertIn("| 64 B, 1 client, paced | 100000 | 90000 | 60000 | 0.90x (0.90–0.90) | "
+                      "0.60x (0.60–0.60) | 0.67x (0.67–0.67) | 3.00 | 5.00 |", self.md)
+        # per-round ratios pair each repetition with the same round's run
+        runs["max-64-8"]["floor"] = [dict(dgrams_s=x, cpu_us_per_dgram=1.0)
+                                     for x in (50000.0, 100000.0, 80000.0)]
+        runs["max-64-8"]["porthole"] = [dict(dgrams_s=x) for x in (50000.0, 50000.0, 60000.0)]
+        runs["max-64-8"]["dnat"] = [dict(dgrams_s=x) for x in (100000.0, 200000.0, 100000.0)]
+        self.build(res)
+        # medians: dnat 100k, floor 80k, porthole 50k; rounds 0.50/0.50/0.80,
+        # 0.50/0.25/0.60, 1.00/0.50/0.75
+        self.assertIn("| 64 B, 8 clients, max | 100000 | 80000 | 50000 | 0.80x (0.50–0.80) | "
+                      "0.50x (0.25–0.60) | 0.62x (0.50–1.00) | 1.00 | — |", self.md)
+        # without floor runs, no floor table and the reference is DNAT alone
+        for r in runs.values():
+            del r["floor"]
+        rows = self.build(res)
+        self.assertNotIn("the floor and porthole", self.md)
+        self.assertEqual(rows["UDP datagrams/s vs DNAT, 64 B (worst of 1 and 8 clients)"][1],
+                         "dnat 1.00x")
+
     def test_steered_verdicts(self):
         ka = {"direct": [wrk_run(100000)] * 3, "porthole": [wrk_run(60000)] * 3,
               "steered": [wrk_run(90000)] * 3}
