@@ -65,9 +65,11 @@ systemd-nspawn -q -D "$ROOT" -M "ph-$PH_ID" --register=no --keep-unit \
 NSPAWN=$!
 track "$NSPAWN"
 INIT=
-init_up() { INIT=$(pgrep -P "$NSPAWN" | head -n 1); [ -n "$INIT" ]; }
-booted() { case $(sd systemctl is-system-running 2>/dev/null) in running | degraded) ;; *) false ;; esac; }
-if ! wait_for "$(scaled 10000)" init_up || ! wait_for "$(scaled 60000)" booted; then
+# the container's init: nspawn's child once it has exec'd systemd (before
+# that, a child of nspawn may be its short-lived outer helper)
+init_up() { INIT=$(pgrep -P "$NSPAWN" -x systemd | head -n 1); [ -n "$INIT" ]; }
+booted() { init_up && case $(sd systemctl is-system-running 2>/dev/null) in running | degraded) ;; *) false ;; esac; }
+if ! wait_for "$(scaled 60000)" booted; then
 	fail "systemd boots in the container (systemd-nspawn -b)" "$(cat "$PH_TMP/nspawn.log")" \
 		"$(sd systemctl list-jobs --no-pager 2>&1)"
 	exit 1
