@@ -37,8 +37,10 @@
  * Upgrades (SIGUSR2 passed on, or POST /daemon/upgrade to the child): the
  * child starts the new binary itself and hands it everything (upgrade.c);
  * before it exits it sends MAINPID=<new pid>, which is taken from the child
- * like any message, and the supervisor, a child subreaper, inherits the new
- * process when the old one exits. The old one's exit is then no child's
+ * like any message. The new process is the supervisor's child from the
+ * start (the child starts it with CLONE_PARENT under a manager, upgrade.c);
+ * the supervisor is a child subreaper too, for a new process that had to be
+ * forked, which it inherits when the old one exits. The old one's exit is then no child's
  * exit (its pid is no longer the child's), so nothing restarts; the store
  * is untouched (the same sockets). Going through the parent instead (the
  * supervisor starting the new binary) would have needed a second hand-over
@@ -241,10 +243,10 @@ static bool notify_one(struct sup *s)
 		close_all(fds, nfds);	/* descriptors without FDSTORE=1 */
 	}
 	if (m.mainpid && m.mainpid != s->child) {
-		/* an upgrade: the child handed everything to its own child, which
-		 * this process (a child subreaper) inherits when the old one
-		 * exits; from now on that one is the daemon, and the old one's
-		 * exit is no reason to restart */
+		/* an upgrade: the child handed everything to a new process,
+		 * ours already (CLONE_PARENT) or once the old one exits (we are
+		 * a child subreaper); from now on that one is the daemon, and
+		 * the old one's exit is no reason to restart */
 		ph_info("supervise: portholed upgraded", PH_FI("old_pid", s->child),
 			PH_FI("pid", m.mainpid));
 		s->child = m.mainpid;

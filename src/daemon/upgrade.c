@@ -29,10 +29,16 @@
  * socket reaches EOF (bounded): the old one closes it right after "taken", so
  * this races the old one's MAINPID=; systemd with NotifyAccess=all takes
  * whichever comes first (the new pid is in the unit's cgroup), with =main it
- * refuses the new one's when it is first. The new process becomes the child
- * of PID 1, or of the supervisor (a child subreaper), when the old exits. See
- * docs/design.md, Upgrades, for systemd 252's handling of a main pid named
- * this way.
+ * refuses the new one's when it is first. Under a service manager
+ * (NOTIFY_SOCKET set: systemd, --supervise, the test's stand-in) the new
+ * process is started as the manager's child, not ours (ph_ho_spawn()'s
+ * sibling, clone CLONE_PARENT): systemd 252 marks a main pid that is not its
+ * child when named as "not our child", logs a warning, and on a stop sends
+ * it SIGTERM and at once SIGKILL instead of waiting (unit.c:4588; seen
+ * under the real systemd, t_systemd_real.sh). The old process then waits
+ * for and kills a failed new one through its pidfd; its exit status goes to
+ * the manager. Without a manager it is our child (forked), as before, and
+ * becomes PID 1's when we exit. See docs/design.md, Upgrades.
  */
 #include "upgrade.h"
 
@@ -43,7 +49,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,6 +60,9 @@
 
 #define STATE_MAX	(256u << 20)	/* encoded state bytes accepted */
 #define OLD_EXIT_WAIT_MS 2000	/* the new process waits this long for the old one's exit */
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424	/* Linux 5.1, the same number on every architecture */
+#endif
 
 /* ---- the old process ---------------------------------------------------------- */
 
@@ -70,12 +81,28 @@ static int self_path(char *buf, size_t len)
 }
 
 /* The new process is not going to take over: make sure it never relays,
- * and (@explain) say how it ended if it ended by itself */
-static void child_stop(pid_t pid, char *why, size_t len, bool explain)
+ * and (@explain) say how it ended if it ended by itself. A sibling (@pidfd,
+ * the service manager's child) is waited for through its pidfd; its exit
+ * status goes to the manager, so only whether it ended by itself is known. */
+static void child_stop(pid_t pid, int pidfd, char *why, size_t len, bool explain)
 {
 	bool killed = false;
 	int st = 0;
 
+	if (pidfd >= 0) {
+		struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+		/* after the socket's EOF (@explain) it is exiting: give it a moment */
+		if (poll(&p, 1, explain ? 200 : 0) <= 0) {
+			killed = syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) == 0;
+			poll(&p, 1, 5000);
+		}
+		close(pidfd);
+		if (explain && !killed)
+			snprintf(why, len, "the new binary ended before taking over (pid %d; its "
+				 "status went to the service manager)", (int)pid);
+		return;
+	}
 	if (waitpid(pid, &st, WNOHANG) == 0) {
 		/* still there, or still exiting (its socket closes first) */
 		killed = kill(pid, SIGKILL) == 0;
@@ -207,7 +234,7 @@ int ph_upgrade_run(const struct ph_upgrade_src *u, const char *binary, pid_t *pi
 	uint32_t version = PH_HO_VERSION;
 	bool frozen = false;
 	pid_t child;
-	int sock, ret;
+	int sock, pidfd, ret;
 
 	*why = '\0';
 	if (!binary) {
@@ -221,7 +248,9 @@ int ph_upgrade_run(const struct ph_upgrade_src *u, const char *binary, pid_t *pi
 	/* from the fork on, the child holds copies of every descriptor (until
 	 * its exec; then of those it is sent): closing ours must unregister */
 	atomic_fetch_add(&ph_loop_fds_shared, 1);
-	ret = ph_ho_spawn(binary, u->argv, &sock, &child);
+	/* under a service manager (NOTIFY_SOCKET, kept for this) the new
+	 * process is started as its child, not ours: see the top */
+	ret = ph_ho_spawn(binary, u->argv, getenv("NOTIFY_SOCKET") != NULL, &sock, &child, &pidfd);
 	if (ret) {
 		atomic_fetch_sub(&ph_loop_fds_shared, 1);
 		snprintf(why, len, "cannot start %s: %s", binary, ph_strerror(ret));
@@ -241,7 +270,7 @@ int ph_upgrade_run(const struct ph_upgrade_src *u, const char *binary, pid_t *pi
 		if (ret == -ETIMEDOUT)
 			snprintf(why, len, "the new binary did not take over within %u ms",
 				 u->timeout_ms);
-		child_stop(child, why, len, ret == -EPIPE);
+		child_stop(child, pidfd, why, len, ret == -EPIPE);
 		if (!*why)
 			snprintf(why, len, "%s", ph_strerror(ret));
 		/* first the descriptors still in flight go (the child is gone): a
@@ -255,6 +284,8 @@ int ph_upgrade_run(const struct ph_upgrade_src *u, const char *binary, pid_t *pi
 		return ret;
 	}
 	close(sock);
+	if (pidfd >= 0)
+		close(pidfd);
 	*pid = child;
 	ph_info("upgrade: the new process took over", PH_FI("pid", child),
 		PH_FU("ms", ph_now_ms() - t0), PH_FU("paused_ms", ph_now_ms() - frozen_at));

@@ -14,12 +14,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "loop.h"
 
 extern char **environ;
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000	/* Linux 5.2; musl's headers may lack it */
+#endif
+
+/* clone() as fork() does it (no new stack: the child runs on a copy of
+ * ours), with @flags, the pidfd written to @pidfd. parent_tid is the third
+ * argument everywhere but s390, where the stack comes second: no sibling
+ * there (-ENOSYS, so the caller forks). */
+static pid_t clone_fork(unsigned long flags, int *pidfd)
+{
+#if defined(__s390__) || defined(__s390x__)
+	(void)flags;
+	(void)pidfd;
+	errno = ENOSYS;
+	return -1;
+#else
+	return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, pidfd, NULL, NULL);
+#endif
+}
 
 /* Wait for @events on @sock until @deadline_ms. Return: 0, -ETIMEDOUT, -EPIPE */
 static int wait_for(int sock, short events, uint64_t deadline_ms)
@@ -137,7 +159,8 @@ int ph_ho_recv(int sock, uint8_t *buf, size_t cap, size_t *len, int *fds, size_t
 	return 0;
 }
 
-int ph_ho_spawn(const char *binary, char *const argv[], int *sock, pid_t *pid)
+int ph_ho_spawn(const char *binary, char *const argv[], bool sibling, int *sock, pid_t *pid,
+		int *pidfd)
 {
 	char fdenv[64];
 	size_t n = 0, k = 0;
@@ -162,7 +185,20 @@ int ph_ho_spawn(const char *binary, char *const argv[], int *sock, pid_t *pid)
 	envp[k++] = fdenv;
 	envp[k] = NULL;
 
-	child = fork();
+	/* A sibling is the service manager's child from its first instruction
+	 * (and its pidfd is close-on-exec, as CLONE_PIDFD makes it):
+	 * systemd, told MAINPID=<it>, supervises it as its own (it waits for
+	 * its exit on a stop) instead of as a process that is "not our child",
+	 * which it would be while it is ours. The raw clone runs no atfork
+	 * handlers: the child does only async-signal-safe things anyway. */
+	*pidfd = -1;
+	child = -1;
+	if (sibling)
+		child = clone_fork(CLONE_PARENT | CLONE_PIDFD, pidfd);
+	if (child < 0) {
+		*pidfd = -1;
+		child = fork();
+	}
 	if (child == 0) {
 		sigset_t none;
 

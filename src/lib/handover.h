@@ -20,6 +20,7 @@
 #ifndef PH_HANDOVER_H
 #define PH_HANDOVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -108,12 +109,19 @@ int ph_ho_recv(int sock, uint8_t *buf, size_t cap, size_t *len, int *fds, size_t
  * ph_ho_spawn() - start @binary with the inherited end of a new socketpair
  * @binary:	path of the new program
  * @argv:	its arguments (NULL-terminated)
+ * @sibling:	start it as our parent's child (clone CLONE_PARENT), not ours:
+ *		for a service manager, whose child it then is from the start
  * @sock:	our end (close-on-exec)
- * @pid:	the child
- * The child gets PH_HO_ENV and an empty signal mask; nothing else of ours
- * (every other descriptor is close-on-exec).
+ * @pid:	the new process
+ * @pidfd:	with @sibling, its pidfd (close-on-exec), the only way to wait
+ *		for or signal a process that is not our child; -1 when it is
+ *		our child after all (the kernel refuses CLONE_PARENT to a PID
+ *		namespace's init: then it is forked)
+ * The new process gets PH_HO_ENV and an empty signal mask; nothing else of
+ * ours (every other descriptor is close-on-exec).
  * Return: 0 or -errno (nothing started)
  */
-int ph_ho_spawn(const char *binary, char *const argv[], int *sock, pid_t *pid);
+int ph_ho_spawn(const char *binary, char *const argv[], bool sibling, int *sock, pid_t *pid,
+		int *pidfd);
 
 #endif /* PH_HANDOVER_H */
