@@ -208,6 +208,26 @@ r = json.load(open(sys.argv[1]))
 print(r["ok"], r["refused"], r["lost"], r["timeout"], r["max_ok_ms"])' "$1"
 }
 
+# connect_loop_through LABEL PID FILE MIN FIGURE WHAT: stop connect_loop.py PID
+# (summary in FILE) and judge a client that connected every ms through WHAT
+# (a kill, a restart): at least MIN ok, 0 refused, 0 timed out, and at most
+# the one connection in flight lost (a sequential client: a kill can cost
+# that one); its slowest connection as figure FIGURE
+connect_loop_through()
+{
+	local label=$1 pid=$2 file=$3 min=$4 fig=$5 what=$6 lok refused lost timeout maxms
+	kill -TERM "$pid"
+	wait "$pid"
+	read -r lok refused lost timeout maxms < <(connect_loop_counts "$file")
+	note "$label: client: $lok ok, $refused refused, $lost lost, $timeout timed out, slowest $maxms ms"
+	[ "$refused" = 0 ] && [ "$timeout" = 0 ] && [ "${lok:-0}" -gt "$min" ] &&
+		ok "$label: a client connecting every ms through $what: $lok ok, 0 refused, 0 timed out" ||
+		fail "$label: 0 refused, 0 timed out through $what" "$(cat "$file")"
+	[ "${lost:-9}" -le 1 ] && ok "$label: at most the connection in flight lost ($lost)" ||
+		fail "$label: at most one connection lost" "lost $lost"
+	figure "$fig" "$maxms" ms
+}
+
 ok()
 {
 	PH_PASS=$((PH_PASS + 1))

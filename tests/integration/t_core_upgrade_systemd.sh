@@ -166,17 +166,8 @@ check "a: the restarted daemon took the stored sockets" \
 	[ -n "$ino0" ] && ok "a: the external and API listeners were never rebound" ||
 	fail "a: the listeners were never rebound" "$ino0/$api0 -> $(listener_inode "$GUEST_IP" $PORT)/$(listener_inode 0.0.0.0 $API_PORT)"
 sleep 0.3
-kill -TERM "$LOOP"
-wait "$LOOP"
-read -r lok refused lost timeout maxms < <(connect_loop_counts "$PH_TMP/a.json")
-note "a: client: $lok ok, $refused refused, $lost lost, $timeout timed out, slowest $maxms ms"
-[ "$refused" = 0 ] && [ "$timeout" = 0 ] && [ "${lok:-0}" -gt 200 ] &&
-	ok "a: a client connecting every ms through $UPGRADES upgrades and a kill -9: $lok ok, 0 refused, 0 timed out" ||
-	fail "a: 0 refused, 0 timed out through the upgrades and the kill" "$(cat "$PH_TMP/a.json")"
-# a sequential client: the kill can cost the one connection in flight
-[ "$lost" -le 1 ] && ok "a: at most the connection in flight lost to the kill ($lost)" ||
-	fail "a: at most one connection lost" "lost $lost"
-figure sd_upgrade_slowest_connection_ms "$maxms" ms
+connect_loop_through a "$LOOP" "$PH_TMP/a.json" 200 sd_upgrade_slowest_connection_ms \
+	"$UPGRADES upgrades and a kill -9"
 kill -TERM "$MGR"
 wait "$MGR"
 st=$?

@@ -190,16 +190,8 @@ api1=$(listener_inode 0.0.0.0 $API_PORT 2>/dev/null)
 	ok "3: the port's and the API's listeners are the first daemon's sockets (inodes $ino0, $api0)" ||
 	fail "3: the listeners were never rebound" "$ino0/$api0 -> $ino1/$api1"
 sleep 0.5
-kill -TERM "$LOOP"
-wait "$LOOP"
-read -r lok refused lost timeout maxms < <(connect_loop_counts "$PH_TMP/loop.json")
-note "3: client: $lok ok, $refused refused, $lost lost, $timeout timed out, slowest $maxms ms"
-[ "$refused" = 0 ] && [ "$timeout" = 0 ] && [ "${lok:-0}" -gt 200 ] &&
-	ok "3: a client connecting every ms through the kill and the restart: $lok ok, 0 refused, 0 timed out" ||
-	fail "3: 0 refused, 0 timed out through the restart" "$(cat "$PH_TMP/loop.json")"
-[ "$lost" -le 1 ] && ok "3: at most the connection in flight lost to the kill ($lost)" ||
-	fail "3: at most one connection lost" "lost $lost"
-figure sd_real_restart_slowest_connection_ms "$maxms" ms
+connect_loop_through 3 "$LOOP" "$PH_TMP/loop.json" 200 sd_real_restart_slowest_connection_ms \
+	"the kill and the restart"
 
 # --- 4. upgrade, then systemctl stop ----------------------------------------------------------
 mark=$(($(journal_lines) + 1))
