@@ -46,6 +46,18 @@ def results(ka, close, iperf=None, contenders=("direct", "dnat", "socat", "porth
                 wrk=dict(keepalive=ka, close=close), iperf=iperf or {})
 
 
+def udp_results(rows):
+    """Results whose UDP step ran every configuration of both kinds, 3 repetitions, each
+    contender in @rows (name: one run's figures) the same in every one; returns (results,
+    runs), runs keyed as bench.py keys them, for a test to change one configuration."""
+    runs = {"%s-%d-%d" % (kind, size, clients): {c: [dict(r)] * 3 for c, r in rows.items()}
+            for size, clients in report.UDP_CFG for kind in ("max", "paced")}
+    res = results({"direct": [wrk_run(1)]}, {"direct": [wrk_run(1)]})
+    res["udp"] = dict(runs=runs, paced_dgrams_s=20000, seconds=3)
+    res["config"]["udp_reps"] = 3
+    return res, runs
+
+
 def self_ka():
     return {"direct": [wrk_run(100000)] * 3, "porthole": [wrk_run(60000)] * 3}
 
@@ -135,21 +147,15 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(row[-1], "**FAIL**")
 
     def test_udp_verdicts(self):
-        runs = {}
-        for size, clients in report.UDP_CFG:
-            for kind in ("max", "paced"):
-                runs["%s-%d-%d" % (kind, size, clients)] = {
-                    "direct": [dict(dgrams_s=100000.0, loss_pct=0.5)] * 3,
-                    "dnat": [dict(dgrams_s=100000.0, loss_pct=0.5)] * 3,
-                    "porthole": [dict(dgrams_s=80000.0, loss_pct=0.6, cpu_us_per_dgram=2.0)] * 3}
+        res, runs = udp_results({"direct": dict(dgrams_s=100000.0, loss_pct=0.5),
+                                 "dnat": dict(dgrams_s=100000.0, loss_pct=0.5),
+                                 "porthole": dict(dgrams_s=80000.0, loss_pct=0.6,
+                                                  cpu_us_per_dgram=2.0)})
         # 64 B, 8 clients: 0.69x of DNAT (the worst of the two counts); 1,400 B: 0.80x
         runs["max-64-8"]["porthole"] = [dict(dgrams_s=69000.0, loss_pct=9.0)] * 3
         # one failed run does not count, the others' median does
         runs["max-1400-1"]["porthole"] = [dict(error="x")] + [dict(dgrams_s=80000.0,
                                                                     loss_pct=1.0)] * 2
-        res = results({"direct": [wrk_run(1)]}, {"direct": [wrk_run(1)]})
-        res["udp"] = dict(runs=runs, paced_dgrams_s=20000, seconds=3)
-        res["config"]["udp_reps"] = 3
         rows = self.build(res)
         r64 = rows["UDP datagrams/s vs DNAT, 64 B (worst of 1 and 8 clients)"]
         self.assertEqual((r64[2], r64[-1]), ("0.69x", "**FAIL**"))
@@ -163,21 +169,15 @@ class ReportTest(unittest.TestCase):
         self.assertIn("## 1b. UDP datagrams", self.md)
 
     def test_udp_floor_rows_are_not_verdicts(self):
-        runs = {}
-        for size, clients in report.UDP_CFG:
-            for kind in ("max", "paced"):
-                runs["%s-%d-%d" % (kind, size, clients)] = {
-                    "direct": [dict(dgrams_s=100000.0, loss_pct=0.5)] * 3,
-                    "dnat": [dict(dgrams_s=100000.0, loss_pct=0.5)] * 3,
-                    "floor": [dict(dgrams_s=90000.0, loss_pct=9.0, cpu_us_per_dgram=3.0)] * 3,
-                    "porthole": [dict(dgrams_s=60000.0, loss_pct=0.5,
-                                      cpu_us_per_dgram=5.0)] * 3}
+        res, runs = udp_results({"direct": dict(dgrams_s=100000.0, loss_pct=0.5),
+                                 "dnat": dict(dgrams_s=100000.0, loss_pct=0.5),
+                                 "floor": dict(dgrams_s=90000.0, loss_pct=9.0,
+                                               cpu_us_per_dgram=3.0),
+                                 "porthole": dict(dgrams_s=60000.0, loss_pct=0.5,
+                                                  cpu_us_per_dgram=5.0)})
         # the floor's worst at 1,400 B: 0.75x (8 clients), porthole's: 0.60x
         runs["max-1400-8"]["floor"] = [dict(dgrams_s=75000.0, loss_pct=1.0,
                                             cpu_us_per_dgram=4.0)] * 3
-        res = results({"direct": [wrk_run(1)]}, {"direct": [wrk_run(1)]})
-        res["udp"] = dict(runs=runs, paced_dgrams_s=20000, seconds=3)
-        res["config"]["udp_reps"] = 3
         rows = self.build(res)
         # a floor at 0.90x must not turn porthole's 0.60x into a pass, nor its
         # 9% loss turn porthole's paced loss (direct's) into a FAIL
