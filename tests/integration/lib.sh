@@ -171,8 +171,8 @@ softnet_drops()
 health_probes()
 {
 	local name=$1 out=$2 min=$3 drops=$4 over=$5
-	local sent okn bad p50 p99 p100 lost clean plost
-	read -r _ sent _ okn _ bad _ p50 _ p99 _ p100 _ lost _ clean _ plost <<<"$out"
+	local sent okn bad p50 p99 p100 lost clean plost _rest
+	read -r _ sent _ okn _ bad _ p50 _ p99 _ p100 _ lost _ clean _ plost _rest <<<"$out"
 	figure "${name}_probes" "$sent"
 	figure "${name}_health_p50" "$p50" ms
 	figure "${name}_health_p99" "$p99" ms
