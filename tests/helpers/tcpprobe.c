@@ -10,7 +10,8 @@
  *   client ADDR PORT SCRIPT         connect, run SCRIPT
  *   server ADDR PORT SCRIPT         listen, accept one connection, close the
  *                                   listener at once, run SCRIPT
- *   echo ADDR PORT                  epoll echo server for many connections
+ *   echo ADDR PORT                  epoll echo server for many connections,
+ *                                   one process (see mode_echo())
  *   many ADDR PORT N BYTES [MS]     N concurrent connections, each sends BYTES
  *                                   of its own pattern and checks the echo
  *   hold ADDR PORT N SECS           open N connections, keep them SECS
@@ -403,8 +404,88 @@ static int mode_server(const struct sockaddr_storage *ss, socklen_t len, const c
 	return run_script(fd, script, "server");
 }
 
-/* Echo server: level-triggered epoll, bytes are echoed with a small buffer;
- * a client that does not read simply stalls its own connection. */
+/*
+ * Echo server: one process, level-triggered epoll, non-blocking throughout.
+ * It stands in for the service behind a port wherever a test needs "bytes
+ * come back" from many connections at once. It does not fork per
+ * connection as socat's fork option does: on this kind of machine a fork
+ * can sit for seconds in the kernel (a fork from a parent with 200 live
+ * children waited 2.5 s for the rmap walk of the kernel's DAMON monitor,
+ * kdamond), which a test then reads as the relay's delay. A connection
+ * whose echo the client does not read keeps what could not be sent and
+ * stops reading until it drains (EPOLLOUT), so it stalls only itself. At
+ * the client's EOF it sends what is still pending, then closes, as socat's
+ * PIPE does.
+ */
+#define ECHO_BUF 65536
+
+struct echo_conn {
+	int fd;
+	bool eof;		/* the client sent its FIN */
+	size_t off, len;	/* buf[off, len) is waiting to be sent */
+	char buf[ECHO_BUF];
+};
+
+static void echo_close(int ep, struct echo_conn *c)
+{
+	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	free(c);
+}
+
+/* Send what is pending. Return: 0 (all sent or the socket is full), or -errno */
+static int echo_flush(struct echo_conn *c)
+{
+	while (c->off < c->len) {
+		ssize_t w = send(c->fd, c->buf + c->off, c->len - c->off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w < 0)
+			return errno == EAGAIN ? 0 : (errno == EINTR ? 0 : -errno);
+		c->off += (size_t)w;
+	}
+	c->off = c->len = 0;
+	return 0;
+}
+
+/* One readiness report for @c: read while nothing is pending, send, and
+ * watch for input or for room to send accordingly. */
+static void echo_turn(int ep, struct echo_conn *c)
+{
+	struct epoll_event ev;
+
+	if (echo_flush(c) < 0) {
+		echo_close(ep, c);
+		return;
+	}
+	while (!c->eof && c->len == 0) {
+		ssize_t r = recv(c->fd, c->buf, sizeof(c->buf), MSG_DONTWAIT);
+
+		if (r == 0) {
+			c->eof = true;
+		} else if (r < 0) {
+			if (errno == EAGAIN)
+				break;
+			if (errno == EINTR)
+				continue;
+			echo_close(ep, c);	/* a reset: nothing to send back to */
+			return;
+		} else {
+			c->len = (size_t)r;
+			if (echo_flush(c) < 0) {
+				echo_close(ep, c);
+				return;
+			}
+		}
+	}
+	if (c->eof && c->len == 0) {
+		echo_close(ep, c);
+		return;
+	}
+	ev = (struct epoll_event){ .events = c->len ? EPOLLOUT : EPOLLIN, .data.ptr = c };
+	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
 static int mode_echo(const struct sockaddr_storage *ss, socklen_t len)
 {
 	struct epoll_event ev, evs[64];
@@ -419,32 +500,37 @@ static int mode_echo(const struct sockaddr_storage *ss, socklen_t len)
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
 		return 1;
-	ev = (struct epoll_event){ .events = EPOLLIN, .data.fd = lfd };
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = NULL };
 	epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
 	for (;;) {
 		int n = epoll_wait(ep, evs, 64, -1);
 
 		for (int i = 0; i < n; i++) {
-			int fd = evs[i].data.fd;
-			char buf[16384];
-			ssize_t r;
+			struct echo_conn *c = evs[i].data.ptr;
+			int fd;
 
-			if (fd == lfd) {
-				int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-
-				if (c < 0)
-					continue;
-				ev = (struct epoll_event){ .events = EPOLLIN, .data.fd = c };
-				epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
+			if (c) {
+				echo_turn(ep, c);
 				continue;
 			}
-			r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-			if (r > 0 && send(fd, buf, (size_t)r, MSG_NOSIGNAL) == r)
+			fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd < 0) {
+				if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
+				    errno == ENOBUFS)
+					usleep(10000);	/* the client waits in the backlog */
 				continue;
-			if (r < 0 && errno == EAGAIN)
+			}
+			c = calloc(1, sizeof(*c));
+			if (!c) {
+				close(fd);
 				continue;
-			/* EOF from the client: it has everything we echoed */
-			close(fd);
+			}
+			c->fd = fd;
+			ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = c };
+			if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev)) {
+				close(fd);
+				free(c);
+			}
 		}
 	}
 }

@@ -594,9 +594,14 @@ wait_listening()
 	fi
 }
 
+# serve_echo ADDR PORT: an echo service in the guest, one process for every
+# connection (tcpprobe echo; socat's fork per connection can take seconds
+# on a machine whose kernel runs DAMON: see mode_echo() in tcpprobe.c)
 serve_echo()
 {
-	bg_guest socat "$(listen_addr "$1" "$2"),fork" PIPE 2>>"$PH_TMP/servers.log"
+	local p
+	p=$(helper tcpprobe) || return 1
+	bg_guest "$p" echo "$1" "$2" 2>>"$PH_TMP/servers.log"
 	wait_listening "$1" "$2"
 }
 

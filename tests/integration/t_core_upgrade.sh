@@ -36,6 +36,8 @@ alive() { kill -0 "$1" 2>/dev/null && ! proc_zombie "$1"; }
 gone() { ! alive "$1"; }
 # the pid the last successful upgrade logged (pgrep would see other namespaces' daemons)
 last_new_pid() { grep -o 'new process took over pid=[0-9]*' "$DAEMON_LOG" | tail -n 1 | cut -d= -f2; }
+# the machine's stolen time so far (USER_HZ): a hypervisor that stops the whole guest shows here
+steal_ticks() { awk '$1 == "cpu" { print $9 }' /proc/stat; }
 json_field() { "$PH_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 # The binaries an upgrade starts. Under valgrind: the daemon again, under valgrind.
@@ -85,13 +87,12 @@ upgrade_once()
 		wait_for "$(scaled 5000)" health && echo "$new"
 }
 
-bg_guest socat "TCP4-LISTEN:$PORT,bind=127.0.0.1,reuseaddr,backlog=4096,fork" PIPE \
-	2>>"$PH_TMP/servers.log"
-wait_listening 127.0.0.1 $PORT || exit 1
+serve_echo 127.0.0.1 $PORT || exit 1
 daemon_start --log-format text || exit 1
 PID=$DAEMON_PID
 wait_for "$(scaled 3000)" exposed $PORT || { fail "port exposed"; exit 1; }
 ino0=$(listener_inode "$GUEST_IP" $PORT)
+steal0=$(steal_ticks) ovf0=$(listen_overflows "$PH_GUEST_NS") drops0=$(softnet_drops)
 api0=$(listener_inode 0.0.0.0 $API_PORT)
 
 # --- the streams, the connecting client, the watcher ------------------------------
@@ -159,13 +160,17 @@ print(r["resets"], r["mismatches"], r["unfinished"], r["bytes_sent"], r["bytes_e
 	ok "0 bytes lost, duplicated or reordered ($sent bytes each way)" ||
 	fail "0 bytes lost, duplicated or reordered" "$(cat "$PH_TMP/streams.json")"
 figure upgrade_stream_max_gap_ms "$gap" ms
-read -r lok refused lost timeout _ < <(connect_loop_counts "$PH_TMP/loop.json")
+read -r lok refused lost timeout maxms < <(connect_loop_counts "$PH_TMP/loop.json")
+figure upgrade_slowest_connection_ms "$maxms" ms
+note "connections of 200 ms or more [start, connect ms, echo ms]: $("$PH_PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["slow"])' "$PH_TMP/loop.json")"
+note "upgrades at: $(cut -d' ' -f1,3 "$PH_TMP/upgrades.txt" | tr '\n' ' ')"
 [ "$refused" = 0 ] && [ "$timeout" = 0 ] && [ "$lost" = 0 ] && [ "$lok" -gt 100 ] &&
 	ok "a client connecting every ms: $lok ok, 0 refused, 0 lost, 0 timed out" ||
 	fail "a client connecting every ms: 0 refused, 0 lost, 0 timed out" "$(cat "$PH_TMP/loop.json")" \
 		"upgrades at: $(cut -d' ' -f1,3 "$PH_TMP/upgrades.txt" | tr '\n' ' ')" \
 		"daemon warnings: $(grep -E ' (warn|error) ' "$DAEMON_LOG" | tail -n 8 | cut -c12-200 | tr '\n' ';')" \
-		"echo service: $(tail -n 3 "$PH_TMP/servers.log" | tr '\n' ';') listener: $(in_guest ss -Htln "sport = :$PORT" | tr -s ' ')"
+		"echo service: $(tail -n 3 "$PH_TMP/servers.log" | tr '\n' ';') listener: $(in_guest ss -Htln "sport = :$PORT" | tr -s ' ')" \
+		"stolen $(( $(steal_ticks) - steal0 )) ticks, guest listen overflows $(( $(listen_overflows "$PH_GUEST_NS") - ovf0 )), softnet drops $(( $(softnet_drops) - drops0 )), streams' worst gap $gap ms"
 [ "$(listener_inode "$GUEST_IP" $PORT)" = "$ino0" ] && [ "$(listener_inode 0.0.0.0 $API_PORT)" = "$api0" ] &&
 	ok "the external and API listeners were never rebound" ||
 	fail "the listeners were never rebound" "$ino0/$api0 -> $(listener_inode "$GUEST_IP" $PORT)/$(listener_inode 0.0.0.0 $API_PORT)"

@@ -10,7 +10,7 @@
 # guest address 169.254.0.21 and the clients in the host namespace are the
 # usual ones. systemctl and journalctl run in the container (nsenter into
 # all its namespaces: no machined on this host); pids are the container's.
-# The echo service is the host's socat in the container's network namespace
+# The echo service is the host's tcpprobe echo in the container's network namespace
 # (the minbase root has none): portholed sees what it would see of any
 # loopback-only service there.
 #   1. after boot: the unit enabled and active/running, Type= as the unit
