@@ -21,6 +21,9 @@ and runs the contenders one at a time against servers inside G:
     floor     (request and UDP runs) $PH_BUILD/bench/floor_relay (TCP) and
               bench/floor_udp (UDP): the least a userspace relay can do, to
               tell porthole's cost from relaying's
+    floor-unix (request runs) floor_relay with its service leg on nginx's Unix
+              stream socket: the upper bound of issue 19 part 2 (a relay whose
+              loopback leg leaves the TCP stack, client leg unchanged)
     steered   (bulk and request runs) portholed --steer P: no relay, a BPF
               sk_lookup program hands each connection to the server's own
               127.0.0.1 listener (issue 19)
@@ -77,6 +80,9 @@ API_PORT = 49982
 CONTENDERS = ["direct", "dnat", "socat", "porthole"]
 # run after the contenders in the bulk and request steps (issue 19)
 STEERED = "steered"
+# request runs only: bench/floor_relay with a Unix stream socket as its
+# service leg, the upper bound of issue 19 part 2's accelerated loopback leg
+FLOOR_UNIX = "floor-unix"
 
 # UDP: (datagram payload bytes, clients); paced runs offer this many datagrams/s in all
 UDP_CONFIGS = [(64, 1), (64, 8), (1400, 1), (1400, 8)]
@@ -264,6 +270,8 @@ class Bench:
         self.portholed = os.path.join(self.build, "portholed")
         self.floor_relay = os.path.join(self.build, "bench", "floor_relay")
         self.floor_udp = os.path.join(self.build, "bench", "floor_udp")
+        # nginx's Unix listener for FLOOR_UNIX (the same server block's body)
+        self.http_sock = os.path.join(self.work, "http.sock")
         self.groups = {}
         self.procs = []
         self.anchor = None
@@ -432,6 +440,12 @@ class Bench:
             p = self.spawn([self.floor_relay, EXT, str(port)], self.ns_g, "fwd-floor")
             self.wait_listen(EXT_HEX, port, 5)
             return p
+        if c == FLOOR_UNIX:
+            # the service leg is nginx's Unix socket (bench_wrk only)
+            p = self.spawn([self.floor_relay, EXT, str(port), "unix:" + self.http_sock],
+                           self.ns_g, "fwd-" + FLOOR_UNIX)
+            self.wait_listen(EXT_HEX, port, 5)
+            return p
         raise ValueError(c)
 
     def porthole_start(self, extra=(), group="fwd-porthole"):
@@ -475,8 +489,8 @@ class Bench:
             self.group("fwd-" + c).kill()
 
     def fwd_group(self, c):
-        return (self.group("fwd-" + c) if c in ("socat", "porthole", "ref", "floor", STEERED)
-                else None)
+        return (self.group("fwd-" + c)
+                if c in ("socat", "porthole", "ref", "floor", FLOOR_UNIX, STEERED) else None)
 
     # --- profiling: flame graphs of the request runs -----------------------
 
@@ -745,18 +759,23 @@ http {
     default_type text/plain;
     server { listen 0.0.0.0:%(d)d backlog=4096; location / { return 200 "%(b)s"; } }
     server { listen 127.0.0.1:%(f)d backlog=4096; location / { return 200 "%(b)s"; } }
+    server { listen unix:%(u)s backlog=4096; location / { return 200 "%(b)s"; } }
 }
-""" % dict(w=self.work, d=P_HTTP_DIRECT, f=P_HTTP_FWD, b=BODY.replace("\n", "\\n")))
+""" % dict(w=self.work, d=P_HTTP_DIRECT, f=P_HTTP_FWD, u=self.http_sock,
+           b=BODY.replace("\n", "\\n")))
         self.nginx = self.spawn(["nginx", "-p", self.work, "-c", conf], self.ns_g, "servers")
         self.wait_listen(ANY_HEX, P_HTTP_DIRECT)
         self.wait_listen(LO_HEX, P_HTTP_FWD)
+        self.wait_for(lambda: os.path.exists(self.http_sock), 10, "nginx " + self.http_sock)
 
     def bench_wrk(self):
         # floor: bench/floor_relay, the least a userspace relay can do; a
-        # yardstick that tells porthole's cost from relaying's, not a target
+        # yardstick that tells porthole's cost from relaying's, not a target.
+        # floor-unix: the same relay with a Unix service leg, the upper
+        # bound of issue 19 part 2; a yardstick too
         extra = [STEERED]
         if os.access(self.floor_relay, os.X_OK):
-            extra = ["floor", STEERED]
+            extra = ["floor", FLOOR_UNIX, STEERED]
         else:
             self.res["notes"].append("floor relay: %s not built (make bench-tools); its rows "
                                      "are missing" % self.floor_relay)

@@ -3,6 +3,8 @@
  * bench/floor_relay.c - the least a userspace TCP relay can do: a yardstick
  *
  *	floor_relay ADDR PORT		relays ADDR:PORT to 127.0.0.1:PORT
+ *	floor_relay ADDR PORT unix:PATH	relays ADDR:PORT to the Unix stream
+ *					socket PATH
  *
  * Theory of Operation
  *
@@ -18,6 +20,24 @@
  * a message that does not fit the peer's socket buffer waits in a 16 KiB
  * buffer with that side's reading paused, and a connection that fails in
  * any way is simply closed.
+ *
+ * With unix:PATH the service leg is an AF_UNIX stream socket instead of a
+ * loopback TCP connection ("floor-unix" in results.md), and nothing else
+ * changes: the same loop, the same recv and send per message, the same FIN
+ * handling (shutdown of a Unix stream socket reports EPOLLRDHUP to its peer
+ * as a TCP FIN does); TCP_NODELAY is set on the client leg only. It bounds
+ * issue 19 part 2's relay acceleration from above: that design keeps the
+ * client leg and this loop and only moves the loopback leg out of the TCP
+ * stack (sock_ops + sk_msg redirect into the peer's receive queue), so no
+ * such relay can beat one whose loopback leg costs what the cheapest
+ * inter-process byte path costs. A Unix stream send is an skb allocation,
+ * a copy, a queue and a wake-up, a recv one copy: no TCP/IP, no softirq, no
+ * ACKs, the same order of work as an sk_msg ingress redirect (which also
+ * allocates, copies, runs a BPF program, queues and wakes). The server's
+ * own accept and I/O on a Unix socket are cheaper than on TCP as well,
+ * which flatters this contender further; for an upper bound that is fine.
+ * A Unix connect does not wait for an accept, and a full backlog fails it
+ * at once with EAGAIN: that connection is closed like any other failure.
  *
  * One detail it must share with porthole to be comparable: a FIN that
  * arrives with the last data (EPOLLRDHUP in the same report) is passed on
@@ -37,6 +57,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define FLOOR_BUF 16384
@@ -57,6 +78,16 @@ struct floor_pair {
 	size_t pend_len;
 	int dead;
 	struct floor_pair *next_dead;
+};
+
+/* Where the service leg connects: 127.0.0.1:PORT or a Unix socket path. */
+struct floor_target {
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_un un;
+	} addr;
+	socklen_t len;
 };
 
 static int floor_epfd;
@@ -100,10 +131,11 @@ static void floor_close(struct floor_pair *p)
 /**
  * floor_accept() - accept every pending client and connect its service leg
  * @lfd:	listening socket
- * @target:	127.0.0.1:PORT
+ * @target:	127.0.0.1:PORT, or a Unix stream socket
  */
-static void floor_accept(int lfd, const struct sockaddr_in *target)
+static void floor_accept(int lfd, const struct floor_target *target)
 {
+	int family = target->addr.sa.sa_family;
 	int one = 1;
 
 	for (;;) {
@@ -113,14 +145,14 @@ static void floor_accept(int lfd, const struct sockaddr_in *target)
 		c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (c < 0)
 			return;		/* EAGAIN, or out of fds: try on the next report */
-		s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		s = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		p = calloc(1, sizeof(*p));
 		if (s < 0 || !p)
 			goto fail;
 		setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (connect(s, (const struct sockaddr *)target, sizeof(*target)) &&
-		    errno != EINPROGRESS)
+		if (family == AF_INET)
+			setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (connect(s, &target->addr.sa, target->len) && errno != EINPROGRESS)
 			goto fail;
 		p->side[0] = (struct floor_side){ .fd = c, .idx = 0, .pair = p };
 		p->side[1] = (struct floor_side){ .fd = s, .idx = 1, .pair = p };
@@ -239,21 +271,47 @@ static void floor_input(struct floor_pair *p, int k, uint32_t events)
 	floor_eof(p, k);
 }
 
+/**
+ * floor_target_parse() - the service leg's address
+ * @t:		filled in
+ * @port:	PORT, for 127.0.0.1:PORT
+ * @arg:	NULL for 127.0.0.1:PORT, or "unix:PATH"
+ *
+ * Return: 0 or -EINVAL
+ */
+static int floor_target_parse(struct floor_target *t, int port, const char *arg)
+{
+	memset(t, 0, sizeof(*t));
+	if (!arg) {
+		t->addr.in.sin_family = AF_INET;
+		t->addr.in.sin_port = htons((uint16_t)port);
+		t->addr.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		t->len = sizeof(t->addr.in);
+		return 0;
+	}
+	if (strncmp(arg, "unix:", 5) || !arg[5] || strlen(arg + 5) >= sizeof(t->addr.un.sun_path))
+		return -EINVAL;
+	t->addr.un.sun_family = AF_UNIX;
+	strcpy(t->addr.un.sun_path, arg + 5);
+	t->len = sizeof(t->addr.un);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in addr = { .sin_family = AF_INET };
-	struct sockaddr_in target = { .sin_family = AF_INET };
+	struct floor_target target;
 	struct epoll_event events[256];
 	int lfd, one = 1, port;
 
-	if (argc != 3 || (port = atoi(argv[2])) <= 0 || port > 65535 ||
-	    inet_pton(AF_INET, argv[1], &addr.sin_addr) != 1) {
-		fprintf(stderr, "usage: floor_relay ADDR PORT\n");
+	if (argc < 3 || argc > 4 || (port = atoi(argv[2])) <= 0 || port > 65535 ||
+	    inet_pton(AF_INET, argv[1], &addr.sin_addr) != 1 ||
+	    floor_target_parse(&target, port, argc == 4 ? argv[3] : NULL)) {
+		fprintf(stderr, "usage: floor_relay ADDR PORT [unix:PATH]\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	addr.sin_port = target.sin_port = htons((uint16_t)port);
-	target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	addr.sin_port = htons((uint16_t)port);
 
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	floor_epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -19,8 +19,12 @@ FWD = ["dnat", "socat", "porthole", "steered"]
 # request runs: bench/floor_relay; UDP runs: bench/floor_udp; a yardstick for
 # porthole, not a contender (no verdict is ever taken from it)
 FLOOR = "floor"
+# request runs: bench/floor_relay with a Unix stream socket as its service leg, the
+# upper bound of issue 19 part 2 (a yardstick too)
+FLOOR_UNIX = "floor-unix"
+FLOORS = [FLOOR, FLOOR_UNIX]
 # forwarders that are processes of their own, so their CPU is measured
-OWN_CPU = ("socat", "porthole", FLOOR, "steered")
+OWN_CPU = ("socat", "porthole", FLOOR, FLOOR_UNIX, "steered")
 WRK_MODES = (("keepalive", "keep-alive"), ("close", "connection per request"))
 IPERF_CFG = [("fwd-1", "client -> server, 1 stream"), ("fwd-8", "client -> server, 8 streams"),
              ("rev-1", "server -> client, 1 stream"), ("rev-8", "server -> client, 8 streams")]
@@ -40,6 +44,10 @@ T_BURST_MS, T_BURST_SCANS = 100.0, 5
 T_UPGRADE_PAUSE_MS = 50.0    # issue 18: no byte moves for longer, p99 over the upgrades
 # Targets of issue 19, part 1 (--steer): both request rates and bulk vs direct
 T_STEER_REQ, T_STEER_BULK = 0.9, 0.95
+# Targets of issue 19, part 2 (relay acceleration): keep-alive vs direct, and the
+# relay's CPU per keep-alive request this much below today's; shown beside floor-unix,
+# never judged (it is a bound, not a product)
+T_ACCEL_KA, T_ACCEL_CPU = 0.75, 0.30
 
 
 def med(xs):
@@ -259,7 +267,7 @@ class Report:
             runs = wk.get(mode, {})
             base = med(ok_runs(runs.get("direct"), "rps"))
             base99 = med(ok_runs(runs.get("direct"), "p99_ms"))
-            for c in ["direct"] + FWD + [FLOOR]:
+            for c in ["direct"] + FWD + FLOORS:
                 if c not in runs:
                     continue
                 rps = ok_runs(runs[c], "rps")
@@ -287,7 +295,16 @@ class Report:
                    "thread, one `recv` and one `send` per message, no limits, accounting, "
                    "keepalive or splice. It tells porthole's own cost from the cost of relaying "
                    "through a second TCP connection; no target applies to it.", "")
+        if any(FLOOR_UNIX in wk.get(m, {}) for m in ("keepalive", "close")):
+            self.w("*floor-unix* is the same `bench/floor_relay` with its service leg on "
+                   "nginx's Unix stream socket (`unix:PATH`, the same `return 200` server): the "
+                   "same loop, system calls and FIN handling, only the loopback leg leaves the "
+                   "TCP stack. It bounds issue 19 part 2's relay acceleration (client leg "
+                   "unchanged, loopback leg redirected by sk_msg) from above; nginx's own "
+                   "accept and I/O on a Unix socket are cheaper than on TCP too, which flatters "
+                   "it. No target applies to it.", "")
         self.wrk_cpu(wk)
+        self.wrk_accel(wk)
 
     def wrk_cpu(self, wk):
         """Where the machine's CPU went per request, and the ratio it allows."""
@@ -302,7 +319,7 @@ class Report:
             good = {c: [x for x in runs.get(c, []) if "error" not in x
                         and x.get("machine_busy_s") is not None] for c in runs}
             base = med([per_req(x, "machine_busy_s") for x in good.get("direct", [])])
-            for c in ["direct"] + FWD + [FLOOR]:
+            for c in ["direct"] + FWD + FLOORS:
                 if not good.get(c):
                     continue
                 xs = good[c]
@@ -344,6 +361,51 @@ class Report:
         self.table(["mode", "contender", "machine busy", "machine CPU µs per request",
                     "forwarder", "server", "load generator", "other", "in softirq",
                     "CPU ceiling vs direct"], rows)
+
+    def wrk_accel(self, wk):
+        """Issue 19 part 2's upper bound: floor-unix against floor (and porthole), medians."""
+        if not any(FLOOR_UNIX in wk.get(m, {}) for m in ("keepalive", "close")):
+            return
+
+        def per_req(c, runs, key):
+            return med([x[key] * 1e6 / x["requests"] for x in runs.get(c) or []
+                        if "error" not in x and x.get(key) is not None and x.get("requests")])
+
+        def less(a, b):
+            """a's saving against b, "-25%"."""
+            return "%+.0f%%" % ((a / b - 1) * 100) if a is not None and b else "—"
+
+        rows = []
+        for mode, label in WRK_MODES:
+            runs = wk.get(mode, {})
+            if FLOOR_UNIX not in runs:
+                continue
+            ratio = {c: self.wrk_ratio.get((mode, c), (None,))[0]
+                     for c in ("porthole", FLOOR, FLOOR_UNIX)}
+            cpu = {c: per_req(c, runs, "cpu_s") for c in ("porthole", FLOOR, FLOOR_UNIX)}
+            busy = {c: per_req(c, runs, "machine_busy_s") for c in (FLOOR, FLOOR_UNIX)}
+            uf = med(ok_runs(runs[FLOOR_UNIX], "rps"))
+            fl = med(ok_runs(runs.get(FLOOR), "rps"))
+            rows.append([label, f(ratio["porthole"], "%.2fx"), f(ratio[FLOOR], "%.2fx"),
+                         f(ratio[FLOOR_UNIX], "%.2fx"),
+                         paired(uf / fl if uf and fl else None,
+                                rep_ratios(runs[FLOOR_UNIX], runs.get(FLOOR), "rps")),
+                         f(cpu["porthole"], "%.1f"), f(cpu[FLOOR], "%.1f"),
+                         f(cpu[FLOOR_UNIX], "%.1f"), less(cpu[FLOOR_UNIX], cpu[FLOOR]),
+                         less(cpu[FLOOR_UNIX], cpu["porthole"]),
+                         f(busy[FLOOR], "%.1f"), f(busy[FLOOR_UNIX], "%.1f")])
+        self.w("### Issue 19 part 2: the upper bound of a relay with a cheaper loopback leg", "",
+               "Medians; relay CPU is the forwarder cgroup's per request, machine CPU the "
+               "whole machine's (`/proc/stat`) per request. floor-unix / floor pairs each "
+               "round. The targets of issue 19 part 2 are keep-alive ≥ %.2fx direct, relay "
+               "CPU per keep-alive request ≥ %.0f%% below today's, new connections/s not "
+               "worse; floor-unix is a bound, so no verdict is taken from it." %
+               (T_ACCEL_KA, T_ACCEL_CPU * 100), "")
+        self.table(["mode", "porthole vs direct", "floor vs direct", "floor-unix vs direct",
+                    "floor-unix / floor", "porthole relay CPU µs/req",
+                    "floor relay CPU µs/req", "floor-unix relay CPU µs/req",
+                    "floor-unix vs floor", "floor-unix vs porthole",
+                    "floor machine CPU µs/req", "floor-unix machine CPU µs/req"], rows)
 
     def profile(self):
         """Flame graphs and CPU per request by role (bench_profile)."""

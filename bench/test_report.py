@@ -266,6 +266,37 @@ class ReportTest(unittest.TestCase):
         # its CPU per request is shown like a forwarder's: 2.0 s / 450,000 requests
         self.assertRegex(self.md, r"\| keep-alive \| floor \| [^\n]*\| 4\.4 \|")
 
+    def test_floor_unix_rows_and_upper_bound(self):
+        ka = {"direct": [wrk_run(100000, busy_s=9.0)] * 3,
+              "porthole": [wrk_run(50000, busy_s=9.0, fwd_cpu_s=2.5)] * 3,
+              "floor": [wrk_run(60000, busy_s=9.0, fwd_cpu_s=3.0)] * 3,
+              "floor-unix": [wrk_run(70000, busy_s=9.0, fwd_cpu_s=2.1)] * 3}
+        close = {"direct": [wrk_run(20000)] * 3, "porthole": [wrk_run(10000)] * 3,
+                 "floor": [wrk_run(10000)] * 3, "floor-unix": [wrk_run(12000)] * 3}
+        rows = self.build(results(ka, close))
+        # a yardstick: porthole's verdicts stay porthole's
+        self.assertEqual(rows["keep-alive requests/s vs direct"][-1], "**FAIL**")
+        self.assertIn("| keep-alive | floor-unix | 70000 (70000–70000) | 0.70x |", self.md)
+        self.assertIn("| connection per request | floor-unix | 12000 (12000–12000) | 0.60x |",
+                      self.md)
+        self.assertIn("*floor-unix* is the same `bench/floor_relay`", self.md)
+        # relay CPU per request like a forwarder's: 2.1 s / 350,000 requests = 6.0 µs
+        self.assertRegex(self.md, r"\| keep-alive \| floor-unix \| [^\n]*\| 6\.0 \|")
+        # floor-unix is in the machine CPU table: 9.0 s / 350,000 = 25.7 µs
+        self.assertRegex(self.md, r"\| keep-alive \| floor-unix \| 95% \| 25\.7 \| 6\.0 \|")
+        section = self.md.split("### Issue 19 part 2")[1].split("\n## ")[0]
+        # porthole 2.5 s / 250k = 10.0 µs, floor 3.0 s / 300k = 10.0 µs, floor-unix 6.0 µs
+        self.assertIn("| keep-alive | 0.50x | 0.60x | 0.70x | 1.17x (1.17–1.17) | 10.0 | 10.0 "
+                      "| 6.0 | -40% | -40% | 30.0 | 25.7 |", section)
+        self.assertIn("| connection per request | 0.50x | 0.50x | 0.60x | 1.20x (1.20–1.20) |",
+                      section)
+        # without floor-unix runs, no such section
+        for r in (ka, close):
+            del r["floor-unix"]
+        self.build(results(ka, close))
+        self.assertNotIn("Issue 19 part 2", self.md)
+        self.assertNotIn("floor-unix", self.md)
+
     def test_profile_tables(self):
         res = results({"direct": [wrk_run(1)]}, {"direct": [wrk_run(1)]})
         prof = lambda rps, fwd, calls: dict(
