@@ -59,6 +59,12 @@ def ok_runs(runs, key):
     return [r.get(key) for r in runs or [] if "error" not in r and r.get(key) is not None]
 
 
+def per_request(runs, key):
+    """KEY (CPU seconds) per request, in µs, for each good run of RUNS that has both."""
+    return [r[key] * 1e6 / r["requests"] for r in runs or []
+            if "error" not in r and r.get(key) is not None and r.get("requests")]
+
+
 def f(x, fmt="%.2f", none="—"):
     return none if x is None else fmt % x
 
@@ -283,9 +289,7 @@ class Report:
                              sum(ok_runs(runs[c], "errors")),
                              rng(ok_runs(runs[c], "cpu_s"), "%.2f")
                              if c in OWN_CPU else "—",
-                             rng([x["cpu_s"] * 1e6 / x["requests"] for x in runs[c]
-                                  if "error" not in x and x.get("cpu_s") is not None
-                                  and x.get("requests")], "%.1f")
+                             rng(per_request(runs[c], "cpu_s"), "%.1f")
                              if c in OWN_CPU else "—"])
         self.table(["mode", "contender", "requests/s", "ratio vs direct", "per-rep ratios",
                     "p50 ms", "p99 ms", "errors", "forwarder CPU-s per run",
@@ -308,23 +312,19 @@ class Report:
 
     def wrk_cpu(self, wk):
         """Where the machine's CPU went per request, and the ratio it allows."""
-        def per_req(x, key):
-            v = x.get(key)
-            return v * 1e6 / x["requests"] if v is not None and x.get("requests") else None
-
         rows = []
         self.wrk_ceiling = {}
         for mode, label in WRK_MODES:
             runs = wk.get(mode, {})
             good = {c: [x for x in runs.get(c, []) if "error" not in x
                         and x.get("machine_busy_s") is not None] for c in runs}
-            base = med([per_req(x, "machine_busy_s") for x in good.get("direct", [])])
+            base = med(per_request(good.get("direct"), "machine_busy_s"))
             for c in ["direct"] + FWD + FLOORS:
                 if not good.get(c):
                     continue
                 xs = good[c]
-                total = med([per_req(x, "machine_busy_s") for x in xs])
-                parts = {k: med([per_req(x, k) for x in xs])
+                total = med(per_request(xs, "machine_busy_s"))
+                parts = {k: med(per_request(xs, k))
                          for k in ("cpu_s", "server_cpu_s", "load_cpu_s", "machine_softirq_s")}
                 roles = [parts["server_cpu_s"], parts["load_cpu_s"]]
                 if c in OWN_CPU:
@@ -367,10 +367,6 @@ class Report:
         if not any(FLOOR_UNIX in wk.get(m, {}) for m in ("keepalive", "close")):
             return
 
-        def per_req(c, runs, key):
-            return med([x[key] * 1e6 / x["requests"] for x in runs.get(c) or []
-                        if "error" not in x and x.get(key) is not None and x.get("requests")])
-
         def less(a, b):
             """a's saving against b, "-25%"."""
             return "%+.0f%%" % ((a / b - 1) * 100) if a is not None and b else "—"
@@ -382,8 +378,9 @@ class Report:
                 continue
             ratio = {c: self.wrk_ratio.get((mode, c), (None,))[0]
                      for c in ("porthole", FLOOR, FLOOR_UNIX)}
-            cpu = {c: per_req(c, runs, "cpu_s") for c in ("porthole", FLOOR, FLOOR_UNIX)}
-            busy = {c: per_req(c, runs, "machine_busy_s") for c in (FLOOR, FLOOR_UNIX)}
+            cpu = {c: med(per_request(runs.get(c), "cpu_s"))
+                   for c in ("porthole", FLOOR, FLOOR_UNIX)}
+            busy = {c: med(per_request(runs.get(c), "machine_busy_s")) for c in (FLOOR, FLOOR_UNIX)}
             uf = med(ok_runs(runs[FLOOR_UNIX], "rps"))
             fl = med(ok_runs(runs.get(FLOOR), "rps"))
             rows.append([label, f(ratio["porthole"], "%.2fx"), f(ratio[FLOOR], "%.2fx"),
