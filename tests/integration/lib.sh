@@ -594,9 +594,9 @@ wait_listening()
 	fi
 }
 
-# serve_echo ADDR PORT: an echo service in the guest, one process for every
-# connection (tcpprobe echo; socat's fork per connection can take seconds
-# on a machine whose kernel runs DAMON: see mode_echo() in tcpprobe.c)
+# serve_echo ADDR PORT: an echo service in the guest, a single process that
+# serves every connection (tcpprobe echo; socat's fork per connection can take
+# seconds on a machine whose kernel runs DAMON: see mode_echo() in tcpprobe.c)
 serve_echo()
 {
 	local p

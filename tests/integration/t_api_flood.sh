@@ -2,12 +2,13 @@
 # t_api_flood.sh - the control plane under a connection flood on a forwarded port
 # (issue #14): 2 x 10,000 connections from the host to a guest service that
 # accepts slowly (backlog 8, 10 accepts/s), opened within about a second (10
-# a millisecond per client process; see apiload's flood for why), every client
-# closing 10 s after it connected; once with the daemon's default descriptor limit and once under
-# prlimit --nofile=256. Meanwhile GET /health every 50 ms must answer 200 within
-# 100 ms (p100), POST /snapshot/prepare + resume must succeed, another forwarded
-# port must keep relaying, and afterwards the relays end and the daemon's VmRSS
-# comes back within 1 MB of where it started.
+# a millisecond per client process; see apiload's flood for why), every
+# client closing 10 s after it connected; once with the daemon's default
+# descriptor limit and once under prlimit --nofile=256. Meanwhile GET /health
+# every 50 ms must answer 200 within 100 ms (p100), POST /snapshot/prepare +
+# resume must succeed, another forwarded port must keep relaying, and
+# afterwards the relays end and the daemon's VmRSS comes back within 1 MB of
+# where it started.
 #
 # The daemon runs at its defaults (half-close timeout 60 s): once the clients
 # left, their relays end within seconds anyway, because a client that sent

@@ -167,7 +167,6 @@ note "upgrades at: $(cut -d' ' -f1,3 "$PH_TMP/upgrades.txt" | tr '\n' ' ')"
 [ "$refused" = 0 ] && [ "$timeout" = 0 ] && [ "$lost" = 0 ] && [ "$lok" -gt 100 ] &&
 	ok "a client connecting every ms: $lok ok, 0 refused, 0 lost, 0 timed out" ||
 	fail "a client connecting every ms: 0 refused, 0 lost, 0 timed out" "$(cat "$PH_TMP/loop.json")" \
-		"upgrades at: $(cut -d' ' -f1,3 "$PH_TMP/upgrades.txt" | tr '\n' ' ')" \
 		"daemon warnings: $(grep -E ' (warn|error) ' "$DAEMON_LOG" | tail -n 8 | cut -c12-200 | tr '\n' ';')" \
 		"echo service: $(tail -n 3 "$PH_TMP/servers.log" | tr '\n' ';') listener: $(in_guest ss -Htln "sport = :$PORT" | tr -s ' ')" \
 		"stolen $(( $(steal_ticks) - steal0 )) ticks, guest listen overflows $(( $(listen_overflows "$PH_GUEST_NS") - ovf0 )), softnet drops $(( $(softnet_drops) - drops0 )), streams' worst gap $gap ms"
